@@ -1,0 +1,171 @@
+// The backend contract: opaque device buffers plus a fixed set of fused GPT-2 kernels
+// (llm.c style: hand-written backward, no autograd). Core drives the graph; a backend only
+// implements these kernels. Kernels are enqueued in order; only `read` and `sync` wait.
+//
+// Conventions (DESIGN.md):
+// - outputs first, then inputs, then sizes (B, T, C, NH, HS, V ...);
+// - linear weights are [OUT, IN], so every matmul is out = inp @ W^T + bias;
+// - backward kernels ACCUMULATE (+=) into every gradient they write, parameter and activation
+//   gradients alike, so callers zero scratch gradients first and gradient accumulation is free.
+//   The one exception is crossEntropyBackward, which overwrites dlogits and may run in place
+//   (dlogits === logits), as llm.c's fused classifier does;
+// - `add` and elementwise kernels may run in place (out === a);
+// - integer buffers (tokens, targets) are 'i32'; everything else is 'f32'.
+
+import { GPT2Error } from './errors.js';
+
+export type DType = 'f32' | 'i32';
+
+/** An opaque handle to device memory owned by a backend. `length` counts elements. */
+export interface Buf {
+  readonly length: number;
+  readonly dtype: DType;
+}
+
+export interface Kernels {
+  /** out (B,T,C) = wte[tokens] + wpe[t]. tokens (B,T) i32, wte (V,C), wpe (>=T,C). */
+  encoderForward(out: Buf, tokens: Buf, wte: Buf, wpe: Buf, B: number, T: number, C: number): void;
+  /** dwte[tokens[b,t]] += dout[b,t]; dwpe[t] += dout[b,t]. */
+  encoderBackward(dwte: Buf, dwpe: Buf, dout: Buf, tokens: Buf, B: number, T: number, C: number): void;
+
+  /** out (N,C) = (inp - mean) * rstd * w + b, eps 1e-5; saves mean (N) and rstd (N). */
+  layernormForward(out: Buf, mean: Buf, rstd: Buf, inp: Buf, w: Buf, b: Buf, N: number, C: number): void;
+  /** Accumulates into dinp (N,C), dw (C), db (C). */
+  layernormBackward(
+    dinp: Buf, dw: Buf, db: Buf, dout: Buf, inp: Buf, w: Buf, mean: Buf, rstd: Buf, N: number, C: number,
+  ): void;
+
+  /** out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias (OUT). */
+  matmulForward(out: Buf, inp: Buf, w: Buf, bias: Buf | null, N: number, IN: number, OUT: number): void;
+  /** dinp (N,IN) += dout @ w; dw (OUT,IN) += dout^T @ inp; dbias (OUT) += sum_n dout. */
+  matmulBackward(
+    dinp: Buf, dw: Buf, dbias: Buf | null, dout: Buf, inp: Buf, w: Buf, N: number, IN: number, OUT: number,
+  ): void;
+
+  /**
+   * Causal self-attention. qkv (B,T,3C) holds q, k, v side by side, head h at columns h*HS.
+   * out (B,T,C); lse (B,NH,T) saves each row's log-sum-exp of the scaled scores, so no (T,T)
+   * matrix is kept and backward recomputes the scores.
+   */
+  attentionForward(out: Buf, lse: Buf, qkv: Buf, B: number, T: number, NH: number, HS: number): void;
+  /** Accumulates into dqkv (B,T,3C). */
+  attentionBackward(
+    dqkv: Buf, dout: Buf, qkv: Buf, out: Buf, lse: Buf, B: number, T: number, NH: number, HS: number,
+  ): void;
+  /**
+   * Cached attention for generation: writes the k and v of T new positions (pos .. pos+T-1) of
+   * qkv (B,T,3C) into kCache and vCache (B,NH,maxT,HS), then attends each new query causally over
+   * cache positions 0 .. its own. out (B,T,C). T = prompt length is the prefill, T = 1 a decode step.
+   */
+  attentionDecode(
+    out: Buf, qkv: Buf, kCache: Buf, vCache: Buf, B: number, T: number, pos: number, NH: number, HS: number,
+    maxT: number,
+  ): void;
+
+  /** out = gelu_new(inp), GPT-2's tanh approximation. */
+  geluForward(out: Buf, inp: Buf, N: number): void;
+  /** dinp += gelu_new'(inp) * dout. */
+  geluBackward(dinp: Buf, inp: Buf, dout: Buf, N: number): void;
+
+  /** out = a + b (may be in place). */
+  add(out: Buf, a: Buf, b: Buf, N: number): void;
+
+  /** losses (N) = -log softmax(logits (N,V))[targets]; a negative target gives loss 0. */
+  crossEntropyForward(losses: Buf, logits: Buf, targets: Buf, N: number, V: number): void;
+  /** dlogits (N,V) = scale * (softmax(logits) - onehot(targets)); rows with a negative target get 0. Overwrites; may be in place. */
+  crossEntropyBackward(dlogits: Buf, logits: Buf, targets: Buf, scale: number, N: number, V: number): void;
+
+  /** out (1) = sum x^2 over N elements (overwrites). */
+  sumSquares(out: Buf, x: Buf, N: number): void;
+  /**
+   * One AdamW step over N elements, torch.optim.AdamW semantics with bias correction:
+   * g = grads * gradScale; m, v updated; params -= lr * (mhat / (sqrt(vhat) + eps) + weightDecay * params).
+   * step counts from 1.
+   */
+  adamw(
+    params: Buf, grads: Buf, m: Buf, v: Buf, N: number, lr: number, beta1: number, beta2: number, eps: number,
+    weightDecay: number, step: number, gradScale: number,
+  ): void;
+}
+
+export interface Backend {
+  readonly name: string;
+  readonly kernels: Kernels;
+  /** A new zero-filled buffer of `length` elements. */
+  alloc(length: number, dtype?: DType): Buf;
+  /** A view of `length` elements of `buf` starting at element `offset`; shares memory. */
+  view(buf: Buf, offset: number, length: number): Buf;
+  /** Copies host data into the start of `dst` (enqueued). */
+  upload(dst: Buf, src: Float32Array | Int32Array): void;
+  /** Waits for queued work, then copies an f32 buffer back to the host. */
+  read(src: Buf): Promise<Float32Array>;
+  /** Fills a buffer with zeros (enqueued). */
+  zero(buf: Buf): void;
+  /** Waits for all queued work. */
+  sync(): Promise<void>;
+  free(buf: Buf): void;
+  dispose(): void;
+  /** Human-readable facts for `gpt2 info` (device, threads, features). */
+  describe(): Record<string, string>;
+}
+
+export type BackendFactory = () => Promise<Backend>;
+
+interface Registration {
+  name: string;
+  priority: number;
+  factory: BackendFactory;
+}
+
+const registry = new Map<string, Registration>();
+
+/**
+ * Makes a backend available to resolveBackend. Higher priority is tried first by 'auto'
+ * (cuda 40, webgpu 30, wasm 20, cpu 10). Backend packages register nothing on import; the
+ * application calls this with their factory.
+ */
+export function registerBackend(name: string, factory: BackendFactory, priority: number): void {
+  registry.set(name, { name, priority, factory });
+}
+
+export function registeredBackends(): string[] {
+  return [...registry.values()].sort((a, b) => b.priority - a.priority).map((r) => r.name);
+}
+
+export interface BackendFailure {
+  name: string;
+  reason: string;
+}
+
+export interface ResolvedBackend {
+  backend: Backend;
+  /** Backends tried before this one and why each failed to initialise. */
+  failures: BackendFailure[];
+}
+
+/**
+ * Initialises the named backend, or with 'auto' the highest-priority one that initialises,
+ * keeping the reason each failed one gave (as onnxruntime's resolveBackend does).
+ */
+export async function resolveBackend(name: string): Promise<ResolvedBackend> {
+  const failures: BackendFailure[] = [];
+  const order =
+    name === 'auto' ? [...registry.values()].sort((a, b) => b.priority - a.priority) : [registry.get(name)];
+  if (order[0] === undefined) {
+    const known = registeredBackends().join(', ');
+    throw new GPT2Error(`Unknown backend '${name}'; choose one of: auto, ${known}.`);
+  }
+  for (const reg of order) {
+    if (!reg) continue;
+    try {
+      return { backend: await reg.factory(), failures };
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      if (name !== 'auto') throw new GPT2Error(`The ${reg.name} backend could not start: ${reason}`);
+      failures.push({ name: reg.name, reason });
+    }
+  }
+  throw new GPT2Error(
+    `No backend could start: ${failures.map((f) => `${f.name} (${f.reason})`).join('; ')}.`,
+  );
+}

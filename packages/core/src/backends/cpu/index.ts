@@ -1,0 +1,46 @@
+import type { Backend, Buf, DType, Kernels } from '../../backend.js';
+import { CpuBuf, f32 } from './buf.js';
+import { encoderForward, encoderBackward } from './encoder.js';
+import { layernormForward, layernormBackward } from './layernorm.js';
+import { matmulForward, matmulBackward } from './matmul.js';
+import { attentionForward, attentionBackward, attentionDecode } from './attention.js';
+import { geluForward, geluBackward } from './gelu.js';
+import { add } from './add.js';
+import { crossEntropyForward, crossEntropyBackward } from './crossentropy.js';
+import { sumSquares } from './sum-squares.js';
+import { adamw } from './adamw.js';
+
+const kernels: Kernels = {
+  encoderForward, encoderBackward, layernormForward, layernormBackward, matmulForward, matmulBackward,
+  attentionForward, attentionBackward, attentionDecode, geluForward, geluBackward, add,
+  crossEntropyForward, crossEntropyBackward, sumSquares, adamw,
+};
+
+/** The reference backend: plain TypeScript over typed arrays, single-threaded, synchronous. */
+export function createCpuBackend(): Backend {
+  return {
+    name: 'cpu',
+    kernels,
+    alloc(length: number, dtype: DType = 'f32'): Buf {
+      return new CpuBuf(dtype === 'f32' ? new Float32Array(length) : new Int32Array(length), dtype);
+    },
+    view(buf: Buf, offset: number, length: number): Buf {
+      const b = buf as CpuBuf;
+      if (offset < 0 || offset + length > b.length) throw new RangeError(`view [${offset}, ${offset + length}) outside buffer of ${b.length}`);
+      return new CpuBuf(b.data.subarray(offset, offset + length), b.dtype);
+    },
+    upload(dst: Buf, src: Float32Array | Int32Array): void {
+      (dst as CpuBuf).data.set(src);
+    },
+    async read(src: Buf): Promise<Float32Array> {
+      return f32(src).slice();
+    },
+    zero(buf: Buf): void {
+      (buf as CpuBuf).data.fill(0);
+    },
+    async sync(): Promise<void> {},
+    free(): void {},
+    dispose(): void {},
+    describe: () => ({ device: 'JavaScript on the main thread', threads: '1' }),
+  };
+}

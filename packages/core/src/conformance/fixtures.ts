@@ -1,0 +1,143 @@
+// Model-level conformance: the fixtures' float64 PyTorch outputs define correct (fixtures/README.md).
+import { readFileSync, existsSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import type { Backend } from '../backend.js';
+import { parseConfig, type GPT2Config } from '../model/config.js';
+import { GPT2 } from '../model/gpt2.js';
+import { paramsFromSafetensors, paramsToTensors } from '../io/checkpoint.js';
+import { parseSafetensors, type SafeTensors } from '../io/safetensors.js';
+import { assertClose } from './compare.js';
+
+/** The repository's fixtures/ folder (GPT2_FIXTURES overrides). */
+export function fixturesDir(): string {
+  return process.env.GPT2_FIXTURES ?? fileURLToPath(new URL('../../../../fixtures/', import.meta.url));
+}
+
+export interface Fixture {
+  name: string;
+  dir: string;
+  config: GPT2Config;
+  params: Float32Array;
+  ref: SafeTensors;
+}
+
+export function loadFixture(name: string): Fixture {
+  const dir = join(fixturesDir(), name);
+  const read = (f: string) => {
+    const b = readFileSync(join(dir, f));
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  };
+  const config = parseConfig(readFileSync(join(dir, 'config.json'), 'utf8'), `${name}/config.json`);
+  const params = paramsFromSafetensors(config, parseSafetensors(read('model.safetensors'), `${name}/model.safetensors`));
+  return { name, dir, config, params, ref: parseSafetensors(read('reference.safetensors'), `${name}/reference.safetensors`) };
+}
+
+export function fixtureNames(): string[] {
+  const root = fixturesDir();
+  if (!existsSync(root)) throw new Error(`fixtures folder ${root} not found`);
+  return readdirSync(root).filter((d) => existsSync(join(root, d, 'reference.safetensors'))).sort();
+}
+
+export interface ModelCase {
+  name: string;
+  run(be: Backend): Promise<void>;
+}
+
+// DESIGN.md tolerances for fp32 backends
+const TOL = { logits: 1e-4, loss: 1e-5, grad: [1e-4, 1e-3], adamLoss: 1e-4, param: [1e-5, 1e-4] } as const;
+
+function batch(f: Fixture) {
+  const inputs = f.ref.int32('inputs'), targets = f.ref.int32('targets');
+  const [B, T] = f.ref.tensors.get('inputs')!.shape;
+  return { inputs, targets, B, T };
+}
+
+function logitsCase(f: Fixture): ModelCase {
+  return {
+    name: `${f.name}: logits and loss`,
+    async run(be) {
+      const m = new GPT2(be, f.config, f.params);
+      const { inputs, targets, B, T } = batch(f);
+      const loss = await m.forward(inputs, B, T, targets);
+      assertClose(`${f.name} logits`, await m.logits(), f.ref.float32('logits'), TOL.logits);
+      assertClose(`${f.name} loss`, [loss!], f.ref.float32('loss'), TOL.loss);
+    },
+  };
+}
+
+/** Our gradients (flat, our layout) compared tensor by tensor in HF's names and layout. */
+function compareTensors(what: string, cfg: GPT2Config, flat: Float32Array, ref: SafeTensors, prefix: string, tol: readonly number[]) {
+  for (const t of paramsToTensors(cfg, flat)) {
+    const hfName = t.name.replace(/^transformer\./, '');
+    assertClose(`${what} ${hfName}`, t.data, ref.float32(prefix + hfName), tol[0], tol[1]);
+  }
+}
+
+function gradsCase(f: Fixture): ModelCase {
+  return {
+    name: `${f.name}: every parameter gradient`,
+    async run(be) {
+      const m = new GPT2(be, f.config, f.params);
+      const { inputs, targets, B, T } = batch(f);
+      await m.forward(inputs, B, T, targets);
+      m.zeroGrad();
+      m.backward();
+      compareTensors(`${f.name} grad`, f.config, await m.readGrads(), f.ref, 'grads.', TOL.grad);
+    },
+  };
+}
+
+function adamwCase(f: Fixture): ModelCase {
+  return {
+    name: `${f.name}: 10 clipped AdamW steps`,
+    async run(be) {
+      const h = JSON.parse(f.ref.metadata.adamw) as { lr: number; betas: [number, number]; eps: number; weight_decay: number; steps: number };
+      const m = new GPT2(be, f.config, f.params);
+      const { inputs, targets, B, T } = batch(f);
+      const wantLoss = f.ref.float32('adamw.losses'), wantNorm = f.ref.float32('adamw.grad_norms');
+      for (let i = 0; i < h.steps; i++) {
+        const loss = await m.forward(inputs, B, T, targets);
+        assertClose(`${f.name} AdamW loss before step ${i}`, [loss!], [wantLoss[i]], TOL.adamLoss);
+        m.zeroGrad();
+        m.backward();
+        const norm = await m.update({ lr: h.lr, beta1: h.betas[0], beta2: h.betas[1], eps: h.eps, weightDecay: h.weight_decay, clip: 1.0 });
+        assertClose(`${f.name} grad norm at step ${i}`, [norm], [wantNorm[i]], TOL.grad[0], TOL.grad[1]);
+      }
+      compareTensors(`${f.name} params after AdamW`, f.config, await m.readParams(), f.ref, 'adamw.params.', TOL.param);
+    },
+  };
+}
+
+function greedyCase(f: Fixture): ModelCase {
+  return {
+    name: `${f.name}: greedy decoding through the KV cache`,
+    async run(be) {
+      const m = new GPT2(be, f.config, f.params);
+      const prompt = f.ref.int32('greedy.prompt'), want = f.ref.int32('greedy.tokens');
+      const cache = m.createCache(1);
+      let logits = await cache.feed(prompt, prompt.length);
+      const got: number[] = [];
+      for (let i = 0; i < want.length; i++) {
+        let best = 0;
+        for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
+        got.push(best);
+        if (i + 1 < want.length) logits = await cache.feed(Int32Array.of(best), 1);
+      }
+      assertClose(`${f.name} greedy tokens`, got, want, 0);
+    },
+  };
+}
+
+/** Every model-level case the fixtures support. */
+export function modelCases(): ModelCase[] {
+  const cases: ModelCase[] = [];
+  for (const name of fixtureNames()) {
+    const f = loadFixture(name);
+    cases.push(logitsCase(f));
+    if (f.ref.tensors.has(`grads.${'wte.weight'}`)) cases.push(gradsCase(f));
+    if (f.ref.tensors.has('adamw.losses')) cases.push(adamwCase(f));
+    if (f.ref.tensors.has('greedy.tokens')) cases.push(greedyCase(f));
+  }
+  return cases;
+}

@@ -1,0 +1,271 @@
+// Kernel-level conformance: every kernel of the contract on random data at several shapes,
+// odd ones included, against the naive float64 references. Backward kernels start from random
+// gradient buffers, so a kernel that overwrites instead of accumulating fails.
+import type { Backend, Buf } from '../backend.js';
+import { Rng } from '../sample/rng.js';
+import * as ref from './reference.js';
+import { assertClose } from './compare.js';
+
+export interface KernelCase {
+  name: string;
+  run(be: Backend): Promise<void>;
+}
+
+type F64 = Float64Array;
+
+class Ctx {
+  rng: Rng;
+  constructor(readonly be: Backend, seed: number) {
+    this.rng = new Rng(seed);
+  }
+  /** Random float32 values in [-scale, scale), returned as the exact float64 the reference sees. */
+  rand(n: number, scale = 1): F64 {
+    const f = new Float32Array(n);
+    for (let i = 0; i < n; i++) f[i] = (this.rng.random() * 2 - 1) * scale;
+    return Float64Array.from(f);
+  }
+  ints(n: number, max: number, ignoreEvery = 0): Int32Array {
+    return Int32Array.from({ length: n }, (_, i) => (ignoreEvery && i % ignoreEvery === 1 ? -100 : this.rng.int(max)));
+  }
+  buf(a: F64): Buf {
+    const b = this.be.alloc(a.length);
+    this.be.upload(b, Float32Array.from(a));
+    return b;
+  }
+  ibuf(a: Int32Array): Buf {
+    const b = this.be.alloc(a.length, 'i32');
+    this.be.upload(b, a);
+    return b;
+  }
+  async expect(what: string, b: Buf, want: F64, atol: number, rtol = 1e-4): Promise<void> {
+    assertClose(what, await this.be.read(b), want, atol, rtol);
+  }
+}
+
+const plus = (a: F64, b: F64): F64 => a.map((x, i) => x + b[i]);
+
+function matmulCase(N: number, IN: number, OUT: number, bias: boolean): KernelCase {
+  return {
+    name: `matmul N=${N} IN=${IN} OUT=${OUT}${bias ? '' : ' (no bias)'}`,
+    async run(be) {
+      const c = new Ctx(be, N * 131 + IN * 7 + OUT);
+      const s = 1 / Math.sqrt(IN);
+      const inp = c.rand(N * IN), w = c.rand(OUT * IN, s), b = bias ? c.rand(OUT) : null;
+      const out = be.alloc(N * OUT);
+      be.kernels.matmulForward(out, c.buf(inp), c.buf(w), b ? c.buf(b) : null, N, IN, OUT);
+      await c.expect('matmulForward out', out, ref.matmul(inp, w, b, N, IN, OUT), 1e-5);
+      const dout = c.rand(N * OUT), di0 = c.rand(N * IN), dw0 = c.rand(OUT * IN), db0 = c.rand(OUT);
+      const dinp = c.buf(di0), dw = c.buf(dw0), db = bias ? c.buf(db0) : null;
+      be.kernels.matmulBackward(dinp, dw, db, c.buf(dout), c.buf(inp), c.buf(w), N, IN, OUT);
+      const g = ref.matmulGrad(dout, inp, w, N, IN, OUT);
+      await c.expect('matmulBackward dinp', dinp, plus(di0, g.dinp), 2e-5);
+      await c.expect('matmulBackward dw', dw, plus(dw0, g.dw), 1e-5 * Math.sqrt(N) + 1e-5);
+      if (db) await c.expect('matmulBackward dbias', db, plus(db0, g.dbias), 1e-5 * Math.sqrt(N) + 1e-5);
+    },
+  };
+}
+
+function layernormCase(N: number, C: number): KernelCase {
+  return {
+    name: `layernorm N=${N} C=${C}`,
+    async run(be) {
+      const c = new Ctx(be, N * 17 + C);
+      const inp = c.rand(N * C, 3).map((x, i) => x + (i % 5)), w = c.rand(C, 2), b = c.rand(C);
+      const out = be.alloc(N * C), mean = be.alloc(N), rstd = be.alloc(N);
+      const inpB = c.buf(inp), wB = c.buf(w);
+      be.kernels.layernormForward(out, mean, rstd, inpB, wB, c.buf(b), N, C);
+      const r = ref.layernorm(inp, w, b, N, C);
+      await c.expect('layernormForward out', out, r.out, 1e-5);
+      await c.expect('layernormForward mean', mean, r.mean, 1e-5);
+      await c.expect('layernormForward rstd', rstd, r.rstd, 1e-5);
+      const dout = c.rand(N * C), di0 = c.rand(N * C), dw0 = c.rand(C), db0 = c.rand(C);
+      const dinp = c.buf(di0), dw = c.buf(dw0), db = c.buf(db0);
+      be.kernels.layernormBackward(dinp, dw, db, c.buf(dout), inpB, wB, mean, rstd, N, C);
+      const g = ref.layernormGrad(dout, inp, w, N, C);
+      await c.expect('layernormBackward dinp', dinp, plus(di0, g.dinp), 1e-4);
+      await c.expect('layernormBackward dw', dw, plus(dw0, g.dw), 1e-5 * Math.sqrt(N) + 1e-5);
+      await c.expect('layernormBackward db', db, plus(db0, g.db), 1e-5 * Math.sqrt(N) + 1e-5);
+    },
+  };
+}
+
+function attentionCase(B: number, T: number, NH: number, HS: number): KernelCase {
+  return {
+    name: `attention B=${B} T=${T} NH=${NH} HS=${HS}`,
+    async run(be) {
+      const c = new Ctx(be, B * 1000 + T * 10 + NH + HS);
+      const C = NH * HS, qkv = c.rand(B * T * 3 * C, 2);
+      const out = be.alloc(B * T * C), lse = be.alloc(B * NH * T), qkvB = c.buf(qkv);
+      be.kernels.attentionForward(out, lse, qkvB, B, T, NH, HS);
+      const r = ref.attention(qkv, B, T, NH, HS);
+      await c.expect('attentionForward out', out, r.out, 1e-5);
+      await c.expect('attentionForward lse', lse, r.lse, 1e-5);
+      const dout = c.rand(B * T * C), d0 = c.rand(B * T * 3 * C), dqkv = c.buf(d0);
+      be.kernels.attentionBackward(dqkv, c.buf(dout), qkvB, out, lse, B, T, NH, HS);
+      await c.expect('attentionBackward dqkv', dqkv, plus(d0, ref.attentionGrad(dout, qkv, B, T, NH, HS)), 5e-5);
+    },
+  };
+}
+
+// Prefill T0 positions, then decode one at a time: every output row and the caches must equal
+// full causal attention over the whole sequence.
+function decodeCase(B: number, T0: number, steps: number, NH: number, HS: number, maxT: number): KernelCase {
+  return {
+    name: `attentionDecode B=${B} prefill=${T0} steps=${steps} NH=${NH} HS=${HS} maxT=${maxT}`,
+    async run(be) {
+      const c = new Ctx(be, 4242 + B + T0);
+      const C = NH * HS, T = T0 + steps, qkv = c.rand(B * T * 3 * C, 2);
+      const want = ref.attention(qkv, B, T, NH, HS).out;
+      const kc = be.alloc(B * NH * maxT * HS), vc = be.alloc(B * NH * maxT * HS);
+      // rows [t0, t0+n) of every sequence, as (B, n, X)
+      const rows = (a: F64, t0: number, n: number, X: number) => {
+        const r = new Float64Array(B * n * X);
+        for (let b = 0; b < B; b++) r.set(a.subarray((b * T + t0) * X, (b * T + t0 + n) * X), b * n * X);
+        return r;
+      };
+      let pos = 0;
+      for (const n of [T0, ...Array(steps).fill(1)] as number[]) {
+        const out = be.alloc(B * n * C);
+        be.kernels.attentionDecode(out, c.buf(rows(qkv, pos, n, 3 * C)), kc, vc, B, n, pos, NH, HS, maxT);
+        await c.expect(`attentionDecode out at pos ${pos}`, out, rows(want, pos, n, C), 1e-5);
+        pos += n;
+      }
+      const kWant = new Float64Array(B * NH * maxT * HS), vWant = new Float64Array(B * NH * maxT * HS);
+      for (let b = 0; b < B; b++)
+        for (let h = 0; h < NH; h++)
+          for (let t = 0; t < T; t++)
+            for (let i = 0; i < HS; i++) {
+              const src = (b * T + t) * 3 * C + h * HS + i, dst = ((b * NH + h) * maxT + t) * HS + i;
+              kWant[dst] = qkv[src + C];
+              vWant[dst] = qkv[src + 2 * C];
+            }
+      await c.expect('attentionDecode kCache', kc, kWant, 0, 0);
+      await c.expect('attentionDecode vCache', vc, vWant, 0, 0);
+    },
+  };
+}
+
+function geluCase(N: number): KernelCase {
+  return {
+    name: `gelu N=${N}`,
+    async run(be) {
+      const c = new Ctx(be, N);
+      const x = c.rand(N, 6), out = be.alloc(N), xB = c.buf(x);
+      be.kernels.geluForward(out, xB, N);
+      await c.expect('geluForward', out, ref.gelu(x), 1e-6);
+      const dout = c.rand(N), d0 = c.rand(N), dinp = c.buf(d0);
+      be.kernels.geluBackward(dinp, xB, c.buf(dout), N);
+      await c.expect('geluBackward', dinp, plus(d0, ref.geluGrad(x, dout)), 1e-6);
+    },
+  };
+}
+
+function elementwiseCase(N: number): KernelCase {
+  return {
+    name: `add, sumSquares N=${N}`,
+    async run(be) {
+      const c = new Ctx(be, N + 99);
+      const a = c.rand(N), b = c.rand(N), out = be.alloc(N), aB = c.buf(a);
+      be.kernels.add(out, aB, c.buf(b), N);
+      const sum = plus(a, b).map(Math.fround); // one fp32 rounding: exact
+      await c.expect('add', out, sum, 0, 0);
+      be.kernels.add(aB, aB, c.buf(b), N); // in place
+      await c.expect('add in place', aB, sum, 0, 0);
+      const s = be.alloc(1);
+      be.kernels.sumSquares(s, c.buf(a), N);
+      await c.expect('sumSquares', s, Float64Array.of(a.reduce((acc, x) => acc + x * x, 0)), 1e-5, 1e-5);
+    },
+  };
+}
+
+function crossEntropyCase(N: number, V: number): KernelCase {
+  return {
+    name: `crossEntropy N=${N} V=${V}`,
+    async run(be) {
+      const c = new Ctx(be, N * 7 + V);
+      const logits = c.rand(N * V, 8), targets = c.ints(N, V, N > 2 ? 3 : 0);
+      const losses = be.alloc(N), lB = c.buf(logits), tB = c.ibuf(targets);
+      be.kernels.crossEntropyForward(losses, lB, tB, N, V);
+      await c.expect('crossEntropyForward', losses, ref.crossEntropy(logits, targets, N, V), 1e-5);
+      const scale = 1 / N, want = ref.crossEntropyGrad(logits, targets, scale, N, V);
+      const d = c.buf(c.rand(N * V)); // overwritten, not accumulated
+      be.kernels.crossEntropyBackward(d, lB, tB, scale, N, V);
+      await c.expect('crossEntropyBackward', d, want, 1e-7);
+      be.kernels.crossEntropyBackward(lB, lB, tB, scale, N, V); // in place
+      await c.expect('crossEntropyBackward in place', lB, want, 1e-7);
+    },
+  };
+}
+
+function encoderCase(B: number, T: number, C: number, V: number): KernelCase {
+  return {
+    name: `encoder B=${B} T=${T} C=${C} V=${V}`,
+    async run(be) {
+      const c = new Ctx(be, B + T + C + V);
+      const tokens = c.ints(B * T, Math.min(V, 5)); // repeated ids: dwte rows accumulate several times
+      tokens[0] = V - 1;
+      const wte = c.rand(V * C), wpe = c.rand((T + 3) * C), tB = c.ibuf(tokens);
+      const out = be.alloc(B * T * C);
+      be.kernels.encoderForward(out, tB, c.buf(wte), c.buf(wpe), B, T, C);
+      const want = new Float64Array(B * T * C), dwte = c.rand(V * C), dwpe = c.rand((T + 3) * C);
+      const dout = c.rand(B * T * C), dwteB = c.buf(dwte), dwpeB = c.buf(dwpe);
+      for (let bt = 0; bt < B * T; bt++)
+        for (let i = 0; i < C; i++) {
+          const t = bt % T, tok = tokens[bt];
+          want[bt * C + i] = wte[tok * C + i] + wpe[t * C + i];
+          dwte[tok * C + i] += dout[bt * C + i];
+          dwpe[t * C + i] += dout[bt * C + i];
+        }
+      await c.expect('encoderForward', out, want, 1e-6);
+      be.kernels.encoderBackward(dwteB, dwpeB, c.buf(dout), tB, B, T, C);
+      await c.expect('encoderBackward dwte', dwteB, dwte, 1e-5);
+      await c.expect('encoderBackward dwpe', dwpeB, dwpe, 1e-5);
+    },
+  };
+}
+
+function adamwCase(N: number, step: number, wd: number, scale: number): KernelCase {
+  return {
+    name: `adamw N=${N} step=${step} wd=${wd} gradScale=${scale}`,
+    async run(be) {
+      const c = new Ctx(be, N + step);
+      const p = c.rand(N), g = c.rand(N), m = c.rand(N, 0.1), v = c.rand(N, 0.01).map(Math.abs);
+      const pB = c.buf(p), mB = c.buf(m), vB = c.buf(v);
+      be.kernels.adamw(pB, c.buf(g), mB, vB, N, 1e-3, 0.9, 0.999, 1e-6, wd, step, scale);
+      const r = ref.adamw(p, g, m, v, 1e-3, 0.9, 0.999, 1e-6, wd, step, scale);
+      await c.expect('adamw params', pB, r.p, 1e-7, 1e-6);
+      await c.expect('adamw m', mB, r.m, 1e-8, 1e-6);
+      await c.expect('adamw v', vB, r.v, 1e-9, 1e-6);
+    },
+  };
+}
+
+/** Every kernel case, small and odd shapes first, then GPT-2-sized reductions. */
+export function kernelCases(): KernelCase[] {
+  return [
+    matmulCase(1, 7, 5, true),
+    matmulCase(37, 48, 144, true),
+    matmulCase(5, 48, 997, false),
+    matmulCase(64, 768, 64, true),
+    matmulCase(3, 64, 3072, true),
+    layernormCase(1, 3),
+    layernormCase(37, 48),
+    layernormCase(8, 768),
+    attentionCase(1, 1, 1, 4),
+    attentionCase(2, 37, 3, 16),
+    attentionCase(1, 64, 2, 64),
+    decodeCase(2, 5, 4, 3, 16, 12),
+    decodeCase(1, 1, 6, 2, 8, 7),
+    geluCase(1),
+    geluCase(4099),
+    elementwiseCase(1),
+    elementwiseCase(1001),
+    crossEntropyCase(1, 5),
+    crossEntropyCase(37, 997),
+    crossEntropyCase(2, 50257),
+    encoderCase(2, 37, 48, 997),
+    adamwCase(1, 1, 0.1, 1),
+    adamwCase(1001, 7, 0.1, 0.37),
+    adamwCase(64, 3, 0, 1),
+  ];
+}

@@ -1,0 +1,10 @@
+// @gpt2/core: runs unchanged in Node and browsers (Node-only helpers live in '@gpt2/core/node').
+export * from './backend.js';
+export * from './errors.js';
+export * from './model/config.js';
+export * from './model/params.js';
+export * from './model/gpt2.js';
+export * from './io/safetensors.js';
+export * from './io/checkpoint.js';
+export * from './sample/rng.js';
+export { createCpuBackend } from './backends/cpu/index.js';

@@ -1,0 +1,395 @@
+// GPT-2 over the Kernels contract: forward, hand-written backward, AdamW, and cached decoding.
+// The graph is llm.c's train_gpt2.c; every tensor is a view into a few flat device buffers.
+import type { Backend, Buf } from '../backend.js';
+import { GPT2Error } from '../errors.js';
+import { Rng } from '../sample/rng.js';
+import type { GPT2Config } from './config.js';
+import { paramLayout, type ParamName } from './params.js';
+
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number; // 0.9
+  beta2?: number; // 0.999
+  eps?: number; // 1e-8
+  weightDecay?: number; // 0.0, applied to 2+-dim tensors only
+  clip?: number; // global gradient-norm clip; 0 or undefined = none
+}
+
+type Views = Record<ParamName, Buf>;
+
+/** Training activations for one (B, T). Per-layer tensors are views `[l]` into (L, ...) buffers. */
+interface Activations {
+  B: number;
+  T: number;
+  tokens: Buf; // (B,T) i32
+  targets: Buf; // (B,T) i32
+  encoded: Buf; // (B,T,C)
+  ln1: Buf[]; ln1Mean: Buf[]; ln1Rstd: Buf[]; // (B,T,C), (B,T), (B,T)
+  qkv: Buf[]; // (B,T,3C)
+  atty: Buf[]; // (B,T,C)
+  lse: Buf[]; // (B,NH,T)
+  res2: Buf[]; // (B,T,C)
+  ln2: Buf[]; ln2Mean: Buf[]; ln2Rstd: Buf[];
+  fch: Buf[]; fchGelu: Buf[]; // (B,T,F)
+  res3: Buf[]; // (B,T,C)
+  proj: Buf; // (B,T,C) scratch: attention or MLP projection before the residual add
+  lnf: Buf; lnfMean: Buf; lnfRstd: Buf;
+  logits: Buf; // (B,T,V); holds dlogits after backward
+  losses: Buf; // (B,T)
+  // backward scratch, one layer's worth, reused
+  dres: Buf; dln: Buf; datty: Buf; // (B,T,C)
+  dqkv: Buf; // (B,T,3C)
+  dfch: Buf; dfchGelu: Buf; // (B,T,F)
+  validTargets: number;
+}
+
+export class GPT2 {
+  readonly config: GPT2Config;
+  readonly backend: Backend;
+  readonly numParams: number;
+  readonly params: Buf;
+  readonly views: Views;
+  private grads?: Buf;
+  private gradViews?: Views;
+  private m?: Buf;
+  private v?: Buf;
+  private acts?: Activations;
+  private normBuf?: Buf;
+  /** AdamW steps taken (the bias-correction step count). */
+  step = 0;
+
+  constructor(backend: Backend, config: GPT2Config, params: Float32Array) {
+    const { total } = paramLayout(config);
+    if (params.length !== total) throw new Error(`expected ${total} parameters, got ${params.length}`);
+    this.backend = backend;
+    this.config = config;
+    this.numParams = total;
+    this.params = backend.alloc(total);
+    backend.upload(this.params, params);
+    this.views = this.makeViews(this.params);
+  }
+
+  /** GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2L), biases 0, layernorm gains 1. */
+  static initParams(config: GPT2Config, seed: number): Float32Array {
+    const { tensors, total } = paramLayout(config);
+    const flat = new Float32Array(total);
+    const rng = new Rng(seed);
+    for (const [name, p] of Object.entries(tensors)) {
+      const slice = flat.subarray(p.offset, p.offset + p.size);
+      if (name.startsWith('ln')) {
+        if (name.endsWith('w')) slice.fill(1);
+      } else if (p.spec.decay) {
+        const std = name === 'attprojw' || name === 'fcprojw' ? 0.02 / Math.sqrt(2 * config.nLayer) : 0.02;
+        for (let i = 0; i < slice.length; i++) slice[i] = rng.normal() * std;
+      }
+    }
+    return flat;
+  }
+
+  private makeViews(buf: Buf): Views {
+    const { tensors } = paramLayout(this.config);
+    const views = {} as Views;
+    for (const [name, p] of Object.entries(tensors)) views[name as ParamName] = this.backend.view(buf, p.offset, p.size);
+    return views;
+  }
+
+  /** One layer's slice of a stacked (L, ...) parameter view. */
+  private layer(view: Buf, l: number): Buf {
+    const per = view.length / this.config.nLayer;
+    return this.backend.view(view, l * per, per);
+  }
+
+  private checkTokens(ids: Int32Array, what: string, allowIgnore: boolean): void {
+    const V = this.config.vocabSize;
+    for (let i = 0; i < ids.length; i++) {
+      const t = ids[i];
+      if (t >= V || (t < 0 && !allowIgnore)) {
+        throw new GPT2Error(`${what} contains token id ${t} at index ${i}, outside the model's vocabulary of ${V}; use the model's own tokenizer.`);
+      }
+    }
+  }
+
+  private ensureActivations(B: number, T: number): Activations {
+    if (this.acts && this.acts.B === B && this.acts.T === T) return this.acts;
+    this.freeActivations();
+    const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = this.config;
+    const be = this.backend, N = B * T;
+    const stacked = (per: number): Buf[] => {
+      const buf = be.alloc(per * L);
+      return Array.from({ length: L }, (_, l) => be.view(buf, l * per, per));
+    };
+    this.acts = {
+      B, T,
+      tokens: be.alloc(N, 'i32'), targets: be.alloc(N, 'i32'),
+      encoded: be.alloc(N * C),
+      ln1: stacked(N * C), ln1Mean: stacked(N), ln1Rstd: stacked(N),
+      qkv: stacked(N * 3 * C), atty: stacked(N * C), lse: stacked(B * NH * T),
+      res2: stacked(N * C),
+      ln2: stacked(N * C), ln2Mean: stacked(N), ln2Rstd: stacked(N),
+      fch: stacked(N * F), fchGelu: stacked(N * F),
+      res3: stacked(N * C),
+      proj: be.alloc(N * C),
+      lnf: be.alloc(N * C), lnfMean: be.alloc(N), lnfRstd: be.alloc(N),
+      logits: be.alloc(N * V), losses: be.alloc(N),
+      dres: be.alloc(N * C), dln: be.alloc(N * C), datty: be.alloc(N * C),
+      dqkv: be.alloc(N * 3 * C), dfch: be.alloc(N * F), dfchGelu: be.alloc(N * F),
+      validTargets: 0,
+    };
+    return this.acts;
+  }
+
+  /** Releases training activations (e.g. before switching to generation on a small GPU). */
+  freeActivations(): void {
+    // Buffers are garbage-collected by the cpu backend; GPU backends free on dispose.
+    this.acts = undefined;
+  }
+
+  /**
+   * Runs the model on inputs (B,T). With targets (B,T; negative = ignored) returns the mean
+   * cross-entropy loss over the counted targets, as HF's `model(ids, labels=...)`.
+   */
+  async forward(inputs: Int32Array, B: number, T: number, targets?: Int32Array): Promise<number | undefined> {
+    const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V, nPositions } = this.config;
+    if (T > nPositions) throw new GPT2Error(`A sequence of ${T} tokens is longer than the model's context of ${nPositions}; use a shorter block size.`);
+    if (inputs.length !== B * T) throw new Error(`inputs hold ${inputs.length} ids, expected B*T = ${B * T}`);
+    this.checkTokens(inputs, 'The input', false);
+    const a = this.ensureActivations(B, T);
+    const k = this.backend.kernels, p = this.views, N = B * T, HS = C / NH;
+    this.backend.upload(a.tokens, inputs);
+    k.encoderForward(a.encoded, a.tokens, p.wte, p.wpe, B, T, C);
+    for (let l = 0; l < L; l++) {
+      const res = l === 0 ? a.encoded : a.res3[l - 1];
+      k.layernormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], res, this.layer(p.ln1w, l), this.layer(p.ln1b, l), N, C);
+      k.matmulForward(a.qkv[l], a.ln1[l], this.layer(p.qkvw, l), this.layer(p.qkvb, l), N, C, 3 * C);
+      k.attentionForward(a.atty[l], a.lse[l], a.qkv[l], B, T, NH, HS);
+      k.matmulForward(a.proj, a.atty[l], this.layer(p.attprojw, l), this.layer(p.attprojb, l), N, C, C);
+      k.add(a.res2[l], res, a.proj, N * C);
+      k.layernormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.res2[l], this.layer(p.ln2w, l), this.layer(p.ln2b, l), N, C);
+      k.matmulForward(a.fch[l], a.ln2[l], this.layer(p.fcw, l), this.layer(p.fcb, l), N, C, F);
+      k.geluForward(a.fchGelu[l], a.fch[l], N * F);
+      k.matmulForward(a.proj, a.fchGelu[l], this.layer(p.fcprojw, l), this.layer(p.fcprojb, l), N, F, C);
+      k.add(a.res3[l], a.res2[l], a.proj, N * C);
+    }
+    k.layernormForward(a.lnf, a.lnfMean, a.lnfRstd, a.res3[L - 1], p.lnfw, p.lnfb, N, C);
+    k.matmulForward(a.logits, a.lnf, p.wte, null, N, C, V);
+    if (!targets) {
+      a.validTargets = 0;
+      return undefined;
+    }
+    if (targets.length !== N) throw new Error(`targets hold ${targets.length} ids, expected ${N}`);
+    this.checkTokens(targets, 'The targets', true);
+    a.validTargets = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
+    this.backend.upload(a.targets, targets);
+    k.crossEntropyForward(a.losses, a.logits, a.targets, N, V);
+    const losses = await this.backend.read(a.losses);
+    let sum = 0;
+    for (let i = 0; i < N; i++) sum += losses[i];
+    return a.validTargets > 0 ? sum / a.validTargets : NaN;
+  }
+
+  /** Logits (B,T,V) of the last forward (before backward, which overwrites them with their gradient). */
+  async logits(): Promise<Float32Array> {
+    if (!this.acts) throw new Error('logits() before forward()');
+    return this.backend.read(this.acts.logits);
+  }
+
+  private ensureGrads(): { grads: Buf; g: Views } {
+    if (!this.grads) {
+      this.grads = this.backend.alloc(this.numParams);
+      this.gradViews = this.makeViews(this.grads);
+    }
+    return { grads: this.grads, g: this.gradViews! };
+  }
+
+  /** Zeroes the parameter gradients (call before each optimizer step's first backward). */
+  zeroGrad(): void {
+    this.backend.zero(this.ensureGrads().grads);
+  }
+
+  /** Backpropagates the mean loss of the last forward, accumulating into the parameter gradients. */
+  backward(): void {
+    const a = this.acts;
+    if (!a || a.validTargets === 0) throw new Error('backward() needs a forward() with targets first');
+    const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = this.config;
+    const { B, T } = a, N = B * T, HS = C / NH;
+    const k = this.backend.kernels, p = this.views, be = this.backend;
+    const { g } = this.ensureGrads();
+    k.crossEntropyBackward(a.logits, a.logits, a.targets, 1 / a.validTargets, N, V); // in place: logits -> dlogits
+    be.zero(a.dln);
+    k.matmulBackward(a.dln, g.wte, null, a.logits, a.lnf, p.wte, N, C, V);
+    be.zero(a.dres);
+    k.layernormBackward(a.dres, g.lnfw, g.lnfb, a.dln, a.res3[L - 1], p.lnfw, a.lnfMean, a.lnfRstd, N, C);
+    for (let l = L - 1; l >= 0; l--) {
+      const res = l === 0 ? a.encoded : a.res3[l - 1];
+      // res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres holds d res3, and becomes d res2
+      be.zero(a.dfchGelu);
+      k.matmulBackward(a.dfchGelu, this.layer(g.fcprojw, l), this.layer(g.fcprojb, l), a.dres, a.fchGelu[l], this.layer(p.fcprojw, l), N, F, C);
+      be.zero(a.dfch);
+      k.geluBackward(a.dfch, a.fch[l], a.dfchGelu, N * F);
+      be.zero(a.dln);
+      k.matmulBackward(a.dln, this.layer(g.fcw, l), this.layer(g.fcb, l), a.dfch, a.ln2[l], this.layer(p.fcw, l), N, C, F);
+      k.layernormBackward(a.dres, this.layer(g.ln2w, l), this.layer(g.ln2b, l), a.dln, a.res2[l], this.layer(p.ln2w, l), a.ln2Mean[l], a.ln2Rstd[l], N, C);
+      // res2 = res + attproj(attention(qkv(ln1(res)))): dres becomes d res
+      be.zero(a.datty);
+      k.matmulBackward(a.datty, this.layer(g.attprojw, l), this.layer(g.attprojb, l), a.dres, a.atty[l], this.layer(p.attprojw, l), N, C, C);
+      be.zero(a.dqkv);
+      k.attentionBackward(a.dqkv, a.datty, a.qkv[l], a.atty[l], a.lse[l], B, T, NH, HS);
+      be.zero(a.dln);
+      k.matmulBackward(a.dln, this.layer(g.qkvw, l), this.layer(g.qkvb, l), a.dqkv, a.ln1[l], this.layer(p.qkvw, l), N, C, 3 * C);
+      k.layernormBackward(a.dres, this.layer(g.ln1w, l), this.layer(g.ln1b, l), a.dln, res, this.layer(p.ln1w, l), a.ln1Mean[l], a.ln1Rstd[l], N, C);
+    }
+    k.encoderBackward(g.wte, g.wpe, a.dres, a.tokens, B, T, C);
+  }
+
+  /** The global L2 norm of the accumulated gradients. */
+  async gradNorm(): Promise<number> {
+    const { grads } = this.ensureGrads();
+    this.normBuf ??= this.backend.alloc(1);
+    this.backend.kernels.sumSquares(this.normBuf, grads, this.numParams);
+    return Math.sqrt((await this.backend.read(this.normBuf))[0]);
+  }
+
+  /**
+   * Clips the gradients to a global norm (as torch's clip_grad_norm_) and takes one AdamW step
+   * (torch.optim.AdamW; decay on 2+-dim tensors only). Returns the pre-clip gradient norm.
+   */
+  async update(o: AdamWOptions): Promise<number> {
+    const { g } = this.ensureGrads();
+    if (!this.m || !this.v) {
+      this.m = this.backend.alloc(this.numParams);
+      this.v = this.backend.alloc(this.numParams);
+    }
+    const norm = await this.gradNorm();
+    const scale = o.clip && o.clip > 0 ? Math.min(1, o.clip / (norm + 1e-6)) : 1;
+    this.step += 1;
+    const { tensors } = paramLayout(this.config);
+    const mv = this.makeViews(this.m), vv = this.makeViews(this.v);
+    for (const [name, t] of Object.entries(tensors)) {
+      const n = name as ParamName;
+      this.backend.kernels.adamw(
+        this.views[n], g[n], mv[n], vv[n], t.size, o.lr, o.beta1 ?? 0.9, o.beta2 ?? 0.999, o.eps ?? 1e-8,
+        t.spec.decay ? (o.weightDecay ?? 0) : 0, this.step, scale,
+      );
+    }
+    return norm;
+  }
+
+  /** Parameters (flat, PARAM_SPECS layout) back on the host. */
+  async readParams(): Promise<Float32Array> {
+    return this.backend.read(this.params);
+  }
+
+  /** Gradients (flat, PARAM_SPECS layout) back on the host. */
+  async readGrads(): Promise<Float32Array> {
+    return this.backend.read(this.ensureGrads().grads);
+  }
+
+  /** Optimizer state for checkpoints: AdamW moments and step count. */
+  async readOptimizerState(): Promise<{ m: Float32Array; v: Float32Array; step: number } | undefined> {
+    if (!this.m || !this.v) return undefined;
+    return { m: await this.backend.read(this.m), v: await this.backend.read(this.v), step: this.step };
+  }
+
+  loadOptimizerState(s: { m: Float32Array; v: Float32Array; step: number }): void {
+    if (s.m.length !== this.numParams || s.v.length !== this.numParams) {
+      throw new GPT2Error(`The optimizer state holds ${s.m.length} values but the model has ${this.numParams}; it belongs to another model.`);
+    }
+    this.m ??= this.backend.alloc(this.numParams);
+    this.v ??= this.backend.alloc(this.numParams);
+    this.backend.upload(this.m, s.m);
+    this.backend.upload(this.v, s.v);
+    this.step = s.step;
+  }
+
+  /** A KV cache for generating `B` sequences of up to `maxT` (<= n_positions) tokens. */
+  createCache(B: number, maxT = this.config.nPositions): KVCache {
+    if (maxT > this.config.nPositions) throw new Error(`cache length ${maxT} exceeds n_positions ${this.config.nPositions}`);
+    return new KVCache(this, B, maxT);
+  }
+}
+
+/**
+ * Cached decoding: `feed` runs T new tokens of each of B sequences at the cache's current
+ * position (the prompt at once for prefill, then one token a step) and returns the logits
+ * (B,V) of the last new position. Past positions are never recomputed.
+ */
+export class KVCache {
+  readonly B: number;
+  readonly maxT: number;
+  pos = 0;
+  private k: Buf[]; // per layer (B,NH,maxT,HS)
+  private v: Buf[];
+  private scratchT = 0;
+  private s?: {
+    tokens: Buf; x: Buf; ln: Buf; mean: Buf; rstd: Buf; qkv: Buf; atty: Buf; proj: Buf; fch: Buf; fchGelu: Buf; logits: Buf;
+  };
+
+  constructor(private readonly model: GPT2, B: number, maxT: number) {
+    const { nEmbd: C, nLayer: L } = model.config;
+    this.B = B;
+    this.maxT = maxT;
+    const be = model.backend;
+    const kbuf = be.alloc(L * B * maxT * C), vbuf = be.alloc(L * B * maxT * C);
+    const per = B * maxT * C;
+    this.k = Array.from({ length: L }, (_, l) => be.view(kbuf, l * per, per));
+    this.v = Array.from({ length: L }, (_, l) => be.view(vbuf, l * per, per));
+  }
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  private scratch(T: number) {
+    if (this.s && this.scratchT >= T) return this.s;
+    const { nEmbd: C, nInner: F, vocabSize: V } = this.model.config;
+    const be = this.model.backend, N = this.B * T;
+    this.s = {
+      tokens: be.alloc(N, 'i32'), x: be.alloc(N * C), ln: be.alloc(N * C), mean: be.alloc(N), rstd: be.alloc(N),
+      qkv: be.alloc(N * 3 * C), atty: be.alloc(N * C), proj: be.alloc(N * C), fch: be.alloc(N * F),
+      fchGelu: be.alloc(N * F), logits: be.alloc(this.B * V),
+    };
+    this.scratchT = T;
+    return this.s;
+  }
+
+  /** tokens (B,T) at positions pos .. pos+T-1; returns logits (B,V) at the last one. */
+  async feed(tokens: Int32Array, T: number): Promise<Float32Array> {
+    const m = this.model, cfg = m.config, be = m.backend, k = be.kernels, p = m.views;
+    const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = cfg;
+    const B = this.B, N = B * T, HS = C / NH;
+    if (tokens.length !== N) throw new Error(`feed: ${tokens.length} ids, expected B*T = ${N}`);
+    if (this.pos + T > this.maxT) throw new GPT2Error(`The sequence would reach ${this.pos + T} tokens, past the cache's ${this.maxT}; shorten the prompt or the generation.`);
+    for (const t of tokens) if (t < 0 || t >= V) throw new GPT2Error(`Token id ${t} is outside the model's vocabulary of ${V}; use the model's own tokenizer.`);
+    const s = this.scratch(T);
+    const view = (b: Buf, n: number) => be.view(b, 0, n);
+    const x = view(s.x, N * C), ln = view(s.ln, N * C), mean = view(s.mean, N), rstd = view(s.rstd, N);
+    const qkv = view(s.qkv, N * 3 * C), atty = view(s.atty, N * C), proj = view(s.proj, N * C);
+    const fch = view(s.fch, N * F), fchGelu = view(s.fchGelu, N * F), tok = view(s.tokens, N);
+    const layer = (b: Buf, l: number) => be.view(b, (l * b.length) / L, b.length / L);
+    be.upload(tok, tokens);
+    k.encoderForward(x, tok, p.wte, be.view(p.wpe, this.pos * C, T * C), B, T, C);
+    for (let l = 0; l < L; l++) {
+      k.layernormForward(ln, mean, rstd, x, layer(p.ln1w, l), layer(p.ln1b, l), N, C);
+      k.matmulForward(qkv, ln, layer(p.qkvw, l), layer(p.qkvb, l), N, C, 3 * C);
+      k.attentionDecode(atty, qkv, this.k[l], this.v[l], B, T, this.pos, NH, HS, this.maxT);
+      k.matmulForward(proj, atty, layer(p.attprojw, l), layer(p.attprojb, l), N, C, C);
+      k.add(x, x, proj, N * C);
+      k.layernormForward(ln, mean, rstd, x, layer(p.ln2w, l), layer(p.ln2b, l), N, C);
+      k.matmulForward(fch, ln, layer(p.fcw, l), layer(p.fcb, l), N, C, F);
+      k.geluForward(fchGelu, fch, N * F);
+      k.matmulForward(proj, fchGelu, layer(p.fcprojw, l), layer(p.fcprojb, l), N, F, C);
+      k.add(x, x, proj, N * C);
+    }
+    k.layernormForward(ln, mean, rstd, x, p.lnfw, p.lnfb, N, C);
+    if (T === 1) {
+      k.matmulForward(s.logits, ln, p.wte, null, B, C, V);
+    } else {
+      // only each sequence's last position reaches the LM head
+      for (let b = 0; b < B; b++) {
+        k.matmulForward(be.view(s.logits, b * V, V), be.view(ln, (b * T + T - 1) * C, C), p.wte, null, 1, C, V);
+      }
+    }
+    this.pos += T;
+    return be.read(s.logits);
+  }
+}

@@ -1,0 +1,48 @@
+// Node-only helpers: checkpoint directories on disk, written atomically.
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { GPT2Error } from './errors.js';
+import { configToJson, parseConfig, type GPT2Config } from './model/config.js';
+import { paramsFromSafetensors, paramsToSafetensors } from './io/checkpoint.js';
+import { parseSafetensors } from './io/safetensors.js';
+
+/** Writes a file under a temporary name and renames it into place, so a crash never leaves half a file. */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, data);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+async function readOrExplain(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new GPT2Error(`${path} does not exist; ${what}`);
+    throw new GPT2Error(`Cannot read ${path} (${code ?? String(err)}).`);
+  }
+}
+
+/** Reads config.json and model.safetensors of an HF-format GPT-2 directory. */
+export async function loadModelDir(dir: string): Promise<{ config: GPT2Config; params: Float32Array }> {
+  if (!existsSync(dir)) throw new GPT2Error(`Model directory ${dir} does not exist; pass a folder with config.json and model.safetensors, or a hub id.`);
+  const cfgPath = join(dir, 'config.json');
+  const config = parseConfig((await readOrExplain(cfgPath, 'a model directory needs config.json.')).toString('utf8'), cfgPath);
+  const stPath = join(dir, 'model.safetensors');
+  const bytes = await readOrExplain(stPath, 'a model directory needs model.safetensors (PyTorch .bin files are not read; re-save with safe_serialization=True).');
+  const st = parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), stPath);
+  return { config, params: paramsFromSafetensors(config, st) };
+}
+
+/** Writes config.json and model.safetensors as GPT2LMHeadModel.save_pretrained does, each atomically. */
+export async function saveModelDir(dir: string, config: GPT2Config, params: Float32Array): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFileAtomic(join(dir, 'model.safetensors'), paramsToSafetensors(config, params));
+  await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(configToJson(config), null, 2) + '\n');
+}
