@@ -27,7 +27,9 @@ export interface SafeTensors {
   int32(name: string): Int32Array;
 }
 
-export function parseSafetensors(bytes: Uint8Array, source = 'safetensors data'): SafeTensors {
+export function parseSafetensors(input: Uint8Array, source = 'safetensors data'): SafeTensors {
+  // a plain Uint8Array view: Node's Buffer.slice would share memory instead of copying
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   const fail = (what: string): never => {
     throw new GPT2Error(`${source} is not a valid safetensors file: ${what}; re-download or re-save it.`);
   };
