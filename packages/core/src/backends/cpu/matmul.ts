@@ -37,31 +37,32 @@ export function matmulForward(out: Buf, inp: Buf, w: Buf, bias: Buf | null, N: n
 }
 
 // dinp (N,IN) += dout @ w;  dw (OUT,IN) += dout^T @ inp;  dbias (OUT) += column sums of dout.
-// Both products walk rows of w / inp contiguously (axpy form).
+// Both products are row axpys over contiguous memory, four source rows per pass so each
+// destination element is loaded and stored once per four multiply-adds.
 export function matmulBackward(
   dinp: Buf, dw: Buf, dbias: Buf | null, dout: Buf, inp: Buf, w: Buf, N: number, IN: number, OUT: number,
 ): void {
   const di = f32(dinp), dwt = f32(dw), d = f32(dout), x = f32(inp), wt = f32(w);
-  for (let n = 0; n < N; n++) {
-    const dio = n * IN, dof = n * OUT;
-    for (let j = 0; j < OUT; j++) {
-      const g = d[dof + j];
-      if (g === 0) continue;
-      const wo = j * IN;
-      for (let i = 0; i < IN; i++) di[dio + i] += g * wt[wo + i];
-    }
-  }
-  for (let j = 0; j < OUT; j++) {
-    const wo = j * IN;
-    for (let n = 0; n < N; n++) {
-      const g = d[n * OUT + j];
-      if (g === 0) continue;
-      const xo = n * IN;
-      for (let i = 0; i < IN; i++) dwt[wo + i] += g * x[xo + i];
-    }
-  }
+  // dinp[n, :] += sum_j dout[n, j] * w[j, :]
+  for (let n = 0; n < N; n++) axpy4(di, n * IN, wt, IN, OUT, (j) => d[n * OUT + j]);
+  // dw[j, :] += sum_n dout[n, j] * inp[n, :]
+  for (let j = 0; j < OUT; j++) axpy4(dwt, j * IN, x, IN, N, (n) => d[n * OUT + j]);
   if (dbias) {
     const db = f32(dbias);
     for (let n = 0; n < N; n++) for (let j = 0; j < OUT; j++) db[j] += d[n * OUT + j];
+  }
+}
+
+// dst[off .. off+IN) += sum_{r < R} coef(r) * src[r*IN .. r*IN+IN), four rows at a time
+function axpy4(dst: Float32Array, off: number, src: Float32Array, IN: number, R: number, coef: (r: number) => number): void {
+  let r = 0;
+  for (; r + 4 <= R; r += 4) {
+    const g0 = coef(r), g1 = coef(r + 1), g2 = coef(r + 2), g3 = coef(r + 3);
+    const s0 = r * IN, s1 = s0 + IN, s2 = s1 + IN, s3 = s2 + IN;
+    for (let i = 0; i < IN; i++) dst[off + i] += g0 * src[s0 + i] + g1 * src[s1 + i] + g2 * src[s2 + i] + g3 * src[s3 + i];
+  }
+  for (; r < R; r++) {
+    const g = coef(r), s0 = r * IN;
+    for (let i = 0; i < IN; i++) dst[off + i] += g * src[s0 + i];
   }
 }
