@@ -7,6 +7,8 @@ export * from './model/gpt2.js';
 export * from './io/safetensors.js';
 export * from './io/checkpoint.js';
 export * from './sample/rng.js';
+export * from './sample/processors.js';
+export * from './sample/generate.js';
 export * from './tokenizer/tokenizer.js';
 export * from './tokenizer/train.js';
 export * from './tokenizer/chunks.js';

@@ -1,0 +1,185 @@
+// Text generation: prefill the prompt once, then one position per step through the KV cache,
+// for a batch of samples at a time. When a sample reaches the context length it slides: the cache
+// is rebuilt from the last `slideKeep` of the window and decoding goes on, so any length works.
+import { GPT2Error } from '../errors.js';
+import type { GPT2 } from '../model/gpt2.js';
+import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.js';
+import { argmax, buildProcessors, softmax, type SamplingOptions } from './processors.js';
+import { Rng } from './rng.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens?: number; // 200
+  nsamples?: number; // 1
+  batchSize?: number; // = nsamples
+  seed?: number; // 0
+  /** Stop a sample when its text contains any of these; the text is cut before it. */
+  stop?: string[];
+  /** Stop a sample at <|endoftext|> (not included in the text). Default true. */
+  stopAtEos?: boolean;
+  /** Fraction of the context kept when sliding past n_positions. Default 0.75. */
+  slideKeep?: number;
+  /** Called with one-sentence warnings (a prompt cut to fit, ...). */
+  onWarning?: (message: string) => void;
+}
+
+export interface StreamEvent {
+  sample: number;
+  /** New text of this sample: complete characters only, never part of a stop string. */
+  text: string;
+  /** The sample has finished (its last event). */
+  done: boolean;
+  /** With `done`: every generated id, including a stop-string's tokens or the end-of-text that ended it. */
+  tokens?: number[];
+}
+
+export interface GeneratedSample {
+  text: string;
+  /** Generated ids, including a stop-string's tokens or end-of-text that ended it. */
+  tokens: number[];
+}
+
+interface Seq {
+  index: number;
+  rng: Rng;
+  ids: number[]; // prompt + generated
+  generated: number[];
+  text: string; // decoded continuation so far
+  emitted: number; // characters of text already streamed
+  decoder: StreamDecoder;
+  done: boolean;
+}
+
+export function checkGenerateOptions(o: GenerateOptions): Required<Pick<GenerateOptions, 'maxNewTokens' | 'nsamples' | 'batchSize' | 'seed' | 'slideKeep'>> {
+  const maxNewTokens = o.maxNewTokens ?? 200, nsamples = o.nsamples ?? 1, batchSize = o.batchSize ?? nsamples;
+  const seed = o.seed ?? 0, slideKeep = o.slideKeep ?? 0.75;
+  const int = (v: number, min: number) => Number.isInteger(v) && v >= min;
+  if (!int(maxNewTokens, 0)) throw new GPT2Error(`max-new-tokens must be a whole number >= 0 (got ${maxNewTokens}).`);
+  if (!int(nsamples, 1)) throw new GPT2Error(`nsamples must be a whole number >= 1 (got ${nsamples}).`);
+  if (!int(batchSize, 1)) throw new GPT2Error(`batch-size must be a whole number >= 1 (got ${batchSize}).`);
+  if (!int(seed, 0)) throw new GPT2Error(`seed must be a whole number >= 0 (got ${seed}).`);
+  if (!(slideKeep > 0 && slideKeep < 1)) throw new GPT2Error(`slideKeep must be between 0 and 1 (got ${slideKeep}).`);
+  if (o.stop?.some((s) => s === '')) throw new GPT2Error('A stop text must not be empty.');
+  return { maxNewTokens, nsamples, batchSize, seed, slideKeep };
+}
+
+/**
+ * Streams samples of a continuation of `prompt` (ids). Samples run `batchSize` at a time; each
+ * has its own RNG seeded from (seed, sample index), so results do not depend on the batch size.
+ */
+export async function* generateStream(model: GPT2, tok: Tokenizer, prompt: ArrayLike<number>, opts: GenerateOptions = {}): AsyncGenerator<StreamEvent> {
+  const { maxNewTokens, nsamples, batchSize, seed, slideKeep } = checkGenerateOptions(opts);
+  const processors = buildProcessors(opts, tok.eosId);
+  const greedy = !opts.temperature;
+  const stops = opts.stop ?? [];
+  const holdBack = Math.max(0, ...stops.map((s) => s.length - 1));
+  const stopAtEos = opts.stopAtEos ?? true;
+  const maxT = model.config.nPositions;
+
+  let promptIds = Array.from(prompt);
+  if (promptIds.length === 0) {
+    if (tok.eosId === undefined) throw new GPT2Error('An empty prompt needs an <|endoftext|> token to start from; give a prompt.');
+    promptIds = [tok.eosId]; // unconditional samples start from end-of-text, as GPT-2's own sampler
+  }
+  if (promptIds.length >= maxT) {
+    opts.onWarning?.(`The prompt has ${promptIds.length} tokens, more than the model's context of ${maxT}; only its last ${maxT - 1} are used.`);
+    promptIds = promptIds.slice(promptIds.length - (maxT - 1));
+  }
+
+  for (let first = 0; first < nsamples; first += batchSize) {
+    const B = Math.min(batchSize, nsamples - first);
+    const seqs: Seq[] = Array.from({ length: B }, (_, b) => ({
+      index: first + b,
+      rng: new Rng(seed * 1_000_003 + first + b),
+      ids: [...promptIds],
+      generated: [],
+      text: '',
+      emitted: 0,
+      decoder: new StreamDecoder(tok, { skipSpecials: true }),
+      done: false,
+    }));
+    const cache = model.createCache(B);
+    const V = model.config.vocabSize;
+    let logits = await cache.feed(Int32Array.from(seqs.flatMap((s) => s.ids)), promptIds.length);
+    for (let step = 0; step < maxNewTokens && seqs.some((s) => !s.done); step++) {
+      const next = new Int32Array(B);
+      for (let b = 0; b < B; b++) {
+        const s = seqs[b];
+        if (s.done) {
+          next[b] = s.ids[s.ids.length - 1]; // keeps the batch in step (same lengths); never read
+          s.ids.push(next[b]);
+          continue;
+        }
+        const row = logits.slice(b * V, (b + 1) * V);
+        for (const p of processors) p(row, s.ids, s.generated.length);
+        const id = greedy ? argmax(row) : draw(row, s.rng);
+        next[b] = id;
+        s.ids.push(id);
+        s.generated.push(id);
+        const event = advance(s, id, tok, stops, holdBack, stopAtEos, step + 1 === maxNewTokens);
+        if (event) yield event;
+      }
+      if (seqs.every((s) => s.done) || step + 1 === maxNewTokens) break;
+      if (cache.pos + 1 > maxT) {
+        // slide: keep the last part of the window and rebuild the cache from it
+        const keep = Math.max(1, Math.floor(maxT * slideKeep));
+        cache.reset();
+        logits = await cache.feed(Int32Array.from(seqs.flatMap((s) => s.ids.slice(-keep))), keep);
+      } else {
+        logits = await cache.feed(next, 1);
+      }
+    }
+    for (const s of seqs) if (!s.done) yield finish(s, s.text.length);
+  }
+}
+
+/** Appends one id to a sample's text; returns the text that may now be shown, if any. */
+function advance(s: Seq, id: number, tok: Tokenizer, stops: string[], holdBack: number, stopAtEos: boolean, last: boolean): StreamEvent | undefined {
+  if (stopAtEos && id === tok.eosId) return finish(s, s.text.length);
+  s.text += s.decoder.push(id);
+  for (const stop of stops) {
+    const at = s.text.indexOf(stop, Math.max(0, s.emitted - stop.length));
+    if (at >= 0) return finish(s, at);
+  }
+  if (last) return undefined; // the caller finishes it
+  const safe = s.text.length - holdBack;
+  if (safe <= s.emitted) return undefined;
+  const text = s.text.slice(s.emitted, safe);
+  s.emitted = safe;
+  return { sample: s.index, text, done: false };
+}
+
+function finish(s: Seq, end: number): StreamEvent {
+  s.done = true;
+  if (end === s.text.length) s.text += s.decoder.flush();
+  else s.text = s.text.slice(0, end);
+  const text = s.text.slice(s.emitted);
+  s.emitted = s.text.length;
+  return { sample: s.index, text, done: true, tokens: s.generated };
+}
+
+/** Samples an id from softmax(logits) with one uniform draw (inverse CDF in id order). */
+function draw(logits: Float32Array, rng: Rng): number {
+  const probs = softmax(logits);
+  const u = rng.random();
+  let cum = 0;
+  for (let i = 0; i < probs.length; i++) {
+    cum += probs[i];
+    if (u < cum) return i;
+  }
+  return argmax(logits); // rounding left u above the total
+}
+
+/** Generates every sample to completion. tokensPerSecond counts generated ids of all samples over the wall time. */
+export async function generate(
+  model: GPT2, tok: Tokenizer, prompt: ArrayLike<number>, opts: GenerateOptions = {},
+): Promise<{ samples: GeneratedSample[]; tokensPerSecond: number }> {
+  const samples: GeneratedSample[] = Array.from({ length: opts.nsamples ?? 1 }, () => ({ text: '', tokens: [] }));
+  const t0 = performance.now();
+  for await (const e of generateStream(model, tok, prompt, opts)) {
+    samples[e.sample].text += e.text;
+    if (e.tokens) samples[e.sample].tokens = e.tokens;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const total = samples.reduce((n, s) => n + s.tokens.length, 0);
+  return { samples, tokensPerSecond: seconds > 0 ? total / seconds : 0 };
+}
