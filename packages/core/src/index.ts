@@ -13,3 +13,7 @@ export * from './tokenizer/tokenizer.js';
 export * from './tokenizer/train.js';
 export * from './tokenizer/chunks.js';
 export { createCpuBackend } from './backends/cpu/index.js';
+export * from './train/schedule.js';
+export * from './train/data.js';
+export * from './train/trainer.js';
+export * from './train/perplexity.js';

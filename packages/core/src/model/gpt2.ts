@@ -206,15 +206,18 @@ export class GPT2 {
     this.backend.zero(this.ensureGrads().grads);
   }
 
-  /** Backpropagates the mean loss of the last forward, accumulating into the parameter gradients. */
-  backward(): void {
+  /**
+   * Backpropagates `scale` times the mean loss of the last forward, accumulating into the
+   * parameter gradients (scale 1/k averages k accumulated micro-batches).
+   */
+  backward(scale = 1): void {
     const a = this.acts;
     if (!a || a.validTargets === 0) throw new Error('backward() needs a forward() with targets first');
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = this.config;
     const { B, T } = a, N = B * T, HS = C / NH;
     const k = this.backend.kernels, p = this.views, be = this.backend;
     const { g } = this.ensureGrads();
-    k.crossEntropyBackward(a.logits, a.logits, a.targets, 1 / a.validTargets, N, V); // in place: logits -> dlogits
+    k.crossEntropyBackward(a.logits, a.logits, a.targets, scale / a.validTargets, N, V); // in place: logits -> dlogits
     be.zero(a.dln);
     k.matmulBackward(a.dln, g.wte, null, a.logits, a.lnf, p.wte, N, C, V);
     be.zero(a.dres);

@@ -1,0 +1,89 @@
+// The training loop: gradient accumulation over micro-batches, global-norm clipping, AdamW with
+// a warmup + decay schedule. Everything a resumed run needs is in `state()`.
+import { GPT2Error } from '../errors.js';
+import type { GPT2 } from '../model/gpt2.js';
+import { BatchSampler, evalBatches, type Tokens } from './data.js';
+import { learningRate, type ScheduleKind } from './schedule.js';
+
+export interface TrainerOptions {
+  batchSize: number;
+  blockSize: number;
+  gradAccum: number;
+  steps: number;
+  lr: number;
+  warmup: number;
+  schedule: ScheduleKind;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  clip: number;
+  seed: number;
+}
+
+export interface TrainerState {
+  step: number;
+  rng: number[];
+}
+
+export interface StepResult {
+  step: number; // optimizer steps done, after this one
+  loss: number; // mean over the micro-batches
+  lr: number;
+  gradNorm: number;
+  tokens: number; // tokens processed by this step
+  ms: number;
+}
+
+export class NonFiniteLossError extends GPT2Error {
+  constructor(readonly step: number, loss: number) {
+    super(`The loss became ${loss} at step ${step + 1}; lower the learning rate (--lr) or raise --warmup, and resume from the last checkpoint.`);
+  }
+}
+
+export class Trainer {
+  step: number;
+  private readonly sampler: BatchSampler;
+
+  constructor(
+    readonly model: GPT2,
+    train: Tokens,
+    readonly opts: TrainerOptions,
+    state?: TrainerState,
+  ) {
+    this.step = state?.step ?? 0;
+    this.sampler = new BatchSampler(train, opts.batchSize, opts.blockSize, state ? Uint32Array.from(state.rng) : opts.seed);
+  }
+
+  state(): TrainerState {
+    return { step: this.step, rng: [...this.sampler.rng.state()] };
+  }
+
+  /** One optimizer step. Throws NonFiniteLossError (before updating) if the loss is NaN or infinite. */
+  async trainStep(): Promise<StepResult> {
+    const o = this.opts, m = this.model, t0 = performance.now();
+    m.zeroGrad();
+    let loss = 0;
+    for (let k = 0; k < o.gradAccum; k++) {
+      const { inputs, targets } = this.sampler.next();
+      const l = (await m.forward(inputs, o.batchSize, o.blockSize, targets))!;
+      if (!Number.isFinite(l)) throw new NonFiniteLossError(this.step, l);
+      loss += l / o.gradAccum;
+      m.backward(1 / o.gradAccum);
+    }
+    const lr = learningRate(o.schedule, o.lr, this.step, o.steps, o.warmup);
+    const gradNorm = await m.update({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip });
+    if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(this.step, gradNorm);
+    this.step += 1;
+    return { step: this.step, loss, lr, gradNorm, tokens: o.gradAccum * o.batchSize * o.blockSize, ms: performance.now() - t0 };
+  }
+
+  /** Mean loss over fixed validation windows (up to maxBatches batches). */
+  async evaluate(val: Tokens, maxBatches = 20): Promise<number> {
+    const T = Math.min(this.opts.blockSize, val.length - 1);
+    const { B, batches } = evalBatches(val, this.opts.batchSize, T, maxBatches);
+    let sum = 0;
+    for (const b of batches) sum += (await this.model.forward(b.inputs, B, T, b.targets))!;
+    return sum / batches.length;
+  }
+}
