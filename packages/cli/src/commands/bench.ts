@@ -1,0 +1,68 @@
+// gpt2 bench: speed of a randomly initialised model of a named shape, as JSON.
+//   --task train:    ms per optimizer step and tokens/s at (batch, seq)
+//   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding
+import { argmax, GPT2, GPT2Error } from '@gpt2/core';
+import { openBackend } from '../backends.js';
+import { initConfig } from '../model-source.js';
+
+export interface BenchFlags {
+  backend: string;
+  task: string;
+  init: string;
+  batch: number;
+  seq: number;
+  steps: number;
+  promptTokens: number;
+  newTokens: number;
+  json?: boolean;
+}
+
+export async function runBench(f: BenchFlags): Promise<void> {
+  const { backend } = await openBackend(f.backend);
+  const config = initConfig(f.init);
+  const model = new GPT2(backend, config, GPT2.initParams(config, 1));
+  const ids = (n: number, salt: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % config.vocabSize);
+  const base = { task: f.task, backend: backend.name, model: f.init, params: model.numParams };
+  let result: object;
+  if (f.task === 'train') {
+    if (f.seq > config.nPositions) throw new GPT2Error(`--seq ${f.seq} is longer than the model's context of ${config.nPositions}.`);
+    const N = f.batch * f.seq;
+    const step = async (k: number) => {
+      const t0 = performance.now();
+      await model.forward(ids(N, k), f.batch, f.seq, ids(N, k + 1));
+      model.zeroGrad();
+      model.backward();
+      await model.update({ lr: 1e-4, weightDecay: 0.1, clip: 1 });
+      return performance.now() - t0;
+    };
+    await step(0); // warm-up: allocation and JIT, not counted
+    const times: number[] = [];
+    for (let k = 1; k <= f.steps; k++) times.push(await step(k));
+    const ms = times.reduce((a, b) => a + b, 0) / times.length;
+    result = { ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1) };
+  } else if (f.task === 'generate') {
+    if (f.promptTokens + f.newTokens > config.nPositions) throw new GPT2Error(`--prompt-tokens + --new-tokens must fit in the context of ${config.nPositions}.`);
+    const run = async () => {
+      const cache = model.createCache(f.batch);
+      const t0 = performance.now();
+      let logits = await cache.feed(ids(f.batch * f.promptTokens, 0), f.promptTokens);
+      const prefillMs = performance.now() - t0;
+      const t1 = performance.now();
+      for (let i = 0; i < f.newTokens; i++) {
+        const next = Int32Array.from({ length: f.batch }, (_, b) => argmax(logits.subarray(b * config.vocabSize, (b + 1) * config.vocabSize)));
+        logits = await cache.feed(next, 1);
+      }
+      return { prefillMs, decodeMs: performance.now() - t1 };
+    };
+    await run(); // warm-up
+    const { prefillMs, decodeMs } = await run();
+    result = {
+      ...base, batch: f.batch, promptTokens: f.promptTokens, newTokens: f.newTokens, prefillMs: +prefillMs.toFixed(1),
+      msPerToken: +(decodeMs / f.newTokens).toFixed(2), tokensPerSecond: +((f.batch * f.newTokens * 1000) / decodeMs).toFixed(2),
+    };
+  } else {
+    throw new GPT2Error(`Unknown bench task '${f.task}'; choose train or generate (the tokenizer benchmark is pnpm bench:tokenizer).`);
+  }
+  process.stdout.write((f.json ? JSON.stringify(result) : JSON.stringify(result, null, 2)) + '\n');
+  backend.dispose();
+}

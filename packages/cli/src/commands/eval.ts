@@ -1,0 +1,28 @@
+// gpt2 eval: mean loss and perplexity of a text under a model (HF's labels=ids loss when the text
+// fits in the context, its strided-window recipe when it does not).
+import { readFile } from 'node:fs/promises';
+import { GPT2Error, perplexity } from '@gpt2/core';
+import { openBackend } from '../backends.js';
+import { expandPaths } from '../corpus.js';
+import { loadModel } from '../model-source.js';
+import { Reporter } from '../report.js';
+
+export async function runEval(f: { model: string; data: string; backend: string; stride?: number; json?: boolean }): Promise<void> {
+  const report = new Reporter(Boolean(f.json));
+  const { backend } = await openBackend(f.backend);
+  const { model, tokenizer } = await loadModel(backend, f.model, report);
+  const files = await expandPaths([f.data]);
+  let text = '';
+  for (const file of files) {
+    try {
+      text += new TextDecoder('utf-8', { fatal: true }).decode(await readFile(file));
+    } catch (err) {
+      if (err instanceof TypeError) throw new GPT2Error(`${file} is not UTF-8 text; convert it first.`);
+      throw err;
+    }
+  }
+  const ids = tokenizer.encode(text, { specials: true });
+  const r = await perplexity(model, ids, f.stride);
+  if (f.json) process.stdout.write(JSON.stringify({ loss: r.loss, perplexity: r.perplexity, tokens: r.tokens }) + '\n');
+  else process.stdout.write(`loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  (${r.tokens} tokens, ${backend.name})\n`);
+}

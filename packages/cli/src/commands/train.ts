@@ -1,0 +1,233 @@
+// gpt2 finetune / gpt2 train: data -> tokens -> Trainer, with progress, evaluation, samples,
+// checkpoints, exact resume, Ctrl-C saving and a loss curve at the end.
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import {
+  generate, GPT2, GPT2Error, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
+  type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions,
+} from '@gpt2/core';
+import { loadTokenizerDir } from '@gpt2/core/node';
+import { openBackend } from '../backends.js';
+import { expandPaths, loadCorpus } from '../corpus.js';
+import { initConfig, loadModel } from '../model-source.js';
+import { lossCurveSvg } from '../plot.js';
+import { Reporter } from '../report.js';
+import { findCheckpoint, loadCheckpoint, RunDir, writeModelDir } from '../run-dir.js';
+import { writeFileAtomic } from '@gpt2/core/node';
+
+export interface TrainFlags {
+  backend: string;
+  model?: string; // finetune
+  init?: string; // train
+  tokenizer?: string;
+  trainTokenizer?: number;
+  out?: string;
+  resume?: string;
+  steps?: number;
+  epochs?: number;
+  batchSize: number;
+  blockSize?: number;
+  gradAccum: number;
+  lr: number;
+  warmup: number;
+  lrSchedule: ScheduleKind;
+  weightDecay: number;
+  clip: number;
+  seed: number;
+  valSplit: number;
+  valData?: string;
+  evalEvery: number;
+  evalBatches: number;
+  sampleEvery: number;
+  samplePrompt: string;
+  sampleLength: number;
+  saveEvery: number;
+  keep: number;
+  textField: string;
+  specials: boolean;
+  logEvery?: number;
+  json?: boolean;
+}
+
+interface Prepared {
+  model: GPT2;
+  tok: Tokenizer;
+  run: RunDir;
+  resumedState?: { step: number; rng: number[] };
+}
+
+/** Finetune (from --model) or train from scratch (--init), or resume either. */
+export async function runTraining(kind: 'finetune' | 'train', data: string[], f: TrainFlags): Promise<void> {
+  const report = new Reporter(false);
+  if (data.length === 0 && !f.resume) throw new GPT2Error('Give at least one data file, folder or glob to train on.');
+  const { backend, failures } = await openBackend(f.backend);
+  for (const fl of failures) report.line(`note: backend ${fl.name} unavailable (${fl.reason})`);
+  report.line(`backend: ${backend.name}`);
+
+  const p = f.resume ? await prepareResume(f, backend) : kind === 'finetune' ? await prepareFinetune(f, backend, report) : await prepareScratch(data, f, backend, report);
+  const { model, tok, run } = p;
+  if (f.resume) {
+    const info = JSON.parse(await readFile(join(run.dir, 'run.json'), 'utf8')) as { data: string[] };
+    if (data.length === 0) data = info.data;
+  }
+  const nPos = model.config.nPositions;
+  let block = f.blockSize ?? Math.min(1024, nPos);
+  if (!(Number.isInteger(block) && block >= 1)) throw new GPT2Error(`--block-size must be a whole number >= 1 (got ${block}).`);
+  if (block > nPos) throw new GPT2Error(`--block-size ${block} is larger than the model's context of ${nPos}; use ${nPos} or less.`);
+
+  const cacheDir = join(dirname(run.dir), '.token-cache');
+  const corpusOpts = { textField: f.textField, specials: f.specials, cacheDir, onProgress: (m: string) => report.line(m) };
+  const corpus = await loadCorpus(data, tok, corpusOpts);
+  report.line(`data: ${corpus.tokens.length} tokens from ${corpus.files.length} file(s)${corpus.fromCache ? ' (cached)' : ''}`);
+  let train: Tokens = corpus.tokens, val: Tokens | undefined;
+  if (f.valData) val = (await loadCorpus([f.valData], tok, corpusOpts)).tokens;
+  else ({ train, val } = splitTokens(corpus.tokens, f.valSplit, block));
+  if (train.length < block + 1) {
+    report.warn(`the training data has only ${train.length} tokens, less than one block of ${block} + 1; training on blocks of ${train.length - 1}.`);
+    block = train.length - 1;
+    if (block < 1) throw new GPT2Error('The training data is too short to train on (fewer than 2 tokens).');
+  }
+  const perStep = f.batchSize * block * f.gradAccum;
+  const steps = f.steps ?? (f.epochs !== undefined ? Math.max(1, Math.ceil((f.epochs * train.length) / perStep)) : 1000);
+  const opts: TrainerOptions = {
+    batchSize: f.batchSize, blockSize: block, gradAccum: f.gradAccum, steps, lr: f.lr, warmup: Math.min(f.warmup, steps),
+    schedule: f.lrSchedule, weightDecay: f.weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip: f.clip, seed: f.seed,
+  };
+  const trainer = new Trainer(model, train, opts, p.resumedState);
+  if (trainer.step >= steps) throw new GPT2Error(`The checkpoint is already at step ${trainer.step} of ${steps}; pass a larger --steps to train further.`);
+  await run.init({ command: kind, data, options: { ...f, steps, blockSize: block }, model: model.config, tokenizerVocab: tok.vocabSize, backend: backend.name }, Boolean(f.resume));
+  report.line(`run: ${run.dir} | ${model.numParams.toLocaleString('en-US')} parameters | ${steps} steps of ${perStep} tokens${val ? ` | validation ${val.length} tokens` : ''}`);
+
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    report.line('interrupt: saving a checkpoint after this step (Ctrl-C again to quit without saving)');
+  };
+  process.on('SIGINT', onSigint);
+
+  const evaluate = async (step: number) => {
+    if (!val) return undefined;
+    const loss = await trainer.evaluate(val, f.evalBatches);
+    report.line(`step ${step}: validation loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(2)}`);
+    await run.metric({ step, valLoss: loss, valPerplexity: Math.exp(loss) });
+    return loss;
+  };
+  const sample = async (step: number) => {
+    const prompt = tok.encode(f.samplePrompt, { specials: true });
+    const { samples } = await generate(model, tok, prompt, { temperature: 0.8, topK: 40, maxNewTokens: f.sampleLength, seed: step });
+    report.line(`----- sample at step ${step} -----\n${f.samplePrompt}${samples[0].text}\n-----`);
+  };
+
+  const startVal = trainer.step === 0 ? await evaluate(0) : undefined;
+  let lastGood = run.checkpoints().at(-1);
+  let avg = NaN;
+  const bar = report.progress(steps, f.logEvery ?? (steps <= 50 ? 1 : 10));
+  const t0 = performance.now(), step0 = trainer.step;
+  let tokensSeen = 0, trainMs = 0, lastLoss = NaN, endVal: number | undefined;
+  try {
+    while (trainer.step < steps && !interrupted) {
+      let r;
+      try {
+        r = await trainer.trainStep();
+      } catch (err) {
+        if (err instanceof NonFiniteLossError) {
+          bar.stop();
+          throw new GPT2Error(`${err.message}${lastGood ? ` The last good checkpoint is ${lastGood}.` : ' No checkpoint was saved yet.'}`);
+        }
+        throw err;
+      }
+      tokensSeen += r.tokens;
+      trainMs += r.ms;
+      lastLoss = r.loss;
+      avg = Number.isNaN(avg) ? r.loss : 0.9 * avg + 0.1 * r.loss;
+      const elapsed = (performance.now() - t0) / 1000;
+      const tps = (tokensSeen / trainMs) * 1000; // training time only, not evaluation or samples
+      bar.update(r.step, { loss: r.loss, avg, lr: r.lr, tps, etaSeconds: ((steps - r.step) * elapsed) / (r.step - step0) });
+      await run.metric({ step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: tps, ms: r.ms });
+      const last = r.step === steps;
+      if (f.evalEvery > 0 && (r.step % f.evalEvery === 0 || last)) endVal = await evaluate(r.step);
+      if (f.sampleEvery > 0 && r.step % f.sampleEvery === 0 && !last) await sample(r.step);
+      if ((f.saveEvery > 0 && r.step % f.saveEvery === 0) || last || interrupted) {
+        lastGood = await run.saveCheckpoint(model, tok, trainer.state(), f.keep);
+        if (!last) report.line(`saved ${lastGood}`);
+      }
+    }
+  } finally {
+    bar.stop();
+    process.off('SIGINT', onSigint);
+    await writeLossCurve(run, kind);
+  }
+  if (interrupted) {
+    report.line(`interrupted at step ${trainer.step}; checkpoint saved to ${lastGood}. Continue with: gpt2 ${kind} --resume ${run.dir}`);
+    process.exit(130);
+  }
+  const modelDir = join(run.dir, 'model');
+  await writeModelDir(modelDir, model, tok);
+  if (f.sampleEvery > 0) await sample(trainer.step);
+  const summary = {
+    runDir: run.dir, modelDir, steps: trainer.step, finalLoss: lastLoss, valLossStart: startVal, valLossEnd: endVal,
+    tokensPerSecond: (tokensSeen / trainMs) * 1000, lossCurve: join(run.dir, 'loss.svg'),
+  };
+  if (f.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  else report.line(`done: model saved to ${modelDir} (loss curve: ${summary.lossCurve})`);
+}
+
+async function writeLossCurve(run: RunDir, kind: string): Promise<void> {
+  const metrics = await run.readMetrics();
+  const train = metrics.filter((m) => m.loss !== undefined).map((m) => [m.step, m.loss] as [number, number]);
+  if (train.length === 0) return;
+  const smooth: [number, number][] = [];
+  let avg = train[0][1];
+  for (const [s, l] of train) smooth.push([s, (avg = 0.9 * avg + 0.1 * l)]);
+  const val = metrics.filter((m) => m.valLoss !== undefined).map((m) => [m.step, m.valLoss] as [number, number]);
+  const svg = lossCurveSvg(
+    [
+      { name: 'train loss', color: '#9ecae1', points: train },
+      { name: 'train loss (running mean)', color: '#08519c', points: smooth },
+      { name: 'validation loss', color: '#e6550d', points: val, dots: true },
+    ],
+    `gpt2 ${kind}: ${run.dir}`,
+  );
+  await writeFileAtomic(join(run.dir, 'loss.svg'), svg);
+}
+
+const defaultRunDir = (kind: string) => join('runs', `${kind}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`);
+
+async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
+  const { model, tokenizer } = await loadModel(backend, f.model ?? 'gpt2', report);
+  return { model, tok: tokenizer, run: new RunDir(f.out ?? defaultRunDir('finetune')) };
+}
+
+async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
+  if (!f.init) throw new GPT2Error('gpt2 train needs --init with a model size (gpt2, gpt2-medium, ...) or a config.json.');
+  if (f.tokenizer && f.trainTokenizer) throw new GPT2Error('Give either --tokenizer or --train-tokenizer, not both.');
+  let config = initConfig(f.init);
+  let tok: Tokenizer;
+  if (f.trainTokenizer) {
+    report.line(`training a ${f.trainTokenizer}-token BPE tokenizer on the data`);
+    const texts: string[] = [];
+    for (const file of await expandPaths(data)) texts.push(await readFile(file, 'utf8'));
+    tok = trainTokenizer(texts, { vocabSize: f.trainTokenizer });
+  } else if (f.tokenizer) {
+    tok = await loadTokenizerDir(f.tokenizer);
+  } else {
+    const { gpt2Tokenizer } = await import('@gpt2/core/node');
+    tok = await gpt2Tokenizer();
+  }
+  if (config.vocabSize !== tok.vocabSize) {
+    report.line(`vocab_size set to the tokenizer's ${tok.vocabSize} (the config said ${config.vocabSize})`);
+    config = { ...config, vocabSize: tok.vocabSize };
+  }
+  if (tok.eosId !== undefined) config = { ...config, bosTokenId: tok.eosId, eosTokenId: tok.eosId };
+  const model = new GPT2(backend, config, GPT2.initParams(config, f.seed));
+  return { model, tok, run: new RunDir(f.out ?? defaultRunDir('train')) };
+}
+
+async function prepareResume(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend']): Promise<Prepared> {
+  const dir = findCheckpoint(f.resume!);
+  const ck = await loadCheckpoint(dir);
+  const model = new GPT2(backend, ck.config, ck.params);
+  if (ck.optimizer) model.loadOptimizerState(ck.optimizer);
+  return { model, tok: ck.tokenizer, run: new RunDir(f.out ?? dirname(dir)), resumedState: ck.state };
+}

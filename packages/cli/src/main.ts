@@ -1,0 +1,194 @@
+// The gpt2 command. Usage mistakes exit 2, other errors 1, each with one sentence (a stack
+// trace only with --verbose); results go to stdout, progress and notes to stderr.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { GPT2Error } from '@gpt2/core';
+import { BACKEND_CHOICES } from './backends.js';
+import { runBench } from './commands/bench.js';
+import { runDownload } from './commands/download.js';
+import { runEval } from './commands/eval.js';
+import { runGenerate } from './commands/generate.js';
+import { runInfo } from './commands/info.js';
+import { runTokenize } from './commands/tokenize.js';
+import { runTraining, type TrainFlags } from './commands/train.js';
+import { findCheckpoint } from './run-dir.js';
+
+const int = (min: number) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`must be a whole number >= ${min}.`);
+  return n;
+};
+const num = (min: number, max = Infinity, openMin = false) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max || (openMin && n === min)) {
+    throw new InvalidArgumentError(`must be a number ${openMin ? '>' : '>='} ${min}${max < Infinity ? ` and <= ${max}` : ''}.`);
+  }
+  return n;
+};
+const collect = (v: string, prev: string[]) => [...prev, v];
+const backendOption = () => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto');
+
+function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
+  const ft = kind === 'finetune';
+  return cmd
+    .addOption(backendOption())
+    .option('--out <dir>', 'run directory for checkpoints, metrics and the loss curve (default runs/<command>-<time>)')
+    .option('--resume <dir>', 'continue a run (its directory or one checkpoint) exactly where it stopped')
+    .option('--steps <n>', 'optimizer steps (default 1000)', int(1))
+    .option('--epochs <n>', 'passes over the training tokens, instead of --steps', num(0, Infinity, true))
+    .option('--batch-size <n>', 'sequences per micro-batch', int(1), ft ? 1 : 8)
+    .option('--block-size <n>', 'tokens per sequence (default min(1024, n_positions))', int(1))
+    .option('--grad-accum <n>', 'micro-batches per optimizer step', int(1), 1)
+    .option('--lr <x>', 'peak learning rate', num(0, Infinity, true), ft ? 1e-4 : 6e-4)
+    .option('--warmup <n>', 'linear warmup steps', int(0), ft ? 0 : 100)
+    .addOption(new Option('--lr-schedule <kind>', 'after warmup').choices(['constant', 'linear', 'cosine']).default(ft ? 'constant' : 'cosine'))
+    .option('--weight-decay <x>', 'AdamW weight decay (2+-dim tensors only)', num(0), ft ? 0 : 0.1)
+    .option('--clip <x>', 'global gradient-norm clip (0 = off)', num(0), 1.0)
+    .option('--seed <n>', 'seed for initialisation and batch order', int(0), 0)
+    .option('--val-split <x>', 'fraction of the data held out for validation', num(0, 0.99), 0.05)
+    .option('--val-data <file>', 'validation text instead of a split')
+    .option('--eval-every <n>', 'validation loss every n steps (0 = off)', int(0), 100)
+    .option('--eval-batches <n>', 'validation batches per evaluation', int(1), 20)
+    .option('--sample-every <n>', 'print a sample every n steps (0 = off)', int(0), 100)
+    .option('--sample-prompt <text>', 'prompt for those samples', '')
+    .option('--sample-length <n>', 'tokens per sample', int(1), 100)
+    .option('--save-every <n>', 'checkpoint every n steps (0 = only at the end)', int(0), 500)
+    .option('--keep <n>', 'checkpoints to keep', int(1), 3)
+    .option('--text-field <name>', 'field of .jsonl / column of .csv holding the text', 'text')
+    .option('--no-specials', 'read <|endoftext|> in the data as plain text, not a document boundary')
+    .option('--log-every <n>', 'progress line every n steps when not on a terminal', int(1))
+    .option('--json', 'print a JSON summary at the end');
+}
+
+/** On --resume, settings left at their defaults come from the run's run.json, so the run continues as it began. */
+function withResumedOptions(cmd: Command, flags: TrainFlags): TrainFlags {
+  if (!flags.resume) return flags;
+  const ckpt = findCheckpoint(flags.resume);
+  const runJson = [join(ckpt, '..', 'run.json'), join(flags.resume, 'run.json')].find((p) => existsSync(p));
+  if (!runJson) return flags;
+  const saved = (JSON.parse(readFileSync(runJson, 'utf8')) as { options: Record<string, unknown> }).options;
+  const merged: Record<string, unknown> = { ...flags };
+  for (const [key, value] of Object.entries(saved)) {
+    if (['resume', 'out', 'json', 'backend'].includes(key)) continue;
+    const source = cmd.getOptionValueSource(key);
+    if (source === undefined || source === 'default') merged[key] = value;
+  }
+  return merged as unknown as TrainFlags;
+}
+
+export function buildProgram(): Command {
+  const program = new Command('gpt2')
+    .description('Fine-tune, train and sample GPT-2 models on CPU, WebAssembly, WebGPU and CUDA backends.')
+    .option('--verbose', 'print stack traces on errors')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride(); // before adding commands: they inherit it, so usage errors reach main() and exit 2
+
+  trainingOptions(program.command('finetune').description('fine-tune a pretrained GPT-2 on text files').argument('[data...]', 'text files, folders or globs (.txt, .md, .jsonl, .csv)'), 'finetune')
+    .option('--model <dir|id>', 'local HF-format model directory or hub id', 'gpt2')
+    .action(async function (this: Command, data: string[]) {
+      await runTraining('finetune', data, withResumedOptions(this, this.opts<TrainFlags>()));
+    });
+
+  trainingOptions(program.command('train').description('train a GPT-2 from scratch on text files').argument('[data...]', 'text files, folders or globs (.txt, .md, .jsonl, .csv)'), 'train')
+    .option('--init <size|config.json>', 'model shape: gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a config.json')
+    .option('--tokenizer <dir>', 'directory with vocab.json + merges.txt (default GPT-2\'s)')
+    .option('--train-tokenizer <vocab-size>', 'learn a new byte-level BPE of this size from the data', int(257))
+    .action(async function (this: Command, data: string[]) {
+      await runTraining('train', data, withResumedOptions(this, this.opts<TrainFlags>()));
+    });
+
+  program.command('generate').description('sample text from a model')
+    .option('--model <dir|id>', 'local HF-format model directory or hub id', 'gpt2')
+    .addOption(backendOption())
+    .option('--prompt <text>', 'text to continue (default: unconditional)')
+    .option('--prompt-file <file>', 'read the prompt from a file')
+    .option('--max-new-tokens <n>', 'tokens to generate per sample (any length: the context slides)', int(0), 200)
+    .option('--temperature <x>', 'sampling temperature (0 = greedy)', num(0), 0.8)
+    .option('--top-k <n>', 'keep the k most likely tokens (0 = off)', int(0), 40)
+    .option('--top-p <x>', 'nucleus sampling mass (1 = off)', num(0, 1, true), 1)
+    .option('--min-p <x>', 'drop tokens below this fraction of the top probability (0 = off)', num(0, 0.999), 0)
+    .option('--repetition-penalty <x>', 'HF repetition penalty (1 = off)', num(0, Infinity, true), 1)
+    .option('--no-repeat-ngram-size <n>', 'never repeat an n-gram (0 = off)', int(0), 0)
+    .option('--min-new-tokens <n>', 'no end-of-text before this many tokens', int(0), 0)
+    .option('--nsamples <n>', 'number of samples', int(1), 1)
+    .option('--batch-size <n>', 'samples decoded together (default all)', int(1))
+    .option('--seed <n>', 'random seed (default: random, printed)', int(0))
+    .option('--stop <text>', 'stop a sample at this text (repeatable)', collect, [])
+    .option('--no-stop-at-eos', 'keep going past <|endoftext|>')
+    .option('--include-prompt', 'print the prompt before each sample')
+    .option('--out <dir>', 'also write one file per sample into this directory')
+    .option('--delimiter <text>', 'printed between samples', '====================\n')
+    .option('--interactive', 'a prompt loop for trying the model')
+    .option('--json', 'print {"samples": [{"text", "tokens"}], "tokensPerSecond"}')
+    .action(async function (this: Command) {
+      await runGenerate(this.opts());
+    });
+
+  program.command('eval').description('mean loss and perplexity of a text')
+    .requiredOption('--model <dir|id>', 'local HF-format model directory or hub id')
+    .requiredOption('--data <file>', 'text file (or folder / glob)')
+    .option('--stride <n>', 'window stride for texts longer than the context (default n_positions / 2)', int(1))
+    .addOption(backendOption())
+    .option('--json', 'print {"loss", "perplexity", "tokens"}')
+    .action(async function (this: Command) {
+      await runEval(this.opts());
+    });
+
+  program.command('tokenize').description("token ids of a text under a model's tokenizer")
+    .requiredOption('--model <dir|id>', 'local HF-format model directory or hub id')
+    .option('--text <text>', 'the text')
+    .option('--file <file>', 'read the text from a file')
+    .option('--no-specials', 'encode <|endoftext|> as plain text')
+    .option('--json', 'print {"ids": [...], "count"}')
+    .action(async function (this: Command) {
+      await runTokenize(this.opts());
+    });
+
+  program.command('download').description('download a hub model into the Hugging Face cache').argument('<id>', 'hub id, e.g. gpt2 or org/name[@revision]')
+    .action(runDownload);
+
+  program.command('info').description('backends available here (and why others are not), devices, versions')
+    .option('--json', 'print as JSON')
+    .action(async function (this: Command) {
+      await runInfo(this.opts());
+    });
+
+  program.command('bench').description('speed of a randomly initialised model, as JSON')
+    .addOption(new Option('--task <task>', 'what to time').choices(['train', 'generate']).default('train'))
+    .addOption(backendOption())
+    .option('--init <size|config.json>', 'model shape', 'gpt2')
+    .option('--batch <n>', 'batch size', int(1), 4)
+    .option('--seq <n>', 'sequence length (train)', int(1), 64)
+    .option('--steps <n>', 'timed steps after one warm-up step (train)', int(1), 3)
+    .option('--prompt-tokens <n>', 'prompt length (generate)', int(1), 32)
+    .option('--new-tokens <n>', 'tokens to decode (generate)', int(1), 128)
+    .option('--json', 'one line of JSON')
+    .action(async function (this: Command) {
+      await runBench(this.opts());
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  const verbose = argv.includes('--verbose');
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander has printed its one-line message; --help and --version exit 0
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (err instanceof GPT2Error) {
+      process.stderr.write(`error: ${err.message}\n`);
+      if (verbose) process.stderr.write(`${err.stack}\n`);
+      return 1;
+    }
+    const e = err as Error;
+    process.stderr.write(`error: ${e?.message ?? String(err)}${verbose ? `\n${e?.stack}` : ' (run with --verbose for details)'}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,65 @@
+// Where a model comes from: a local HF-format directory, a hub id (through the HF cache), or a
+// random initialisation of a named size (--init gpt2 | gpt2-medium | ... | CONFIG.json).
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { GPT2, GPT2Error, parseConfig, presetConfig, type Backend, type GPT2Config, type Tokenizer } from '@gpt2/core';
+import { gpt2Tokenizer, loadModelDir, loadTokenizerDir } from '@gpt2/core/node';
+import { downloadModel, hubOptionsFromEnv } from './hub.js';
+import type { Reporter } from './report.js';
+
+/** A local directory path, or the snapshot directory of a hub id (downloaded if needed). */
+export async function resolveModelDir(model: string, report?: Reporter): Promise<string> {
+  if (existsSync(model)) {
+    if (!statSync(model).isDirectory()) throw new GPT2Error(`${model} is a file; pass the directory that holds config.json and model.safetensors.`);
+    return model;
+  }
+  if (model.startsWith('.') || model.startsWith('/') || model.split('/').length > 2) {
+    throw new GPT2Error(`Model directory ${model} does not exist; pass a folder with config.json and model.safetensors, or a hub id.`);
+  }
+  const o = hubOptionsFromEnv();
+  const progress = report?.bytes(`downloading ${model}`);
+  o.onProgress = (file, done, total) => progress?.(file, done, total);
+  try {
+    return await downloadModel(model, o);
+  } finally {
+    report?.endBytes();
+  }
+}
+
+/** The tokenizer files of a directory, or GPT-2's stock tokenizer when it has none and the vocabulary is GPT-2's. */
+export async function tokenizerFor(dir: string | undefined, config: GPT2Config, report?: Reporter): Promise<Tokenizer> {
+  const has = dir && (existsSync(join(dir, 'tokenizer.json')) || (existsSync(join(dir, 'vocab.json')) && existsSync(join(dir, 'merges.txt'))));
+  const tok = has ? await loadTokenizerDir(dir!) : undefined;
+  if (tok) {
+    if (tok.vocabSize > config.vocabSize) {
+      throw new GPT2Error(`The tokenizer in ${dir} has ${tok.vocabSize} tokens but the model only ${config.vocabSize}; they do not belong together.`);
+    }
+    return tok;
+  }
+  if (config.vocabSize === 50257) {
+    if (dir) report?.warn(`${dir} has no tokenizer files; using GPT-2's stock tokenizer.`);
+    return gpt2Tokenizer();
+  }
+  throw new GPT2Error(`${dir ?? 'The model'} has no vocab.json + merges.txt (or tokenizer.json) and its vocabulary is not GPT-2's; add the tokenizer files.`);
+}
+
+export interface LoadedModel {
+  model: GPT2;
+  tokenizer: Tokenizer;
+  dir?: string;
+}
+
+export async function loadModel(backend: Backend, model: string, report?: Reporter): Promise<LoadedModel> {
+  const dir = await resolveModelDir(model, report);
+  const { config, params } = await loadModelDir(dir);
+  return { model: new GPT2(backend, config, params), tokenizer: await tokenizerFor(dir, config, report), dir };
+}
+
+/** A config from a preset name or a config.json path. */
+export function initConfig(init: string): GPT2Config {
+  if (init.endsWith('.json') || existsSync(init)) {
+    if (!existsSync(init)) throw new GPT2Error(`${init} does not exist; give a preset (gpt2, gpt2-medium, ...) or a config.json.`);
+    return parseConfig(readFileSync(init, 'utf8'), init);
+  }
+  return presetConfig(init);
+}
