@@ -1,0 +1,85 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { get_encoding } from 'tiktoken';
+import { parseSafetensors } from '@gpt2/core';
+import { FIXTURES, gpt2 } from './test/cli.js';
+
+const ref = parseSafetensors(readFileSync(join(FIXTURES, 'gpt2-tiny/reference.safetensors')));
+
+describe('gpt2 CLI', () => {
+  it('generate: greedy tokens from "The meaning of life is" equal the fixture', async () => {
+    const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json', '--backend', 'cpu']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.samples[0].tokens).toEqual([...ref.int32('greedy.tokens')]);
+    expect(out.tokensPerSecond).toBeGreaterThan(0);
+  });
+
+  it('generate: streams text, several samples with a delimiter, and the same seed repeats', async () => {
+    const args = ['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'Hello', '--max-new-tokens', '8', '--nsamples', '3', '--seed', '42', '--no-stop-at-eos'];
+    const a = await gpt2(args), b = await gpt2(args);
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stdout).toBe(b.stdout);
+    expect(a.stdout.split('====================').length).toBe(4);
+    expect(a.stderr).toMatch(/tokens\/s on cpu, seed 42/);
+  });
+
+  it('tokenize: ids equal tiktoken r50k_base', async () => {
+    const text = "Hello there — it's 2026! 中文 🤷🏽‍♀️";
+    const r = await gpt2(['tokenize', '--model', join(FIXTURES, 'gpt2-tiny'), '--text', text, '--json']);
+    const enc = get_encoding('r50k_base');
+    expect(JSON.parse(r.stdout)).toEqual({ ids: [...enc.encode_ordinary(text)], count: enc.encode_ordinary(text).length });
+    enc.free();
+  });
+
+  it("eval: loss of a text that fits equals HF's labels=ids loss computed from the reference logits", async () => {
+    const inputs = ref.int32('inputs').subarray(0, 16), targets = ref.int32('targets').subarray(0, 16);
+    const ids = [...inputs, targets[15]];
+    const enc = get_encoding('r50k_base');
+    const text = new TextDecoder().decode(enc.decode(Uint32Array.from(ids)));
+    expect([...enc.encode_ordinary(text)]).toEqual(ids); // the text tokenizes back to the same ids
+    enc.free();
+    // float64 cross-entropy of the reference logits, row 0
+    const logits = ref.float32('logits'), V = 50257;
+    let sum = 0;
+    for (let t = 0; t < 16; t++) {
+      const row = logits.subarray(t * V, (t + 1) * V);
+      const max = Math.max(...row);
+      let z = 0;
+      for (const x of row) z += Math.exp(x - max);
+      sum += Math.log(z) + max - row[targets[t]];
+    }
+    const dir = (await import('node:fs')).mkdtempSync(join((await import('node:os')).tmpdir(), 'eval-'));
+    (await import('node:fs')).writeFileSync(join(dir, 'text.txt'), text);
+    const r = await gpt2(['eval', '--model', join(FIXTURES, 'gpt2-tiny'), '--data', join(dir, 'text.txt'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.tokens).toBe(16);
+    expect(Math.abs(out.loss - sum / 16)).toBeLessThan(1e-5);
+    expect(out.perplexity).toBeCloseTo(Math.exp(out.loss), 6);
+  });
+
+  it('bench: train and generate print their JSON figures', async () => {
+    const t = await gpt2(['bench', '--task', 'train', '--init', join(FIXTURES, 'gpt2-odd/config.json'), '--batch', '2', '--seq', '16', '--steps', '2', '--json']);
+    expect(t.code, t.stderr).toBe(0);
+    expect(JSON.parse(t.stdout)).toMatchObject({ task: 'train', backend: 'cpu', batch: 2, seq: 16, msPerStep: expect.any(Number), tokensPerSecond: expect.any(Number) });
+    const g = await gpt2(['bench', '--task', 'generate', '--init', join(FIXTURES, 'gpt2-odd/config.json'), '--batch', '1', '--prompt-tokens', '8', '--new-tokens', '16', '--json']);
+    expect(JSON.parse(g.stdout)).toMatchObject({ task: 'generate', prefillMs: expect.any(Number), msPerToken: expect.any(Number), tokensPerSecond: expect.any(Number) });
+  });
+
+  it.each([
+    [['generate', '--bogus'], 2, /^error: unknown option '--bogus'/],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--top-p', '0'], 2, /--top-p <x>' argument '0' is invalid/],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'tpu'], 2, /Allowed choices are auto, cpu/],
+    [['generate', '--model', './no/such/dir'], 1, /^error: Model directory \.\/no\/such\/dir does not exist/],
+    [['generate', '--model', join(FIXTURES, 'gpt2-odd')], 1, /has no vocab\.json \+ merges\.txt .* add the tokenizer files/],
+    [['tokenize', '--model', join(FIXTURES, 'gpt2-tiny')], 1, /^error: Give exactly one of --text or --file\./],
+    [['bench', '--task', 'train', '--init', 'gpt3'], 1, /^error: Unknown model size 'gpt3'/],
+  ])('bad input %j ends in one clear sentence and exit code %i', async (args, code, pattern) => {
+    const r = await gpt2(args as string[]);
+    expect(r.code).toBe(code);
+    expect(r.stderr).toMatch(pattern);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+});

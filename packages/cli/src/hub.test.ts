@@ -1,0 +1,89 @@
+import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseSafetensors } from '@gpt2/core';
+import { downloadModel, hubOptionsFromEnv, type HubOptions } from './hub.js';
+import { FIXTURES, gpt2 } from './test/cli.js';
+import { startHubServer, type HubServer } from './test/hub-server.js';
+
+let hub: HubServer;
+beforeAll(async () => {
+  hub = await startHubServer({ 'test-org/gpt2-tiny': join(FIXTURES, 'gpt2-tiny'), gpt2: join(FIXTURES, 'gpt2-tiny') });
+});
+afterAll(() => hub.close());
+
+const opts = (cacheDir: string, extra: Partial<HubOptions> = {}): HubOptions => ({ endpoint: hub.url, cacheDir, offline: false, ...extra });
+const fixture = (f: string) => readFileSync(join(FIXTURES, 'gpt2-tiny', f));
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('hub downloads into the standard Hugging Face cache', () => {
+  it('downloads with progress into the huggingface_hub layout, verified, and reuses it', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
+    const progress: [string, number, number][] = [];
+    const dir = await downloadModel('test-org/gpt2-tiny', opts(cache, { onProgress: (f, d, t) => progress.push([f, d, t]) }));
+    const repo = join(cache, 'models--test-org--gpt2-tiny');
+    expect(dir).toBe(join(repo, 'snapshots', 'a'.repeat(40)));
+    expect(readFileSync(join(repo, 'refs', 'main'), 'utf8')).toBe('a'.repeat(40));
+    for (const f of ['config.json', 'model.safetensors', 'vocab.json', 'merges.txt']) {
+      expect(readFileSync(join(dir, f)).equals(fixture(f))).toBe(true);
+      expect(lstatSync(join(dir, f)).isSymbolicLink()).toBe(true);
+      expect(readlinkSync(join(dir, f))).toMatch(/^\.\.\/\.\.\/blobs\/[0-9a-f]{40,64}$/); // relative, like huggingface_hub
+    }
+    expect(existsSync(join(repo, 'blobs', sha256(fixture('model.safetensors'))))).toBe(true);
+    const last = progress.filter(([f]) => f === 'model.safetensors').at(-1)!;
+    expect(last[1]).toBe(last[2]);
+    expect(last[2]).toBe(fixture('model.safetensors').length);
+
+    const before = hub.requests.filter((r) => r.method === 'GET').length;
+    expect(await downloadModel('test-org/gpt2-tiny', opts(cache))).toBe(dir);
+    expect(hub.requests.filter((r) => r.method === 'GET').length).toBe(before); // nothing fetched again
+    // offline: served from the cache without asking the server
+    const asked = hub.requests.length;
+    expect(await downloadModel('test-org/gpt2-tiny', opts(cache, { offline: true, endpoint: 'http://127.0.0.1:3' }))).toBe(dir);
+    expect(hub.requests.length).toBe(asked);
+  });
+
+  it('resumes a partial download with a Range request', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
+    const data = fixture('model.safetensors');
+    const blobs = join(cache, 'models--test-org--gpt2-tiny', 'blobs');
+    mkdirSync(blobs, { recursive: true });
+    writeFileSync(join(blobs, `${sha256(data)}.incomplete`), data.subarray(0, 5_000_000));
+    const dir = await downloadModel('test-org/gpt2-tiny', opts(cache));
+    expect(readFileSync(join(dir, 'model.safetensors')).equals(data)).toBe(true);
+    expect(hub.requests.some((r) => r.range === 'bytes=5000000-')).toBe(true);
+  });
+
+  it('rejects a corrupted download and keeps nothing of it', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
+    hub.corrupt.add('model.safetensors');
+    try {
+      await expect(downloadModel('test-org/gpt2-tiny', opts(cache))).rejects.toThrowError(/download of test-org\/gpt2-tiny\/model\.safetensors is corrupted \(checksum/);
+      expect(existsSync(join(cache, 'models--test-org--gpt2-tiny', 'blobs', sha256(fixture('model.safetensors'))))).toBe(false);
+    } finally {
+      hub.corrupt.delete('model.safetensors');
+    }
+  });
+
+  it('explains offline-without-cache, an unreachable hub and a missing repo', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
+    await expect(downloadModel('gpt2', opts(cache, { offline: true }))).rejects.toThrowError(/gpt2 is not in the Hugging Face cache .* HF_HUB_OFFLINE is set; .*pass a local model directory/);
+    await expect(downloadModel('gpt2', opts(cache, { endpoint: 'http://127.0.0.1:3' }))).rejects.toThrowError(/Cannot reach the Hugging Face hub at http:\/\/127\.0\.0\.1:3 \(ECONNREFUSED\)/);
+    await expect(downloadModel('nobody/nothing', opts(cache))).rejects.toThrowError(/has no config\.json/);
+  });
+
+  it('reads HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN', () => {
+    expect(hubOptionsFromEnv({ HF_HOME: '/h', HF_ENDPOINT: 'http://x/', HF_HUB_OFFLINE: '1', HF_TOKEN: 't' })).toEqual({ endpoint: 'http://x', token: 't', cacheDir: '/h/hub', offline: true });
+    expect(hubOptionsFromEnv({ HF_HOME: '/h', HF_HUB_CACHE: '/c' }).cacheDir).toBe('/c');
+  });
+
+  it('gpt2 generate --model <hub id> works through HF_ENDPOINT, and the model matches the fixture', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'hf-home-'));
+    const r = await gpt2(['generate', '--model', 'gpt2', '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json'], { env: { HF_ENDPOINT: hub.url, HF_HOME: cache } });
+    expect(r.code, r.stderr).toBe(0);
+    const want = parseSafetensors(fixture('reference.safetensors')).int32('greedy.tokens');
+    expect(JSON.parse(r.stdout).samples[0].tokens).toEqual([...want]);
+  });
+});

@@ -1,0 +1,64 @@
+// A local stand-in for the Hugging Face hub: serves model folders at hub-shaped URLs
+// (/{repo}/resolve/{revision}/{file}) with the headers huggingface_hub reads. Large files behave
+// like LFS files (302 to /lfs/{sha256} with X-Linked-Etag / X-Linked-Size); others answer 200 with
+// the git blob sha1 as ETag. Range requests are honoured. Loopback only.
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+
+export interface HubServer {
+  url: string;
+  requests: { method: string; url: string; range?: string }[];
+  /** Serve wrong bytes for this file's body (to test verification). */
+  corrupt: Set<string>;
+  close(): Promise<void>;
+}
+
+const COMMIT = 'a'.repeat(40);
+const LFS_MIN = 100_000;
+
+export async function startHubServer(repos: Record<string, string>): Promise<HubServer> {
+  const requests: HubServer['requests'] = [];
+  const corrupt = new Set<string>();
+  const bySha = new Map<string, { data: Buffer; file: string }>();
+  const server: Server = createServer((req, res) => {
+    requests.push({ method: req.method!, url: req.url!, range: req.headers.range });
+    const send = (data: Buffer, file: string, headers: Record<string, string>) => {
+      let body = corrupt.has(file) ? Buffer.from(data).fill(7, 0, 16) : data;
+      let status = 200;
+      const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      if (m) {
+        body = body.subarray(Number(m[1]));
+        status = 206;
+      }
+      res.writeHead(status, { ...headers, 'content-length': String(body.length) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    const lfs = /^\/lfs\/([0-9a-f]{64})$/.exec(req.url!);
+    if (lfs && bySha.has(lfs[1])) {
+      const { data, file } = bySha.get(lfs[1])!;
+      return send(data, file, {});
+    }
+    const m = /^\/(.+)\/resolve\/([^/]+)\/(.+)$/.exec(req.url!);
+    const dir = m && repos[m[1]];
+    const path = dir && join(dir, m[3]);
+    if (!m || !path || !existsSync(path)) {
+      res.writeHead(404, { 'x-error-code': 'EntryNotFound' });
+      return res.end();
+    }
+    const data = readFileSync(path);
+    if (data.length >= LFS_MIN) {
+      const sha = createHash('sha256').update(data).digest('hex');
+      bySha.set(sha, { data, file: m[3] });
+      res.writeHead(302, { location: `/lfs/${sha}`, 'x-linked-etag': `"${sha}"`, 'x-linked-size': String(data.length), 'x-repo-commit': COMMIT, etag: '"pointer"' });
+      return res.end();
+    }
+    const sha1 = createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
+    send(data, m[3], { etag: `"${sha1}"`, 'x-repo-commit': COMMIT });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, requests, corrupt, close: () => new Promise((r) => server.close(() => r())) };
+}

@@ -1,0 +1,84 @@
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, gpt2 } from './test/cli.js';
+
+let dir: string, data: string, config: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'gpt2-train-'));
+  data = join(dir, 'shakespeare-30k.txt');
+  writeFileSync(data, readFileSync(join(ROOT, 'examples/shakespeare.txt'), 'utf8').slice(0, 30_000));
+  config = join(dir, 'tiny.json');
+  writeFileSync(config, JSON.stringify({ model_type: 'gpt2', vocab_size: 50257, n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 }));
+});
+
+const metrics = (run: string) => readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const losses = (run: string) => metrics(run).filter((m) => m.loss !== undefined).map((m) => [m.step, m.loss]);
+const common = ['--init', 'TINY', '--train-tokenizer', '400', '--batch-size', '4', '--block-size', '32', '--lr', '3e-3', '--warmup', '2', '--sample-every', '0', '--eval-every', '10'];
+const args = (run: string, extra: string[]) => ['train', 'DATA', ...common, '--out', run, ...extra].map((a) => (a === 'TINY' ? config : a === 'DATA' ? data : a));
+
+describe('gpt2 train', () => {
+  it('trains from scratch: the loss falls, and the run holds checkpoints, metrics, a loss curve and an HF model', async () => {
+    const run = join(dir, 'scratch');
+    const r = await gpt2(args(run, ['--steps', '30', '--save-every', '10', '--keep', '2', '--json']));
+    expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    expect(summary.valLossEnd).toBeLessThan(summary.valLossStart - 0.5);
+    const l = losses(run).map(([, x]) => x);
+    expect(l.length).toBe(30);
+    expect((l[27] + l[28] + l[29]) / 3).toBeLessThan((l[0] + l[1] + l[2]) / 3 - 0.5);
+    expect(readdirSync(run).filter((d) => d.startsWith('checkpoint-'))).toEqual(['checkpoint-00000020', 'checkpoint-00000030']);
+    expect(readFileSync(join(run, 'loss.svg'), 'utf8')).toMatch(/^<svg[\s\S]*validation loss[\s\S]*<\/svg>\n$/);
+    expect(readdirSync(join(run, 'model')).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+    expect(JSON.parse(readFileSync(join(run, 'model/config.json'), 'utf8')).vocab_size).toBe(400);
+    expect(readdirSync(run).filter((d) => d.includes('.tmp-'))).toEqual([]);
+    // the saved model generates through the CLI
+    const g = await gpt2(['generate', '--model', join(run, 'model'), '--prompt', 'ROMEO:', '--max-new-tokens', '10', '--seed', '1', '--json']);
+    expect(g.code, g.stderr).toBe(0);
+    expect(JSON.parse(g.stdout).samples[0].tokens.length).toBeGreaterThan(0);
+  });
+
+  it('Ctrl-C saves a checkpoint and exits 130; --resume then continues with exactly the uninterrupted losses', async () => {
+    const full = join(dir, 'full'), cut = join(dir, 'cut');
+    expect((await gpt2(args(full, ['--steps', '8', '--save-every', '0', '--log-every', '1']))).code).toBe(0);
+    let sent = false;
+    const r = await gpt2(args(cut, ['--steps', '8', '--save-every', '0', '--log-every', '1']), {
+      onStderr: (chunk, kill) => {
+        if (!sent && /step 3\/8/.test(chunk)) {
+          sent = true;
+          kill('SIGINT');
+        }
+      },
+    });
+    expect(r.code, r.stderr).toBe(130);
+    expect(r.stderr).toMatch(/interrupted at step \d; checkpoint saved to .*checkpoint-0000000\d\. Continue with: gpt2 train --resume/);
+    const stopped = losses(cut).length;
+    expect(stopped).toBeLessThan(8);
+    const resumed = await gpt2(['train', '--resume', cut]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(losses(cut)).toEqual(losses(full)); // bit-for-bit the same losses at every step
+  });
+
+  it.each([
+    ['an empty file', () => writeFileSync(join(dir, 'empty.txt'), ''), 'empty.txt', [], /contains no text; give a file with some/],
+    ['a non-UTF-8 file', () => writeFileSync(join(dir, 'latin1.txt'), Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9]), Buffer.from(' au lait')])), 'latin1.txt', [], /latin1\.txt is not UTF-8 text: invalid byte 0xe9 at offset 3; convert it first/],
+    ['a block size beyond the context', () => {}, 'shakespeare-30k.txt', ['--block-size', '100'], /--block-size 100 is larger than the model's context of 64/],
+    ['a missing file', () => {}, 'nope.txt', [], /No file matches '.*nope\.txt'/],
+  ])('%s ends in one clear sentence, exit 1', async (_, make, file, extra, pattern) => {
+    make();
+    const a = args(join(dir, 'bad'), ['--steps', '1', ...(extra as string[])]);
+    a[1] = join(dir, file as string);
+    const r = await gpt2(a);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(pattern);
+  });
+
+  it('trains on what there is, with a warning, when the data is shorter than one block', async () => {
+    writeFileSync(join(dir, 'short.txt'), 'To be, or not to be, that is the question.');
+    const r = await gpt2(['train', join(dir, 'short.txt'), '--init', config, '--train-tokenizer', '300', '--batch-size', '4', '--block-size', '32', '--steps', '2', '--val-split', '0', '--out', join(dir, 'short')]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/warning: the training data has only \d+ tokens, less than one block of 32 \+ 1; training on blocks of \d+\./);
+    expect(existsSync(join(dir, 'short/model/model.safetensors'))).toBe(true);
+  });
+});
