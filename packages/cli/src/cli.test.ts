@@ -22,7 +22,7 @@ describe('gpt2 CLI', () => {
     expect(a.code, a.stderr).toBe(0);
     expect(a.stdout).toBe(b.stdout);
     expect(a.stdout.split('====================').length).toBe(4);
-    expect(a.stderr).toMatch(/tokens\/s on cpu, seed 42/);
+    expect(a.stderr).toMatch(/tokens\/s on wasm, seed 42/);
   });
 
   it('tokenize: ids equal tiktoken r50k_base', async () => {
@@ -63,7 +63,7 @@ describe('gpt2 CLI', () => {
   it('bench: train and generate print their JSON figures', async () => {
     const t = await gpt2(['bench', '--task', 'train', '--init', join(FIXTURES, 'gpt2-odd/config.json'), '--batch', '2', '--seq', '16', '--steps', '2', '--json']);
     expect(t.code, t.stderr).toBe(0);
-    expect(JSON.parse(t.stdout)).toMatchObject({ task: 'train', backend: 'cpu', batch: 2, seq: 16, msPerStep: expect.any(Number), tokensPerSecond: expect.any(Number) });
+    expect(JSON.parse(t.stdout)).toMatchObject({ task: 'train', backend: 'wasm', batch: 2, seq: 16, msPerStep: expect.any(Number), tokensPerSecond: expect.any(Number) });
     const g = await gpt2(['bench', '--task', 'generate', '--init', join(FIXTURES, 'gpt2-odd/config.json'), '--batch', '1', '--prompt-tokens', '8', '--new-tokens', '16', '--json']);
     expect(JSON.parse(g.stdout)).toMatchObject({ task: 'generate', prefillMs: expect.any(Number), msPerToken: expect.any(Number), tokensPerSecond: expect.any(Number) });
   });
@@ -71,7 +71,7 @@ describe('gpt2 CLI', () => {
   it.each([
     [['generate', '--bogus'], 2, /^error: unknown option '--bogus'/],
     [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--top-p', '0'], 2, /--top-p <x>' argument '0' is invalid/],
-    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'tpu'], 2, /Allowed choices are auto, cpu/],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'tpu'], 2, /Allowed choices are auto, wasm, cpu/],
     [['generate', '--model', './no/such/dir'], 1, /^error: Model directory \.\/no\/such\/dir does not exist/],
     [['generate', '--model', join(FIXTURES, 'gpt2-odd')], 1, /has no vocab\.json \+ merges\.txt .* add the tokenizer files/],
     [['tokenize', '--model', join(FIXTURES, 'gpt2-tiny')], 1, /^error: Give exactly one of --text or --file\./],

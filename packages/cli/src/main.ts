@@ -28,11 +28,13 @@ const num = (min: number, max = Infinity, openMin = false) => (v: string) => {
 };
 const collect = (v: string, prev: string[]) => [...prev, v];
 const backendOption = () => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto');
+const threadsOption = () => new Option('--threads <n>', 'CPU threads for the wasm backend (default: all cores)').argParser(int(1));
 
 function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
   const ft = kind === 'finetune';
   return cmd
     .addOption(backendOption())
+    .addOption(threadsOption())
     .option('--out <dir>', 'run directory for checkpoints, metrics and the loss curve (default runs/<command>-<time>)')
     .option('--resume <dir>', 'continue a run (its directory or one checkpoint) exactly where it stopped')
     .option('--steps <n>', 'optimizer steps (default 1000)', int(1))
@@ -101,6 +103,7 @@ export function buildProgram(): Command {
   program.command('generate').description('sample text from a model')
     .option('--model <dir|id>', 'local HF-format model directory or hub id', 'gpt2')
     .addOption(backendOption())
+    .addOption(threadsOption())
     .option('--prompt <text>', 'text to continue (default: unconditional)')
     .option('--prompt-file <file>', 'read the prompt from a file')
     .option('--max-new-tokens <n>', 'tokens to generate per sample (any length: the context slides)', int(0), 200)
@@ -130,6 +133,7 @@ export function buildProgram(): Command {
     .requiredOption('--data <file>', 'text file (or folder / glob)')
     .option('--stride <n>', 'window stride for texts longer than the context (default n_positions / 2)', int(1))
     .addOption(backendOption())
+    .addOption(threadsOption())
     .option('--json', 'print {"loss", "perplexity", "tokens"}')
     .action(async function (this: Command) {
       await runEval(this.opts());
@@ -157,6 +161,7 @@ export function buildProgram(): Command {
   program.command('bench').description('speed of a randomly initialised model, as JSON')
     .addOption(new Option('--task <task>', 'what to time').choices(['train', 'generate']).default('train'))
     .addOption(backendOption())
+    .addOption(threadsOption())
     .option('--init <size|config.json>', 'model shape', 'gpt2')
     .option('--batch <n>', 'batch size', int(1), 4)
     .option('--seq <n>', 'sequence length (train)', int(1), 64)

@@ -7,6 +7,7 @@ import { initConfig } from '../model-source.js';
 
 export interface BenchFlags {
   backend: string;
+  threads?: number;
   task: string;
   init: string;
   batch: number;
@@ -18,7 +19,7 @@ export interface BenchFlags {
 }
 
 export async function runBench(f: BenchFlags): Promise<void> {
-  const { backend } = await openBackend(f.backend);
+  const { backend } = await openBackend(f.backend, f.threads);
   const config = initConfig(f.init);
   const model = new GPT2(backend, config, GPT2.initParams(config, 1));
   const ids = (n: number, salt: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % config.vocabSize);

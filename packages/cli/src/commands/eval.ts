@@ -7,9 +7,9 @@ import { expandPaths } from '../corpus.js';
 import { loadModel } from '../model-source.js';
 import { Reporter } from '../report.js';
 
-export async function runEval(f: { model: string; data: string; backend: string; stride?: number; json?: boolean }): Promise<void> {
+export async function runEval(f: { model: string; data: string; backend: string; threads?: number; stride?: number; json?: boolean }): Promise<void> {
   const report = new Reporter(Boolean(f.json));
-  const { backend } = await openBackend(f.backend);
+  const { backend } = await openBackend(f.backend, f.threads);
   const { model, tokenizer } = await loadModel(backend, f.model, report);
   const files = await expandPaths([f.data]);
   let text = '';

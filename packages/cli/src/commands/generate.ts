@@ -11,6 +11,7 @@ import { Reporter } from '../report.js';
 export interface GenerateFlags {
   model: string;
   backend: string;
+  threads?: number;
   prompt?: string;
   promptFile?: string;
   maxNewTokens: number;
@@ -36,7 +37,7 @@ export interface GenerateFlags {
 export async function runGenerate(f: GenerateFlags): Promise<void> {
   if (f.prompt !== undefined && f.promptFile !== undefined) throw new GPT2Error('Give either --prompt or --prompt-file, not both.');
   const report = new Reporter(Boolean(f.json));
-  const { backend } = await openBackend(f.backend);
+  const { backend } = await openBackend(f.backend, f.threads);
   const { model, tokenizer } = await loadModel(backend, f.model, report);
   const seed = f.seed ?? Math.floor(Math.random() * 2 ** 31);
   const opts: GenerateOptions = {

@@ -17,6 +17,7 @@ import { writeFileAtomic } from '@gpt2/core/node';
 
 export interface TrainFlags {
   backend: string;
+  threads?: number;
   model?: string; // finetune
   init?: string; // train
   tokenizer?: string;
@@ -60,7 +61,7 @@ interface Prepared {
 export async function runTraining(kind: 'finetune' | 'train', data: string[], f: TrainFlags): Promise<void> {
   const report = new Reporter(false);
   if (data.length === 0 && !f.resume) throw new GPT2Error('Give at least one data file, folder or glob to train on.');
-  const { backend, failures } = await openBackend(f.backend);
+  const { backend, failures } = await openBackend(f.backend, f.threads);
   for (const fl of failures) report.line(`note: backend ${fl.name} unavailable (${fl.reason})`);
   report.line(`backend: ${backend.name}`);
 

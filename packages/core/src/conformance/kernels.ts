@@ -233,9 +233,10 @@ function adamwCase(N: number, step: number, wd: number, scale: number): KernelCa
       const pB = c.buf(p), mB = c.buf(m), vB = c.buf(v);
       be.kernels.adamw(pB, c.buf(g), mB, vB, N, 1e-3, 0.9, 0.999, 1e-6, wd, step, scale);
       const r = ref.adamw(p, g, m, v, 1e-3, 0.9, 0.999, 1e-6, wd, step, scale);
-      await c.expect('adamw params', pB, r.p, 1e-7, 1e-6);
-      await c.expect('adamw m', mB, r.m, 1e-8, 1e-6);
-      await c.expect('adamw v', vB, r.v, 1e-9, 1e-6);
+      // fp32 arithmetic on O(1), O(0.1), O(0.01) inputs: a few ulps of each
+      await c.expect('adamw params', pB, r.p, 3e-7, 1e-6);
+      await c.expect('adamw m', mB, r.m, 3e-8, 1e-6);
+      await c.expect('adamw v', vB, r.v, 3e-9, 1e-6);
     },
   };
 }

@@ -113,10 +113,11 @@ export class GPT2 {
     if (this.acts && this.acts.B === B && this.acts.T === T) return this.acts;
     this.freeActivations();
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = this.config;
-    const be = this.backend, N = B * T;
+    const N = B * T, owned = this.actBufs;
+    const be = { alloc: (n: number, dtype?: 'i32') => { const b = this.backend.alloc(n, dtype); owned.push(b); return b; } };
     const stacked = (per: number): Buf[] => {
       const buf = be.alloc(per * L);
-      return Array.from({ length: L }, (_, l) => be.view(buf, l * per, per));
+      return Array.from({ length: L }, (_, l) => this.backend.view(buf, l * per, per));
     };
     this.acts = {
       B, T,
@@ -138,10 +139,18 @@ export class GPT2 {
     return this.acts;
   }
 
+  private actBufs: Buf[] = [];
+
   /** Releases training activations (e.g. before switching to generation on a small GPU). */
   freeActivations(): void {
-    // Buffers are garbage-collected by the cpu backend; GPU backends free on dispose.
+    for (const b of this.actBufs.splice(0)) this.backend.free(b);
     this.acts = undefined;
+  }
+
+  /** Releases every device buffer of the model. */
+  dispose(): void {
+    this.freeActivations();
+    for (const b of [this.params, this.grads, this.m, this.v, this.normBuf]) if (b) this.backend.free(b);
   }
 
   /**
@@ -333,19 +342,35 @@ export class KVCache {
     this.maxT = maxT;
     const be = model.backend;
     const kbuf = be.alloc(L * B * maxT * C), vbuf = be.alloc(L * B * maxT * C);
+    this.owned.push(kbuf, vbuf);
     const per = B * maxT * C;
     this.k = Array.from({ length: L }, (_, l) => be.view(kbuf, l * per, per));
     this.v = Array.from({ length: L }, (_, l) => be.view(vbuf, l * per, per));
   }
 
+  private owned: Buf[] = [];
+
   reset(): void {
     this.pos = 0;
+  }
+
+  private freeScratch(): void {
+    if (this.s) for (const b of Object.values(this.s)) this.model.backend.free(b);
+    this.s = undefined;
+  }
+
+  /** Frees the cache's device memory; the cache cannot be used afterwards. */
+  dispose(): void {
+    for (const b of this.owned.splice(0)) this.model.backend.free(b);
+    this.freeScratch();
   }
 
   private scratch(T: number) {
     if (this.s && this.scratchT >= T) return this.s;
     const { nEmbd: C, nInner: F, vocabSize: V } = this.model.config;
-    const be = this.model.backend, N = this.B * T;
+    const N = this.B * T;
+    this.freeScratch();
+    const be = this.model.backend;
     this.s = {
       tokens: be.alloc(N, 'i32'), x: be.alloc(N * C), ln: be.alloc(N * C), mean: be.alloc(N), rstd: be.alloc(N),
       qkv: be.alloc(N * 3 * C), atty: be.alloc(N * C), proj: be.alloc(N * C), fch: be.alloc(N * F),

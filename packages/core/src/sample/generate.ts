@@ -98,37 +98,41 @@ export async function* generateStream(model: GPT2, tok: Tokenizer, prompt: Array
       done: false,
     }));
     const cache = model.createCache(B);
-    const V = model.config.vocabSize;
-    let logits = await cache.feed(Int32Array.from(seqs.flatMap((s) => s.ids)), promptIds.length);
-    for (let step = 0; step < maxNewTokens && seqs.some((s) => !s.done); step++) {
-      const next = new Int32Array(B);
-      for (let b = 0; b < B; b++) {
-        const s = seqs[b];
-        if (s.done) {
-          next[b] = s.ids[s.ids.length - 1]; // keeps the batch in step (same lengths); never read
-          s.ids.push(next[b]);
-          continue;
+    try {
+      const V = model.config.vocabSize;
+      let logits = await cache.feed(Int32Array.from(seqs.flatMap((s) => s.ids)), promptIds.length);
+      for (let step = 0; step < maxNewTokens && seqs.some((s) => !s.done); step++) {
+        const next = new Int32Array(B);
+        for (let b = 0; b < B; b++) {
+          const s = seqs[b];
+          if (s.done) {
+            next[b] = s.ids[s.ids.length - 1]; // keeps the batch in step (same lengths); never read
+            s.ids.push(next[b]);
+            continue;
+          }
+          const row = logits.slice(b * V, (b + 1) * V);
+          for (const p of processors) p(row, s.ids, s.generated.length);
+          const id = greedy ? argmax(row) : draw(row, s.rng);
+          next[b] = id;
+          s.ids.push(id);
+          s.generated.push(id);
+          const event = advance(s, id, tok, stops, holdBack, stopAtEos, step + 1 === maxNewTokens);
+          if (event) yield event;
         }
-        const row = logits.slice(b * V, (b + 1) * V);
-        for (const p of processors) p(row, s.ids, s.generated.length);
-        const id = greedy ? argmax(row) : draw(row, s.rng);
-        next[b] = id;
-        s.ids.push(id);
-        s.generated.push(id);
-        const event = advance(s, id, tok, stops, holdBack, stopAtEos, step + 1 === maxNewTokens);
-        if (event) yield event;
+        if (seqs.every((s) => s.done) || step + 1 === maxNewTokens) break;
+        if (cache.pos + 1 > maxT) {
+          // slide: keep the last part of the window and rebuild the cache from it
+          const keep = Math.max(1, Math.floor(maxT * slideKeep));
+          cache.reset();
+          logits = await cache.feed(Int32Array.from(seqs.flatMap((s) => s.ids.slice(-keep))), keep);
+        } else {
+          logits = await cache.feed(next, 1);
+        }
       }
-      if (seqs.every((s) => s.done) || step + 1 === maxNewTokens) break;
-      if (cache.pos + 1 > maxT) {
-        // slide: keep the last part of the window and rebuild the cache from it
-        const keep = Math.max(1, Math.floor(maxT * slideKeep));
-        cache.reset();
-        logits = await cache.feed(Int32Array.from(seqs.flatMap((s) => s.ids.slice(-keep))), keep);
-      } else {
-        logits = await cache.feed(next, 1);
-      }
+      for (const s of seqs) if (!s.done) yield finish(s, s.text.length);
+    } finally {
+      cache.dispose();
     }
-    for (const s of seqs) if (!s.done) yield finish(s, s.text.length);
   }
 }
 
