@@ -59,60 +59,113 @@ function scale(y: usize, alpha: f32, n: i32): void {
 // ---- matmul --------------------------------------------------------------------------------
 
 // out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias, for output columns [s, e).
-// Register tile: 4 rows x 2 outputs = 8 vector accumulators over IN; each weight row pair is
-// read once per 4 input rows and stays in L1 across the row loop.
+// Register tile: 4 rows x 2 outputs = 8 vector accumulators. The reduction runs in blocks of KB
+// inputs so a tile's 6 rows (24 KB) stay in L1 even for IN = 3072; each weight row pair is read
+// once per 4 input rows.
+const KB = 1024;
 export function matmul_forward(out: usize, inp: usize, w: usize, bias: usize, N: i32, IN: i32, OUT: i32, s: i32, e: i32): f64 {
-  const rowB = <usize>IN << 2;
-  const IN4 = IN & ~3;
-  let o = s;
-  for (; o + 2 <= e; o += 2) {
-    const w0 = w + <usize>o * rowB, w1 = w0 + rowB;
-    const b0: f32 = bias ? ldf(bias, o) : 0, b1: f32 = bias ? ldf(bias, o + 1) : 0;
-    let n = 0;
-    for (; n + 4 <= N; n += 4) {
-      const x0 = inp + <usize>n * rowB, x1 = x0 + rowB, x2 = x1 + rowB, x3 = x2 + rowB;
-      let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a10 = f32x4.splat(0), a11 = f32x4.splat(0);
-      let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a30 = f32x4.splat(0), a31 = f32x4.splat(0);
-      for (let i = 0; i < IN4; i += 4) {
-        const k = <usize>i << 2;
-        const v0 = v128.load(w0 + k), v1 = v128.load(w1 + k);
-        let x = v128.load(x0 + k);
-        a00 = madd(x, v0, a00);
-        a01 = madd(x, v1, a01);
-        x = v128.load(x1 + k);
-        a10 = madd(x, v0, a10);
-        a11 = madd(x, v1, a11);
-        x = v128.load(x2 + k);
-        a20 = madd(x, v0, a20);
-        a21 = madd(x, v1, a21);
-        x = v128.load(x3 + k);
-        a30 = madd(x, v0, a30);
-        a31 = madd(x, v1, a31);
+  if (N < 4) return gemv(out, inp, w, bias, N, IN, OUT, s, e);
+  for (let kb = 0; kb < IN; kb += KB) {
+    const ke = min(IN, kb + KB), first = kb == 0;
+    let o = s;
+    for (; o + 2 <= e; o += 2) {
+      let n = 0;
+      for (; n + 4 <= N; n += 4) tile4x2(out, inp, w, bias, n, o, IN, OUT, kb, ke, first);
+      for (; n < N; n++) {
+        for (let j = o; j < o + 2; j++) dotInto(out, inp, w, bias, n, j, IN, OUT, kb, ke, first);
       }
-      let s00 = hsum(a00), s01 = hsum(a01), s10 = hsum(a10), s11 = hsum(a11);
-      let s20 = hsum(a20), s21 = hsum(a21), s30 = hsum(a30), s31 = hsum(a31);
-      for (let i = IN4; i < IN; i++) {
-        const v0 = ldf(w0, i), v1 = ldf(w1, i);
-        s00 += ldf(x0, i) * v0; s01 += ldf(x0, i) * v1;
-        s10 += ldf(x1, i) * v0; s11 += ldf(x1, i) * v1;
-        s20 += ldf(x2, i) * v0; s21 += ldf(x2, i) * v1;
-        s30 += ldf(x3, i) * v0; s31 += ldf(x3, i) * v1;
-      }
-      const r = out + (<usize>(n * OUT + o) << 2), ro = <usize>OUT << 2;
-      store<f32>(r, s00 + b0); store<f32>(r + 4, s01 + b1);
-      store<f32>(r + ro, s10 + b0); store<f32>(r + ro + 4, s11 + b1);
-      store<f32>(r + 2 * ro, s20 + b0); store<f32>(r + 2 * ro + 4, s21 + b1);
-      store<f32>(r + 3 * ro, s30 + b0); store<f32>(r + 3 * ro + 4, s31 + b1);
     }
-    for (; n < N; n++) {
-      const x = inp + <usize>n * rowB;
-      stf(out, n * OUT + o, dot(x, w0, IN) + b0);
-      stf(out, n * OUT + o + 1, dot(x, w1, IN) + b1);
-    }
+    for (; o < e; o++) for (let n = 0; n < N; n++) dotInto(out, inp, w, bias, n, o, IN, OUT, kb, ke, first);
   }
-  for (; o < e; o++) {
-    const w0 = w + <usize>o * rowB, b0: f32 = bias ? ldf(bias, o) : 0;
-    for (let n = 0; n < N; n++) stf(out, n * OUT + o, dot(inp + <usize>n * rowB, w0, IN) + b0);
+  return 0;
+}
+
+/** out[n, o] (+)= inp[n, kb:ke] . w[o, kb:ke] (+ bias on the first block) */
+@inline function dotInto(out: usize, inp: usize, w: usize, bias: usize, n: i32, o: i32, IN: i32, OUT: i32, kb: i32, ke: i32, first: bool): void {
+  const k = <usize>kb << 2;
+  const v = dot(inp + <usize>n * (<usize>IN << 2) + k, w + <usize>o * (<usize>IN << 2) + k, ke - kb);
+  const r = n * OUT + o;
+  stf(out, r, first ? v + (bias ? ldf(bias, o) : 0) : ldf(out, r) + v);
+}
+
+function tile4x2(out: usize, inp: usize, w: usize, bias: usize, n: i32, o: i32, IN: i32, OUT: i32, kb: i32, ke: i32, first: bool): void {
+  const rowB = <usize>IN << 2;
+  const w0 = w + <usize>o * rowB, w1 = w0 + rowB;
+  const x0 = inp + <usize>n * rowB, x1 = x0 + rowB, x2 = x1 + rowB, x3 = x2 + rowB;
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+  let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+  const k4 = kb + ((ke - kb) & ~3);
+  for (let i = kb; i < k4; i += 4) {
+    const k = <usize>i << 2;
+    const v0 = v128.load(w0 + k), v1 = v128.load(w1 + k);
+    let x = v128.load(x0 + k);
+    a00 = madd(x, v0, a00);
+    a01 = madd(x, v1, a01);
+    x = v128.load(x1 + k);
+    a10 = madd(x, v0, a10);
+    a11 = madd(x, v1, a11);
+    x = v128.load(x2 + k);
+    a20 = madd(x, v0, a20);
+    a21 = madd(x, v1, a21);
+    x = v128.load(x3 + k);
+    a30 = madd(x, v0, a30);
+    a31 = madd(x, v1, a31);
+  }
+  let s00 = hsum(a00), s01 = hsum(a01), s10 = hsum(a10), s11 = hsum(a11);
+  let s20 = hsum(a20), s21 = hsum(a21), s30 = hsum(a30), s31 = hsum(a31);
+  for (let i = k4; i < ke; i++) {
+    const v0 = ldf(w0, i), v1 = ldf(w1, i);
+    s00 += ldf(x0, i) * v0; s01 += ldf(x0, i) * v1;
+    s10 += ldf(x1, i) * v0; s11 += ldf(x1, i) * v1;
+    s20 += ldf(x2, i) * v0; s21 += ldf(x2, i) * v1;
+    s30 += ldf(x3, i) * v0; s31 += ldf(x3, i) * v1;
+  }
+  const r = out + (<usize>(n * OUT + o) << 2), ro = <usize>OUT << 2;
+  if (first) {
+    const b0: f32 = bias ? ldf(bias, o) : 0, b1: f32 = bias ? ldf(bias, o + 1) : 0;
+    store<f32>(r, s00 + b0); store<f32>(r + 4, s01 + b1);
+    store<f32>(r + ro, s10 + b0); store<f32>(r + ro + 4, s11 + b1);
+    store<f32>(r + 2 * ro, s20 + b0); store<f32>(r + 2 * ro + 4, s21 + b1);
+    store<f32>(r + 3 * ro, s30 + b0); store<f32>(r + 3 * ro + 4, s31 + b1);
+  } else {
+    store<f32>(r, load<f32>(r) + s00); store<f32>(r + 4, load<f32>(r + 4) + s01);
+    store<f32>(r + ro, load<f32>(r + ro) + s10); store<f32>(r + ro + 4, load<f32>(r + ro + 4) + s11);
+    store<f32>(r + 2 * ro, load<f32>(r + 2 * ro) + s20); store<f32>(r + 2 * ro + 4, load<f32>(r + 2 * ro + 4) + s21);
+    store<f32>(r + 3 * ro, load<f32>(r + 3 * ro) + s30); store<f32>(r + 3 * ro + 4, load<f32>(r + 3 * ro + 4) + s31);
+  }
+}
+
+// Fewer than 4 rows (decoding): memory-bound, so four weight rows stream at once (8 accumulators)
+// to keep enough loads in flight; each input row is reused from L1.
+function gemv(out: usize, inp: usize, w: usize, bias: usize, N: i32, IN: i32, OUT: i32, s: i32, e: i32): f64 {
+  const rowB = <usize>IN << 2, IN8 = IN & ~7;
+  for (let n = 0; n < N; n++) {
+    const x = inp + <usize>n * rowB;
+    let o = s;
+    for (; o + 4 <= e; o += 4) {
+      const w0 = w + <usize>o * rowB, w1 = w0 + rowB, w2 = w1 + rowB, w3 = w2 + rowB;
+      let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+      let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
+      for (let i = 0; i < IN8; i += 8) {
+        const k = <usize>i << 2;
+        const xa = v128.load(x + k), xb = v128.load(x + k + 16);
+        a0 = madd(xa, v128.load(w0 + k), a0); c0 = madd(xb, v128.load(w0 + k + 16), c0);
+        a1 = madd(xa, v128.load(w1 + k), a1); c1 = madd(xb, v128.load(w1 + k + 16), c1);
+        a2 = madd(xa, v128.load(w2 + k), a2); c2 = madd(xb, v128.load(w2 + k + 16), c2);
+        a3 = madd(xa, v128.load(w3 + k), a3); c3 = madd(xb, v128.load(w3 + k + 16), c3);
+      }
+      let s0 = hsum(f32x4.add(a0, c0)), s1 = hsum(f32x4.add(a1, c1)), s2 = hsum(f32x4.add(a2, c2)), s3 = hsum(f32x4.add(a3, c3));
+      for (let i = IN8; i < IN; i++) {
+        const xv = ldf(x, i);
+        s0 += xv * ldf(w0, i); s1 += xv * ldf(w1, i); s2 += xv * ldf(w2, i); s3 += xv * ldf(w3, i);
+      }
+      const r = n * OUT + o;
+      stf(out, r, s0 + (bias ? ldf(bias, o) : 0));
+      stf(out, r + 1, s1 + (bias ? ldf(bias, o + 1) : 0));
+      stf(out, r + 2, s2 + (bias ? ldf(bias, o + 2) : 0));
+      stf(out, r + 3, s3 + (bias ? ldf(bias, o + 3) : 0));
+    }
+    for (; o < e; o++) stf(out, n * OUT + o, dot(x, w + <usize>o * rowB, IN) + (bias ? ldf(bias, o) : 0));
   }
   return 0;
 }

@@ -171,7 +171,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       dispatch('layernorm_backward_input', [p(dinp), p(dout), p(inp), p(w), p(mean), p(rstd), N, C], N, 1, N * C * 6);
       dispatch('layernorm_backward_params', [p(dw), p(db), p(dout), p(inp), p(mean), p(rstd), N, C], C, 4, N * C * 4);
     },
-    matmulForward: (out, inp, w, bias, N, IN, OUT) => void dispatch('matmul_forward', [p(out), p(inp), p(w), p(bias), N, IN, OUT], OUT, 2, N * IN * OUT),
+    matmulForward: (out, inp, w, bias, N, IN, OUT) => void dispatch('matmul_forward', [p(out), p(inp), p(w), p(bias), N, IN, OUT], OUT, 4, N * IN * OUT),
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => {
       dispatch('matmul_backward_input', [p(dinp), p(dout), p(w), N, IN, OUT], N, 2, N * IN * OUT);
       const g = gatherScratch(2 * N);
