@@ -38,7 +38,7 @@ export function paramsFromSafetensors(cfg: GPT2Config, st: SafeTensors): Float32
   const lmHead = stored.get('lm_head.weight');
   if (lmHead !== undefined) {
     const w = st.float32(lmHead);
-    const wte = flat.subarray(tensors.wte.offset, tensors.wte.offset + tensors.wte.size);
+    const wte = flat.subarray(tensors.wte.offset, tensors.wte.offset + tensors.wte.perLayer);
     if (w.length !== wte.length || w.some((x, i) => x !== wte[i])) {
       throw new GPT2Error(`${st.source}: lm_head.weight differs from wte.weight; untied LM heads are not supported.`);
     }

@@ -4,7 +4,7 @@ import type { Backend, Buf } from '../backend.js';
 import { GPT2Error } from '../errors.js';
 import { Rng } from '../sample/rng.js';
 import type { GPT2Config } from './config.js';
-import { paramLayout, type ParamName } from './params.js';
+import { paramLayout, slices, type ParamName } from './params.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -46,9 +46,15 @@ interface Activations {
 export class GPT2 {
   readonly config: GPT2Config;
   readonly backend: Backend;
+  /** Parameters of the model (the flat buffers are slightly longer: see ALIGN). */
   readonly numParams: number;
+  /** Elements of the flat parameter, gradient and AdamW buffers. */
+  readonly bufferLength: number;
   readonly params: Buf;
   readonly views: Views;
+  /** Per-layer parameter views: layers.qkvw[l] is layer l's (3C, C) weight. */
+  readonly layers: Record<ParamName, Buf[]>;
+  private gradLayers?: Record<ParamName, Buf[]>;
   private grads?: Buf;
   private gradViews?: Views;
   private m?: Buf;
@@ -59,14 +65,16 @@ export class GPT2 {
   step = 0;
 
   constructor(backend: Backend, config: GPT2Config, params: Float32Array) {
-    const { total } = paramLayout(config);
-    if (params.length !== total) throw new Error(`expected ${total} parameters, got ${params.length}`);
+    const { total, count } = paramLayout(config);
+    if (params.length !== total) throw new Error(`expected a parameter buffer of ${total}, got ${params.length}`);
     this.backend = backend;
     this.config = config;
-    this.numParams = total;
+    this.numParams = count;
+    this.bufferLength = total;
     this.params = backend.alloc(total);
     backend.upload(this.params, params);
     this.views = this.makeViews(this.params);
+    this.layers = this.makeLayerViews(this.params);
   }
 
   /** GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2L), biases 0, layernorm gains 1. */
@@ -75,15 +83,24 @@ export class GPT2 {
     const flat = new Float32Array(total);
     const rng = new Rng(seed);
     for (const [name, p] of Object.entries(tensors)) {
-      const slice = flat.subarray(p.offset, p.offset + p.size);
-      if (name.startsWith('ln')) {
-        if (name.endsWith('w')) slice.fill(1);
-      } else if (p.spec.decay) {
-        const std = name === 'attprojw' || name === 'fcprojw' ? 0.02 / Math.sqrt(2 * config.nLayer) : 0.02;
-        for (let i = 0; i < slice.length; i++) slice[i] = rng.normal() * std;
+      for (const offset of slices(config, p)) {
+        const slice = flat.subarray(offset, offset + p.perLayer);
+        if (name.startsWith('ln')) {
+          if (name.endsWith('w')) slice.fill(1);
+        } else if (p.spec.decay) {
+          const std = name === 'attprojw' || name === 'fcprojw' ? 0.02 / Math.sqrt(2 * config.nLayer) : 0.02;
+          for (let i = 0; i < slice.length; i++) slice[i] = rng.normal() * std;
+        }
       }
     }
     return flat;
+  }
+
+  private makeLayerViews(buf: Buf): Record<ParamName, Buf[]> {
+    const { tensors } = paramLayout(this.config);
+    const out = {} as Record<ParamName, Buf[]>;
+    for (const [name, p] of Object.entries(tensors)) out[name as ParamName] = slices(this.config, p).map((o) => this.backend.view(buf, o, p.perLayer));
+    return out;
   }
 
   private makeViews(buf: Buf): Views {
@@ -93,11 +110,6 @@ export class GPT2 {
     return views;
   }
 
-  /** One layer's slice of a stacked (L, ...) parameter view. */
-  private layer(view: Buf, l: number): Buf {
-    const per = view.length / this.config.nLayer;
-    return this.backend.view(view, l * per, per);
-  }
 
   private checkTokens(ids: Int32Array, what: string, allowIgnore: boolean): void {
     const V = this.config.vocabSize;
@@ -163,20 +175,20 @@ export class GPT2 {
     if (inputs.length !== B * T) throw new Error(`inputs hold ${inputs.length} ids, expected B*T = ${B * T}`);
     this.checkTokens(inputs, 'The input', false);
     const a = this.ensureActivations(B, T);
-    const k = this.backend.kernels, p = this.views, N = B * T, HS = C / NH;
+    const k = this.backend.kernels, p = this.views, P = this.layers, N = B * T, HS = C / NH;
     this.backend.upload(a.tokens, inputs);
     k.encoderForward(a.encoded, a.tokens, p.wte, p.wpe, B, T, C);
     for (let l = 0; l < L; l++) {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
-      k.layernormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], res, this.layer(p.ln1w, l), this.layer(p.ln1b, l), N, C);
-      k.matmulForward(a.qkv[l], a.ln1[l], this.layer(p.qkvw, l), this.layer(p.qkvb, l), N, C, 3 * C);
+      k.layernormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], res, P.ln1w[l], P.ln1b[l], N, C);
+      k.matmulForward(a.qkv[l], a.ln1[l], P.qkvw[l], P.qkvb[l], N, C, 3 * C);
       k.attentionForward(a.atty[l], a.lse[l], a.qkv[l], B, T, NH, HS);
-      k.matmulForward(a.proj, a.atty[l], this.layer(p.attprojw, l), this.layer(p.attprojb, l), N, C, C);
+      k.matmulForward(a.proj, a.atty[l], P.attprojw[l], P.attprojb[l], N, C, C);
       k.add(a.res2[l], res, a.proj, N * C);
-      k.layernormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.res2[l], this.layer(p.ln2w, l), this.layer(p.ln2b, l), N, C);
-      k.matmulForward(a.fch[l], a.ln2[l], this.layer(p.fcw, l), this.layer(p.fcb, l), N, C, F);
+      k.layernormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.res2[l], P.ln2w[l], P.ln2b[l], N, C);
+      k.matmulForward(a.fch[l], a.ln2[l], P.fcw[l], P.fcb[l], N, C, F);
       k.geluForward(a.fchGelu[l], a.fch[l], N * F);
-      k.matmulForward(a.proj, a.fchGelu[l], this.layer(p.fcprojw, l), this.layer(p.fcprojb, l), N, F, C);
+      k.matmulForward(a.proj, a.fchGelu[l], P.fcprojw[l], P.fcprojb[l], N, F, C);
       k.add(a.res3[l], a.res2[l], a.proj, N * C);
     }
     k.layernormForward(a.lnf, a.lnfMean, a.lnfRstd, a.res3[L - 1], p.lnfw, p.lnfb, N, C);
@@ -204,8 +216,9 @@ export class GPT2 {
 
   private ensureGrads(): { grads: Buf; g: Views } {
     if (!this.grads) {
-      this.grads = this.backend.alloc(this.numParams);
+      this.grads = this.backend.alloc(this.bufferLength);
       this.gradViews = this.makeViews(this.grads);
+      this.gradLayers = this.makeLayerViews(this.grads);
     }
     return { grads: this.grads, g: this.gradViews! };
   }
@@ -226,6 +239,7 @@ export class GPT2 {
     const { B, T } = a, N = B * T, HS = C / NH;
     const k = this.backend.kernels, p = this.views, be = this.backend;
     const { g } = this.ensureGrads();
+    const P = this.layers, G = this.gradLayers!;
     k.crossEntropyBackward(a.logits, a.logits, a.targets, scale / a.validTargets, N, V); // in place: logits -> dlogits
     be.zero(a.dln);
     k.matmulBackward(a.dln, g.wte, null, a.logits, a.lnf, p.wte, N, C, V);
@@ -235,20 +249,20 @@ export class GPT2 {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
       // res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres holds d res3, and becomes d res2
       be.zero(a.dfchGelu);
-      k.matmulBackward(a.dfchGelu, this.layer(g.fcprojw, l), this.layer(g.fcprojb, l), a.dres, a.fchGelu[l], this.layer(p.fcprojw, l), N, F, C);
+      k.matmulBackward(a.dfchGelu, G.fcprojw[l], G.fcprojb[l], a.dres, a.fchGelu[l], P.fcprojw[l], N, F, C);
       be.zero(a.dfch);
       k.geluBackward(a.dfch, a.fch[l], a.dfchGelu, N * F);
       be.zero(a.dln);
-      k.matmulBackward(a.dln, this.layer(g.fcw, l), this.layer(g.fcb, l), a.dfch, a.ln2[l], this.layer(p.fcw, l), N, C, F);
-      k.layernormBackward(a.dres, this.layer(g.ln2w, l), this.layer(g.ln2b, l), a.dln, a.res2[l], this.layer(p.ln2w, l), a.ln2Mean[l], a.ln2Rstd[l], N, C);
+      k.matmulBackward(a.dln, G.fcw[l], G.fcb[l], a.dfch, a.ln2[l], P.fcw[l], N, C, F);
+      k.layernormBackward(a.dres, G.ln2w[l], G.ln2b[l], a.dln, a.res2[l], P.ln2w[l], a.ln2Mean[l], a.ln2Rstd[l], N, C);
       // res2 = res + attproj(attention(qkv(ln1(res)))): dres becomes d res
       be.zero(a.datty);
-      k.matmulBackward(a.datty, this.layer(g.attprojw, l), this.layer(g.attprojb, l), a.dres, a.atty[l], this.layer(p.attprojw, l), N, C, C);
+      k.matmulBackward(a.datty, G.attprojw[l], G.attprojb[l], a.dres, a.atty[l], P.attprojw[l], N, C, C);
       be.zero(a.dqkv);
       k.attentionBackward(a.dqkv, a.datty, a.qkv[l], a.atty[l], a.lse[l], B, T, NH, HS);
       be.zero(a.dln);
-      k.matmulBackward(a.dln, this.layer(g.qkvw, l), this.layer(g.qkvb, l), a.dqkv, a.ln1[l], this.layer(p.qkvw, l), N, C, 3 * C);
-      k.layernormBackward(a.dres, this.layer(g.ln1w, l), this.layer(g.ln1b, l), a.dln, res, this.layer(p.ln1w, l), a.ln1Mean[l], a.ln1Rstd[l], N, C);
+      k.matmulBackward(a.dln, G.qkvw[l], G.qkvb[l], a.dqkv, a.ln1[l], P.qkvw[l], N, C, 3 * C);
+      k.layernormBackward(a.dres, G.ln1w[l], G.ln1b[l], a.dln, res, P.ln1w[l], a.ln1Mean[l], a.ln1Rstd[l], N, C);
     }
     k.encoderBackward(g.wte, g.wpe, a.dres, a.tokens, B, T, C);
   }
@@ -257,7 +271,7 @@ export class GPT2 {
   async gradNorm(): Promise<number> {
     const { grads } = this.ensureGrads();
     this.normBuf ??= this.backend.alloc(1);
-    this.backend.kernels.sumSquares(this.normBuf, grads, this.numParams);
+    this.backend.kernels.sumSquares(this.normBuf, grads, this.bufferLength);
     return Math.sqrt((await this.backend.read(this.normBuf))[0]);
   }
 
@@ -268,8 +282,8 @@ export class GPT2 {
   async update(o: AdamWOptions): Promise<number> {
     const { g } = this.ensureGrads();
     if (!this.m || !this.v) {
-      this.m = this.backend.alloc(this.numParams);
-      this.v = this.backend.alloc(this.numParams);
+      this.m = this.backend.alloc(this.bufferLength);
+      this.v = this.backend.alloc(this.bufferLength);
     }
     const norm = await this.gradNorm();
     const scale = o.clip && o.clip > 0 ? Math.min(1, o.clip / (norm + 1e-6)) : 1;
@@ -303,11 +317,11 @@ export class GPT2 {
   }
 
   loadOptimizerState(s: { m: Float32Array; v: Float32Array; step: number }): void {
-    if (s.m.length !== this.numParams || s.v.length !== this.numParams) {
-      throw new GPT2Error(`The optimizer state holds ${s.m.length} values but the model has ${this.numParams}; it belongs to another model.`);
+    if (s.m.length !== this.bufferLength || s.v.length !== this.bufferLength) {
+      throw new GPT2Error(`The optimizer state holds ${s.m.length} values but the model needs ${this.bufferLength}; it belongs to another model.`);
     }
-    this.m ??= this.backend.alloc(this.numParams);
-    this.v ??= this.backend.alloc(this.numParams);
+    this.m ??= this.backend.alloc(this.bufferLength);
+    this.v ??= this.backend.alloc(this.bufferLength);
     this.backend.upload(this.m, s.m);
     this.backend.upload(this.v, s.v);
     this.step = s.step;
@@ -393,19 +407,19 @@ export class KVCache {
     const x = view(s.x, N * C), ln = view(s.ln, N * C), mean = view(s.mean, N), rstd = view(s.rstd, N);
     const qkv = view(s.qkv, N * 3 * C), atty = view(s.atty, N * C), proj = view(s.proj, N * C);
     const fch = view(s.fch, N * F), fchGelu = view(s.fchGelu, N * F), tok = view(s.tokens, N);
-    const layer = (b: Buf, l: number) => be.view(b, (l * b.length) / L, b.length / L);
+    const P = m.layers;
     be.upload(tok, tokens);
     k.encoderForward(x, tok, p.wte, be.view(p.wpe, this.pos * C, T * C), B, T, C);
     for (let l = 0; l < L; l++) {
-      k.layernormForward(ln, mean, rstd, x, layer(p.ln1w, l), layer(p.ln1b, l), N, C);
-      k.matmulForward(qkv, ln, layer(p.qkvw, l), layer(p.qkvb, l), N, C, 3 * C);
+      k.layernormForward(ln, mean, rstd, x, P.ln1w[l], P.ln1b[l], N, C);
+      k.matmulForward(qkv, ln, P.qkvw[l], P.qkvb[l], N, C, 3 * C);
       k.attentionDecode(atty, qkv, this.k[l], this.v[l], B, T, this.pos, NH, HS, this.maxT);
-      k.matmulForward(proj, atty, layer(p.attprojw, l), layer(p.attprojb, l), N, C, C);
+      k.matmulForward(proj, atty, P.attprojw[l], P.attprojb[l], N, C, C);
       k.add(x, x, proj, N * C);
-      k.layernormForward(ln, mean, rstd, x, layer(p.ln2w, l), layer(p.ln2b, l), N, C);
-      k.matmulForward(fch, ln, layer(p.fcw, l), layer(p.fcb, l), N, C, F);
+      k.layernormForward(ln, mean, rstd, x, P.ln2w[l], P.ln2b[l], N, C);
+      k.matmulForward(fch, ln, P.fcw[l], P.fcb[l], N, C, F);
       k.geluForward(fchGelu, fch, N * F);
-      k.matmulForward(proj, fchGelu, layer(p.fcprojw, l), layer(p.fcprojb, l), N, F, C);
+      k.matmulForward(proj, fchGelu, P.fcprojw[l], P.fcprojb[l], N, F, C);
       k.add(x, x, proj, N * C);
     }
     k.layernormForward(ln, mean, rstd, x, p.lnfw, p.lnfb, N, C);

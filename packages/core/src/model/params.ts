@@ -45,29 +45,40 @@ export interface ParamLayout {
   spec: ParamSpec;
   offset: number; // into the flat buffer
   perLayer: number; // elements of one layer's tensor (or of the whole tensor when not layered)
-  size: number; // elements in total (perLayer * L when layered)
+  stride: number; // from one layer's slice to the next: perLayer rounded up to ALIGN
+  size: number; // elements the tensor spans (stride * L when layered)
 }
+
+/**
+ * Every tensor, and every layer's slice of it, starts at a multiple of 64 floats (256 bytes,
+ * WebGPU's storage-offset alignment), so views never share an aligned range; the gaps stay zero.
+ */
+export const ALIGN = 64;
+const up = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 
 const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
 
-/** Offsets of every tensor in the flat parameter buffer, and its total length. */
-export function paramLayout(cfg: GPT2Config): { tensors: Record<ParamName, ParamLayout>; total: number } {
+/** Offsets of every tensor in the flat parameter buffer, its total length, and the parameter count. */
+export function paramLayout(cfg: GPT2Config): { tensors: Record<ParamName, ParamLayout>; total: number; count: number } {
   const tensors = {} as Record<ParamName, ParamLayout>;
-  let offset = 0;
+  let offset = 0, count = 0;
   for (const spec of PARAM_SPECS) {
     const perLayer = prod(spec.shape(cfg));
-    const size = spec.layered ? perLayer * cfg.nLayer : perLayer;
-    tensors[spec.name as ParamName] = { spec, offset, perLayer, size };
+    const stride = up(perLayer);
+    const size = spec.layered ? stride * cfg.nLayer : stride;
+    tensors[spec.name as ParamName] = { spec, offset, perLayer, stride, size };
     offset += size;
+    count += spec.layered ? perLayer * cfg.nLayer : perLayer;
   }
-  return { tensors, total: offset };
+  return { tensors, total: offset, count };
+}
+
+/** The [offset, offset + perLayer) slices of a tensor: one per layer when layered. */
+export function slices(cfg: GPT2Config, p: ParamLayout): number[] {
+  return p.spec.layered ? Array.from({ length: cfg.nLayer }, (_, l) => p.offset + l * p.stride) : [p.offset];
 }
 
 /** The HF names of one spec's tensors with their offsets: one per layer when layered. */
 export function hfTensors(cfg: GPT2Config, p: ParamLayout): { hfName: string; offset: number }[] {
-  if (!p.spec.layered) return [{ hfName: p.spec.hf, offset: p.offset }];
-  return Array.from({ length: cfg.nLayer }, (_, l) => ({
-    hfName: p.spec.hf.replace('{l}', String(l)),
-    offset: p.offset + l * p.perLayer,
-  }));
+  return slices(cfg, p).map((offset, l) => ({ hfName: p.spec.hf.replace('{l}', String(l)), offset }));
 }

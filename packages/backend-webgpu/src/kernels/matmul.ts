@@ -1,0 +1,97 @@
+// One tiled GEMM for every matmul: C (M,Nc) (+)= op(A) (M,K) @ op(B) (K,Nc) (+ bias).
+// 64x64 tiles of C per workgroup, 16-deep K slices through workgroup memory, 4x4 outputs per
+// thread. forward: A = inp, B = W^T (transB); dinp: A = dout, B = W (accumulate);
+// dW: A = dout^T (transA), B = inp (accumulate). dbias is a column-sum kernel.
+import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
+
+const GEMM = header(
+  [['a', 'f32', 'read'], ['b', 'f32', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
+  [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['transA', 'u32'], ['transB', 'u32'], ['accumulate', 'u32'], ['hasBias', 'u32']],
+) + LINEAR + `
+var<workgroup> As: array<f32, 1024>; // [k][m], 16 x 64
+var<workgroup> Bs: array<f32, 1024>; // [k][n], 16 x 64
+
+fn loadA(m: u32, k: u32) -> f32 {
+  if (m >= P.M || k >= P.K) { return 0.0; }
+  if (P.transA == 1u) { return a[P.o_a + k * P.M + m]; }
+  return a[P.o_a + m * P.K + k];
+}
+fn loadB(k: u32, n: u32) -> f32 {
+  if (n >= P.Nc || k >= P.K) { return 0.0; }
+  if (P.transB == 1u) { return b[P.o_b + n * P.K + k]; }
+  return b[P.o_b + k * P.Nc + n];
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tilesN = (P.Nc + 63u) / 64u;
+  let g = group(wid, nwg);
+  if (g >= tilesN * ((P.M + 63u) / 64u)) { return; }
+  let m0 = (g / tilesN) * 64u;
+  let n0 = (g % tilesN) * 64u;
+  let tx = lid.x % 16u;
+  let ty = lid.x / 16u;
+  var acc: array<f32, 16>;
+  for (var k0 = 0u; k0 < P.K; k0 += 16u) {
+    for (var r = 0u; r < 4u; r++) {
+      let idx = lid.x + r * ${WG}u;
+      // adjacent threads read adjacent addresses in whichever layout the operand has
+      if (P.transA == 1u) { As[(idx / 64u) * 64u + idx % 64u] = loadA(m0 + idx % 64u, k0 + idx / 64u); }
+      else { As[(idx % 16u) * 64u + idx / 16u] = loadA(m0 + idx / 16u, k0 + idx % 16u); }
+      if (P.transB == 1u) { Bs[(idx % 16u) * 64u + idx / 16u] = loadB(k0 + idx % 16u, n0 + idx / 16u); }
+      else { Bs[(idx / 64u) * 64u + idx % 64u] = loadB(k0 + idx / 64u, n0 + idx % 64u); }
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < 16u; k++) {
+      let av = vec4<f32>(As[k * 64u + ty * 4u], As[k * 64u + ty * 4u + 1u], As[k * 64u + ty * 4u + 2u], As[k * 64u + ty * 4u + 3u]);
+      let bv = vec4<f32>(Bs[k * 64u + tx * 4u], Bs[k * 64u + tx * 4u + 1u], Bs[k * 64u + tx * 4u + 2u], Bs[k * 64u + tx * 4u + 3u]);
+      for (var i = 0u; i < 4u; i++) {
+        acc[i * 4u] += av[i] * bv.x;
+        acc[i * 4u + 1u] += av[i] * bv.y;
+        acc[i * 4u + 2u] += av[i] * bv.z;
+        acc[i * 4u + 3u] += av[i] * bv.w;
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty * 4u + i;
+    if (m >= P.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + tx * 4u + j;
+      if (n >= P.Nc) { continue; }
+      var v = acc[i * 4u + j];
+      if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
+      let ci = P.o_c + m * P.Nc + n;
+      if (P.accumulate == 1u) { v += c[ci]; }
+      c[ci] = v;
+    }
+  }
+}
+`;
+
+const BIAS_GRAD = header([['dout', 'f32', 'read'], ['dbias', 'f32', 'read_write']], [['N', 'u32'], ['OUT', 'u32']]) + LINEAR + `
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let o = linear(wid, nwg, lid);
+  if (o >= P.OUT) { return; }
+  var s = 0.0;
+  for (var n = 0u; n < P.N; n++) { s += dout[P.o_dout + n * P.OUT + o]; }
+  dbias[P.o_dbias + o] += s;
+}
+`;
+
+function gemm(rt: Runtime, c: GpuBuf, a: GpuBuf, b: GpuBuf, bias: GpuBuf | null, M: number, Nc: number, K: number, transA: boolean, transB: boolean, accumulate: boolean): void {
+  const groups = Math.ceil(M / 64) * Math.ceil(Nc / 64);
+  rt.dispatch(rt.pipeline('gemm', GEMM), [a, b, bias ?? a, c], [M, Nc, K, +transA, +transB, +accumulate, bias ? 1 : 0], groups);
+}
+
+export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number): void {
+  gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false);
+}
+
+export function matmulBackward(rt: Runtime, dinp: GpuBuf, dw: GpuBuf, dbias: GpuBuf | null, dout: GpuBuf, inp: GpuBuf, w: GpuBuf, N: number, IN: number, OUT: number): void {
+  gemm(rt, dinp, dout, w, null, N, IN, OUT, false, false, true);
+  gemm(rt, dw, dout, inp, null, OUT, IN, N, true, false, true);
+  if (dbias) rt.dispatch(rt.pipeline('bias_grad', BIAS_GRAD), [dout, dbias], [N, OUT], Math.ceil(OUT / WG));
+}
