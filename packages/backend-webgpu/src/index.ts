@@ -16,6 +16,8 @@ export interface WebGPUBackendOptions {
   /** A GPU object (navigator.gpu); default: navigator.gpu, or Dawn from the `webgpu` package in Node. */
   gpu?: GPU;
   powerPreference?: GPUPowerPreference;
+  /** Refuse software adapters (SwiftShader, fallback adapters), as 'auto' backend selection does. */
+  rejectSoftware?: boolean;
 }
 
 const isNode = typeof process !== 'undefined' && Boolean(process.versions?.node);
@@ -31,6 +33,8 @@ async function findGpu(): Promise<GPU> {
     throw new GPT2Error(`The webgpu package (Dawn) could not load: ${(err as Error).message}.`);
   }
   Object.assign(globalThis, mod.globals); // GPUBufferUsage, GPUMapMode, ...
+  // the Vulkan loader complains on stderr without a runtime dir; give it the temp dir
+  if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = (await import('node:os')).tmpdir();
   // one Dawn instance per process, kept reachable: if it were garbage-collected while a device
   // lives, Dawn would free state the device still uses (crashes under load)
   dawnGpu ??= mod.create([]);
@@ -47,6 +51,11 @@ export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Prom
         ? 'No WebGPU adapter found: this machine has no GPU driver Dawn can use (on Linux install libvulkan1 and a Vulkan driver, or set VK_ICD_FILENAMES to SwiftShader\'s ICD).'
         : 'No WebGPU adapter found: the browser has WebGPU but no usable GPU.',
     );
+  }
+  const ainfo = adapter.info ?? ({} as GPUAdapterInfo);
+  const software = (adapter as { isFallbackAdapter?: boolean }).isFallbackAdapter || /swiftshader|llvmpipe|lavapipe|software/i.test(`${ainfo.vendor} ${ainfo.architecture} ${ainfo.description}`);
+  if (software && opts.rejectSoftware) {
+    throw new GPT2Error('The only WebGPU adapter is a software renderer (slower than the wasm backend); pass --backend webgpu to use it anyway.');
   }
   const device = await adapter.requestDevice({
     requiredLimits: {

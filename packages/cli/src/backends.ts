@@ -2,8 +2,9 @@
 // (GPU backends first as they land, then wasm, then the reference cpu backend).
 import { createCpuBackend, registerBackend, registeredBackends, resolveBackend, GPT2Error, type ResolvedBackend } from '@gpt2/core';
 import { createWasmBackend } from '@gpt2/backend-wasm';
+import { createWebGPUBackend } from '@gpt2/backend-webgpu';
 
-export const BACKEND_CHOICES = ['auto', 'wasm', 'cpu'];
+export const BACKEND_CHOICES = ['auto', 'webgpu', 'wasm', 'cpu'];
 
 let registered = false;
 
@@ -11,6 +12,7 @@ let registered = false;
 export function registerAll(threads = 0): void {
   if (registered) return;
   registered = true;
+  registerBackend('webgpu', ({ auto }) => createWebGPUBackend({ rejectSoftware: auto }), 30);
   registerBackend('wasm', () => createWasmBackend(threads > 0 ? { threads } : {}), 20);
   registerBackend('cpu', async () => createCpuBackend(), 10);
 }

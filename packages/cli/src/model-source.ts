@@ -49,10 +49,15 @@ export interface LoadedModel {
   dir?: string;
 }
 
-export async function loadModel(backend: Backend, model: string, report?: Reporter): Promise<LoadedModel> {
+/** Reads a model and its tokenizer from a directory or the hub, before any backend starts. */
+export async function readModel(model: string, report?: Reporter) {
   const dir = await resolveModelDir(model, report);
   const { config, params } = await loadModelDir(dir);
-  return { model: new GPT2(backend, config, params), tokenizer: await tokenizerFor(dir, config, report), dir };
+  return { config, params, tokenizer: await tokenizerFor(dir, config, report), dir };
+}
+
+export function instantiate(backend: Backend, m: Awaited<ReturnType<typeof readModel>>): LoadedModel {
+  return { model: new GPT2(backend, m.config, m.params), tokenizer: m.tokenizer, dir: m.dir };
 }
 
 /** A config from a preset name or a config.json path. */

@@ -109,7 +109,8 @@ export interface Backend {
   describe(): Record<string, string>;
 }
 
-export type BackendFactory = () => Promise<Backend>;
+/** `auto` is true when resolveBackend('auto') is choosing: a factory may then decline (e.g. a software GPU). */
+export type BackendFactory = (opts: { auto: boolean }) => Promise<Backend>;
 
 interface Registration {
   name: string;
@@ -158,7 +159,7 @@ export async function resolveBackend(name: string): Promise<ResolvedBackend> {
   for (const reg of order) {
     if (!reg) continue;
     try {
-      return { backend: await reg.factory(), failures };
+      return { backend: await reg.factory({ auto: name === 'auto' }), failures };
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       if (name !== 'auto') throw new GPT2Error(`The ${reg.name} backend could not start: ${reason}`);

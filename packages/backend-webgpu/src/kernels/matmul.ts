@@ -81,12 +81,42 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 `;
 
+// Fewer than 4 rows (decoding): a workgroup computes 8 outputs, 32 threads per output striding
+// over IN (coalesced reads of each weight row), then a workgroup-memory reduction.
+const GEMV = header([['a', 'f32', 'read'], ['b', 'f32', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']], [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32']]) + LINEAR + `
+var<workgroup> part: array<f32, ${WG}>;
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let n = group(wid, nwg) * 8u + lid.x / 32u;
+  let lane = lid.x % 32u;
+  for (var m = 0u; m < P.M; m++) {
+    var s = 0.0;
+    if (n < P.Nc) {
+      for (var k = lane; k < P.K; k += 32u) { s += a[P.o_a + m * P.K + k] * b[P.o_b + n * P.K + k]; }
+    }
+    part[lid.x] = s;
+    workgroupBarrier();
+    for (var w = 16u; w > 0u; w >>= 1u) {
+      if (lane < w) { part[lid.x] += part[lid.x + w]; }
+      workgroupBarrier();
+    }
+    if (lane == 0u && n < P.Nc) {
+      var v = part[lid.x];
+      if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
+      c[P.o_c + m * P.Nc + n] = v;
+    }
+    workgroupBarrier();
+  }
+}
+`;
+
 function gemm(rt: Runtime, c: GpuBuf, a: GpuBuf, b: GpuBuf, bias: GpuBuf | null, M: number, Nc: number, K: number, transA: boolean, transB: boolean, accumulate: boolean): void {
   const groups = Math.ceil(M / 64) * Math.ceil(Nc / 64);
   rt.dispatch(rt.pipeline('gemm', GEMM), [a, b, bias ?? a, c], [M, Nc, K, +transA, +transB, +accumulate, bias ? 1 : 0], groups);
 }
 
 export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number): void {
+  if (N < 4) return rt.dispatch(rt.pipeline('gemv', GEMV), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0], Math.ceil(OUT / 8));
   gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false);
 }
 

@@ -19,8 +19,8 @@ export interface BenchFlags {
 }
 
 export async function runBench(f: BenchFlags): Promise<void> {
+  const config = initConfig(f.init); // bad input fails before any backend starts
   const { backend } = await openBackend(f.backend, f.threads);
-  const config = initConfig(f.init);
   const model = new GPT2(backend, config, GPT2.initParams(config, 1));
   const ids = (n: number, salt: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % config.vocabSize);
   const base = { task: f.task, backend: backend.name, model: f.init, params: model.numParams };

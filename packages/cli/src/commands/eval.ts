@@ -4,13 +4,14 @@ import { readFile } from 'node:fs/promises';
 import { GPT2Error, perplexity } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { expandPaths } from '../corpus.js';
-import { loadModel } from '../model-source.js';
+import { instantiate, readModel } from '../model-source.js';
 import { Reporter } from '../report.js';
 
 export async function runEval(f: { model: string; data: string; backend: string; threads?: number; stride?: number; json?: boolean }): Promise<void> {
   const report = new Reporter(Boolean(f.json));
+  const read = await readModel(f.model, report);
   const { backend } = await openBackend(f.backend, f.threads);
-  const { model, tokenizer } = await loadModel(backend, f.model, report);
+  const { model, tokenizer } = instantiate(backend, read);
   const files = await expandPaths([f.data]);
   let text = '';
   for (const file of files) {

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline/promises';
 import { generateStream, GPT2Error, type GenerateOptions, type GPT2, type Tokenizer } from '@gpt2/core';
 import { writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
-import { loadModel } from '../model-source.js';
+import { instantiate, readModel } from '../model-source.js';
 import { Reporter } from '../report.js';
 
 export interface GenerateFlags {
@@ -37,8 +37,9 @@ export interface GenerateFlags {
 export async function runGenerate(f: GenerateFlags): Promise<void> {
   if (f.prompt !== undefined && f.promptFile !== undefined) throw new GPT2Error('Give either --prompt or --prompt-file, not both.');
   const report = new Reporter(Boolean(f.json));
+  const read = await readModel(f.model, report);
   const { backend } = await openBackend(f.backend, f.threads);
-  const { model, tokenizer } = await loadModel(backend, f.model, report);
+  const { model, tokenizer } = instantiate(backend, read);
   const seed = f.seed ?? Math.floor(Math.random() * 2 ** 31);
   const opts: GenerateOptions = {
     maxNewTokens: f.maxNewTokens, temperature: f.temperature, topK: f.topK, topP: f.topP, minP: f.minP,

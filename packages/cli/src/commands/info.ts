@@ -17,6 +17,14 @@ export async function runInfo(f: { json?: boolean }): Promise<void> {
       backends.push({ name, available: false, reason: (err as Error).message });
     }
   }
+  let auto: string | undefined;
+  try {
+    const r = await resolveBackend('auto');
+    auto = r.backend.name;
+    r.backend.dispose();
+  } catch {
+    auto = undefined;
+  }
   const req = createRequire(import.meta.url);
   const hub = hubOptionsFromEnv();
   const info = {
@@ -25,7 +33,7 @@ export async function runInfo(f: { json?: boolean }): Promise<void> {
     platform: `${process.platform} ${process.arch}`,
     cpus: cpus().length,
     memoryGB: +(totalmem() / 2 ** 30).toFixed(1),
-    auto: backends.find((b) => b.available)?.name,
+    auto,
     backends,
     hub: { endpoint: hub.endpoint, cache: hub.cacheDir, offline: hub.offline, token: hub.token ? 'set' : 'not set' },
   };

@@ -9,7 +9,7 @@ import {
 import { loadTokenizerDir } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
 import { expandPaths, loadCorpus } from '../corpus.js';
-import { initConfig, loadModel } from '../model-source.js';
+import { initConfig, instantiate, readModel } from '../model-source.js';
 import { lossCurveSvg } from '../plot.js';
 import { Reporter } from '../report.js';
 import { findCheckpoint, loadCheckpoint, RunDir, writeModelDir } from '../run-dir.js';
@@ -196,7 +196,7 @@ async function writeLossCurve(run: RunDir, kind: string): Promise<void> {
 const defaultRunDir = (kind: string) => join('runs', `${kind}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`);
 
 async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
-  const { model, tokenizer } = await loadModel(backend, f.model ?? 'gpt2', report);
+  const { model, tokenizer } = instantiate(backend, await readModel(f.model ?? 'gpt2', report));
   return { model, tok: tokenizer, run: new RunDir(f.out ?? defaultRunDir('finetune')) };
 }
 
