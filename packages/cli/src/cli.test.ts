@@ -8,12 +8,20 @@ import { FIXTURES, gpt2 } from './test/cli.js';
 const ref = parseSafetensors(readFileSync(join(FIXTURES, 'gpt2-tiny/reference.safetensors')));
 
 describe('gpt2 CLI', () => {
-  it('generate: greedy tokens from "The meaning of life is" equal the fixture', async () => {
-    const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json', '--backend', 'cpu']);
+  // webgpu only where an adapter exists (SwiftShader in CI: slow, about 40 s)
+  const backends = ['cpu', 'wasm', ...(process.env.VK_ICD_FILENAMES || process.env.GPT2_EXPECT_WEBGPU ? ['webgpu'] : [])];
+  it.each(backends)('generate --backend %s: greedy tokens from "The meaning of life is" equal the fixture', async (backend) => {
+    const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json', '--backend', backend]);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.samples[0].tokens).toEqual([...ref.int32('greedy.tokens')]);
     expect(out.tokensPerSecond).toBeGreaterThan(0);
+  });
+
+  it('generate: the same seed gives the same sampled text on cpu and wasm', async () => {
+    const args = ['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'Once upon a time', '--temperature', '1', '--top-k', '50', '--max-new-tokens', '16', '--nsamples', '2', '--seed', '7', '--no-stop-at-eos', '--json'];
+    const cpu = JSON.parse((await gpt2([...args, '--backend', 'cpu'])).stdout), wasm = JSON.parse((await gpt2([...args, '--backend', 'wasm'])).stdout);
+    expect(wasm.samples).toEqual(cpu.samples);
   });
 
   it('generate: streams text, several samples with a delimiter, and the same seed repeats', async () => {
