@@ -1,0 +1,120 @@
+// End to end in a real browser: Debian's chromium driven by playwright-core, once with WebGPU
+// (SwiftShader) and once with WebGPU off (the WebAssembly path). Loads fixtures/gpt2-tiny from
+// the local server, generates greedily, fine-tunes a few steps, and saves screenshots.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { parseSafetensors } from '@gpt2/core';
+import { serve } from './server.js';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const OUT = fileURLToPath(new URL('../test-output/', import.meta.url));
+const CHROMIUM = '/usr/bin/chromium';
+const ref = parseSafetensors(readFileSync(join(ROOT, 'fixtures/gpt2-tiny/reference.safetensors')));
+const BASE_FLAGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
+const WEBGPU_FLAGS = ['--enable-unsafe-webgpu', '--enable-features=Vulkan', '--use-vulkan=swiftshader', '--use-webgpu-adapter=swiftshader'];
+
+const skip = existsSync(CHROMIUM) ? undefined : 'Debian chromium is not installed (apt-get install chromium)';
+let server: Awaited<ReturnType<typeof serve>>;
+beforeAll(async () => {
+  if (!skip) server = await serve(join(ROOT, 'apps/playground/dist'), join(ROOT, 'fixtures'));
+  mkdirSync(OUT, { recursive: true });
+});
+afterAll(() => server?.close());
+
+async function open(browser: Browser): Promise<{ page: Page; errors: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(server.url);
+  return { page, errors };
+}
+
+async function loadTiny(page: Page, backend: string): Promise<void> {
+  await page.click('#model summary'); // the endpoint setting is folded away
+  await page.fill('#endpoint', `${server.url}/hub`);
+  await page.fill('#source', 'test/gpt2-tiny');
+  await page.selectOption('#backend-choice', backend);
+  await page.click('#load');
+  await page.waitForFunction(() => document.querySelector('#model-info')!.textContent!.includes('parameters'), undefined, { timeout: 120_000 });
+}
+
+async function greedy(page: Page): Promise<number[]> {
+  await page.fill('#prompt', 'The meaning of life is');
+  await page.fill('#temperature', '0');
+  await page.fill('#max-new-tokens', '24');
+  await page.fill('#nsamples', '1');
+  await page.click('#run');
+  await page.waitForSelector('#outputs[data-tokens]', { timeout: 300_000 });
+  return JSON.parse((await page.getAttribute('#outputs', 'data-tokens'))!)[0];
+}
+
+async function finetune(page: Page, steps: number, sampleEvery: number): Promise<number[]> {
+  await page.fill('#train-text', readFileSync(join(ROOT, 'examples/shakespeare.txt'), 'utf8').slice(0, 4000));
+  await page.fill('#steps', String(steps));
+  await page.fill('#batch', '2');
+  await page.fill('#block', '32');
+  await page.fill('#lr', '0.003');
+  await page.fill('#sample-every', String(sampleEvery));
+  await page.click('#train');
+  await page.waitForFunction(() => /\((done|stopped)\)/.test(document.querySelector('#train-status')!.textContent!), undefined, { timeout: 400_000 });
+  return JSON.parse((await page.getAttribute('#chart', 'data-losses'))!);
+}
+
+describe.skipIf(skip)(`playground in chromium${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('WebAssembly (WebGPU off): loads, generates the fixture greedy tokens, fine-tunes, renders text as text', async () => {
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: BASE_FLAGS });
+    try {
+      const { page, errors } = await open(browser);
+      expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
+      await loadTiny(page, 'auto');
+      const backend = await page.textContent('#backend');
+      expect(backend).toMatch(/backend: wasm \(WebGPU unavailable: .*\) · device: WebAssembly SIMD128.*threads: \d/);
+      expect(await greedy(page)).toEqual([...ref.int32('greedy.tokens')]);
+      await page.screenshot({ path: join(OUT, 'playground-wasm-generate.png'), fullPage: true });
+      const losses = await finetune(page, 12, 6);
+      expect(losses.length).toBe(12);
+      expect(Math.min(...losses.slice(-3))).toBeLessThan(losses[0]);
+      expect(await page.locator('#samples .output').count()).toBeGreaterThan(0);
+      await page.screenshot({ path: join(OUT, 'playground-wasm-finetune.png'), fullPage: true });
+      // untrusted text stays text
+      await page.fill('#prompt', '<img src=x onerror="window.pwned=1">');
+      await page.fill('#max-new-tokens', '2');
+      await page.click('#run');
+      await page.waitForSelector('#outputs[data-tokens]');
+      expect(await page.locator('#outputs img').count()).toBe(0);
+      expect(await page.textContent('#outputs')).toContain('<img src=x');
+      // a malformed model file gives a message, not a frozen tab
+      const dir = join(OUT, 'bad-model');
+      mkdirSync(dir, { recursive: true });
+      for (const f of ['config.json', 'vocab.json', 'merges.txt']) writeFileSync(join(dir, f), readFileSync(join(ROOT, 'fixtures/gpt2-tiny', f)));
+      writeFileSync(join(dir, 'model.safetensors'), readFileSync(join(ROOT, 'fixtures/gpt2-tiny/model.safetensors')).subarray(0, 100_000));
+      await page.setInputFiles('#files', ['config.json', 'model.safetensors', 'vocab.json', 'merges.txt'].map((f) => join(dir, f)));
+      await page.waitForSelector('#messages .error');
+      expect(await page.textContent('#messages')).toMatch(/model\.safetensors is not a valid safetensors file: .*truncated/);
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  }, 600_000);
+
+  it('WebGPU (SwiftShader): loads, generates the fixture greedy tokens, fine-tunes', async () => {
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_FLAGS, ...WEBGPU_FLAGS] });
+    try {
+      const { page, errors } = await open(browser);
+      await loadTiny(page, 'webgpu');
+      expect(await page.textContent('#backend')).toMatch(/backend: webgpu \(chosen\)/);
+      expect(await greedy(page)).toEqual([...ref.int32('greedy.tokens')]);
+      await page.screenshot({ path: join(OUT, 'playground-webgpu-generate.png'), fullPage: true });
+      const losses = await finetune(page, 4, 0);
+      expect(losses.length).toBe(4);
+      expect(losses[3]).toBeLessThan(losses[0]);
+      await page.screenshot({ path: join(OUT, 'playground-webgpu-finetune.png'), fullPage: true });
+      expect(errors).toEqual([]);
+    } finally {
+      await browser.close();
+    }
+  }, 900_000);
+});

@@ -1,0 +1,132 @@
+// The model worker: holds the backend, model and tokenizer, and runs generation and
+// fine-tuning off the page's thread. A 'stop' message ends either between two tokens or steps.
+import {
+  configToJson, generateStream, GPT2, GPT2Error, paramsFromSafetensors, paramsToSafetensors, parseConfig, parseSafetensors,
+  splitTokens, Tokenizer, Trainer, type Backend,
+} from '@gpt2/core';
+import { createWasmBackend } from '@gpt2/backend-wasm';
+import { createWebGPUBackend } from '@gpt2/backend-webgpu';
+import { zipSync } from 'fflate';
+import type { BackendChoice, FromWorker, ModelFiles, ToWorker } from './protocol.js';
+
+const post = (m: FromWorker, transfer: Transferable[] = []) => (self as unknown as Worker).postMessage(m, transfer);
+
+let backend: Backend | undefined;
+let backendChoice: BackendChoice | undefined;
+let model: GPT2 | undefined;
+let tok: Tokenizer | undefined;
+let stopRequested = false;
+
+/** Lets queued messages (a 'stop') run: a macrotask, since awaiting resolved promises never yields to them. */
+const yieldToMessages = () => new Promise<void>((r) => {
+  const ch = new MessageChannel();
+  ch.port1.onmessage = () => r();
+  ch.port2.postMessage(0);
+});
+
+async function openBackend(choice: BackendChoice): Promise<Backend> {
+  const reasons: string[] = [];
+  if (choice !== 'wasm') {
+    try {
+      const b = await createWebGPUBackend({ rejectSoftware: choice === 'auto' });
+      post({ type: 'backend', name: 'webgpu', why: choice === 'auto' ? 'a WebGPU adapter is available' : 'chosen', details: b.describe() });
+      return b;
+    } catch (err) {
+      if (choice === 'webgpu') throw err;
+      reasons.push(`WebGPU unavailable: ${(err as Error).message}`);
+    }
+  }
+  const b = await createWasmBackend();
+  post({ type: 'backend', name: 'wasm', why: reasons.join(' ') || 'chosen', details: b.describe() });
+  return b;
+}
+
+function load(files: ModelFiles): void {
+  const dec = new TextDecoder();
+  const config = parseConfig(dec.decode(files.config), 'config.json');
+  const params = paramsFromSafetensors(config, parseSafetensors(new Uint8Array(files.model), 'model.safetensors'));
+  tok = Tokenizer.fromFiles(dec.decode(files.vocab), dec.decode(files.merges), 'vocab.json');
+  if (tok.vocabSize > config.vocabSize) throw new GPT2Error(`The tokenizer has ${tok.vocabSize} tokens but the model only ${config.vocabSize}; the files do not belong together.`);
+  model?.dispose();
+  model = new GPT2(backend!, config, params);
+  post({ type: 'loaded', params: model.numParams, vocab: config.vocabSize, context: config.nPositions, layers: config.nLayer });
+}
+
+async function generate(prompt: string, options: Extract<ToWorker, { type: 'generate' }>['options']): Promise<void> {
+  if (!model || !tok) throw new GPT2Error('Load a model first.');
+  const ids = tok.encode(prompt, { specials: true });
+  let tokens = 0;
+  const t0 = performance.now();
+  for await (const e of generateStream(model, tok, ids, { ...options, onWarning: (message) => post({ type: 'warning', message }) })) {
+    post({ type: 'text', sample: e.sample, text: e.text, done: e.done, tokens: e.tokens });
+    if (e.tokens) tokens += e.tokens.length;
+    await yieldToMessages();
+    if (stopRequested) break;
+  }
+  post({ type: 'generated', tokensPerSecond: tokens / ((performance.now() - t0) / 1000), stopped: stopRequested });
+}
+
+async function finetune(m: Extract<ToWorker, { type: 'finetune' }>): Promise<void> {
+  if (!model || !tok) throw new GPT2Error('Load a model first.');
+  if (m.text.trim() === '') throw new GPT2Error('Paste or drop some text to fine-tune on.');
+  const ids = tok.encode(m.text, { specials: true });
+  const block = Math.min(m.blockSize, model.config.nPositions, ids.length - 1);
+  if (block < 1) throw new GPT2Error('The text is too short to train on.');
+  if (block < m.blockSize) post({ type: 'warning', message: `Training on blocks of ${block} tokens (the text or the context is shorter than ${m.blockSize}).` });
+  const { train } = splitTokens(ids, 0, block);
+  const trainer = new Trainer(model, train, {
+    batchSize: m.batchSize, blockSize: block, gradAccum: 1, steps: m.steps, lr: m.lr, warmup: 0, schedule: 'constant',
+    weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip: 1, seed: 0,
+  });
+  while (trainer.step < m.steps && !stopRequested) {
+    const r = await trainer.trainStep();
+    post({ type: 'loss', step: r.step, loss: r.loss, tokensPerSecond: (r.tokens / r.ms) * 1000 });
+    if (m.sampleEvery > 0 && r.step % m.sampleEvery === 0) {
+      let text = '';
+      for await (const e of generateStream(model, tok, tok.encode('\n'), { temperature: 0.8, topK: 40, maxNewTokens: 40, seed: r.step })) text += e.text;
+      post({ type: 'sample', step: r.step, text });
+    }
+    await yieldToMessages();
+  }
+  post({ type: 'trained', steps: trainer.step, stopped: stopRequested });
+}
+
+async function exportModel(): Promise<void> {
+  if (!model || !tok) throw new GPT2Error('Load a model first.');
+  const enc = new TextEncoder();
+  const zip = zipSync({
+    'config.json': enc.encode(JSON.stringify(configToJson(model.config), null, 2) + '\n'),
+    'model.safetensors': paramsToSafetensors(model.config, await model.readParams()),
+    'vocab.json': enc.encode(tok.vocabJson()),
+    'merges.txt': enc.encode(tok.mergesTxt()),
+  });
+  post({ type: 'exported', zip: zip.buffer as ArrayBuffer }, [zip.buffer as ArrayBuffer]);
+}
+
+let busy: Promise<void> = Promise.resolve();
+self.onmessage = (e: MessageEvent<ToWorker>) => {
+  const m = e.data;
+  if (m.type === 'stop') {
+    stopRequested = true;
+    return;
+  }
+  busy = busy.then(async () => {
+    stopRequested = false;
+    try {
+      if (m.type === 'load') {
+        if (!backend || backendChoice !== m.backend) {
+          model?.dispose();
+          model = undefined;
+          backend?.dispose();
+          backend = await openBackend(m.backend);
+          backendChoice = m.backend;
+        }
+        load(m.files);
+      } else if (m.type === 'generate') await generate(m.prompt, m.options);
+      else if (m.type === 'finetune') await finetune(m);
+      else if (m.type === 'export') await exportModel();
+    } catch (err) {
+      post({ type: 'error', message: err instanceof Error ? err.message : String(err) });
+    }
+  });
+};
