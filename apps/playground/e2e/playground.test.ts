@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { parseSafetensors } from '@gpt2/core';
+import { unzipSync } from 'fflate';
 import { serve } from './server.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -79,6 +80,22 @@ describe.skipIf(skip)(`playground in chromium${skip ? ` (skipped: ${skip})` : ''
       expect(Math.min(...losses.slice(-3))).toBeLessThan(losses[0]);
       expect(await page.locator('#samples .output').count()).toBeGreaterThan(0);
       await page.screenshot({ path: join(OUT, 'playground-wasm-finetune.png'), fullPage: true });
+      // the fine-tuned model downloads as HF-format files, and they hold the trained weights
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+      const files = unzipSync(new Uint8Array(readFileSync((await download.path())!)));
+      expect(Object.keys(files).sort()).toEqual(['config.json', 'merges.txt', 'model.safetensors', 'vocab.json']);
+      const tuned = parseSafetensors(files['model.safetensors']);
+      const original = parseSafetensors(readFileSync(join(ROOT, 'fixtures/gpt2-tiny/model.safetensors')));
+      expect(tuned.float32('transformer.wte.weight')).not.toEqual(original.float32('wte.weight'));
+      expect(JSON.parse(new TextDecoder().decode(files['config.json'])).n_embd).toBe(64);
+      // Stop ends a long generation early
+      await page.fill('#temperature', '1');
+      await page.fill('#max-new-tokens', '100000');
+      await page.click('#run');
+      await page.waitForFunction(() => document.querySelector('#outputs .output')!.textContent!.length > 60);
+      await page.click('#stop-gen');
+      await page.waitForSelector('#outputs[data-tokens]', { timeout: 60_000 });
+      expect(await page.textContent('#tps')).toContain('(stopped)');
       // untrusted text stays text
       await page.fill('#prompt', '<img src=x onerror="window.pwned=1">');
       await page.fill('#max-new-tokens', '2');

@@ -103,7 +103,8 @@ $('run').onclick = () => {
     prompt,
     options: {
       maxNewTokens: num('max-new-tokens'), temperature: num('temperature'), topK: num('top-k'), topP: num('top-p'), minP: num('min-p'),
-      repetitionPenalty: num('repetition-penalty'), nsamples: n, seed: num('seed'), stop: stop ? [stop] : [], stopAtEos: true,
+      repetitionPenalty: num('repetition-penalty'), noRepeatNgramSize: num('no-repeat-ngram'), minNewTokens: num('min-new-tokens'),
+      nsamples: n, seed: num('seed'), stop: stop ? [stop] : [], stopAtEos: true,
     },
   });
   setBusy(true);

@@ -74,6 +74,16 @@ describe('gpt2 train', () => {
     expect(r.stderr).toMatch(pattern);
   });
 
+  it('stops at a non-finite loss, names the step and the last good checkpoint, and keeps it', async () => {
+    const run = join(dir, 'diverge');
+    const r = await gpt2(args(run, ['--steps', '40', '--lr', '1e12', '--warmup', '0', '--clip', '0', '--save-every', '1', '--eval-every', '0']));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error: The (loss|gradient norm) became (NaN|-?Infinity) at step (\d+); lower the learning rate .* The last good checkpoint is .*checkpoint-\d+\./);
+    const step = Number(/at step (\d+)/.exec(r.stderr)![1]);
+    const kept = readdirSync(run).filter((d) => d.startsWith('checkpoint-'));
+    expect(kept.at(-1)).toBe(`checkpoint-${String(step - 1).padStart(8, '0')}`); // the step before, never the bad one
+  });
+
   it('trains on what there is, with a warning, when the data is shorter than one block', async () => {
     writeFileSync(join(dir, 'short.txt'), 'To be, or not to be, that is the question.');
     const r = await gpt2(['train', join(dir, 'short.txt'), '--init', config, '--train-tokenizer', '300', '--batch-size', '4', '--block-size', '32', '--steps', '2', '--val-split', '0', '--out', join(dir, 'short')]);

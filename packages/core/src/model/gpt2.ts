@@ -277,15 +277,16 @@ export class GPT2 {
 
   /**
    * Clips the gradients to a global norm (as torch's clip_grad_norm_) and takes one AdamW step
-   * (torch.optim.AdamW; decay on 2+-dim tensors only). Returns the pre-clip gradient norm.
+   * (torch.optim.AdamW; decay on 2+-dim tensors only). Returns the pre-clip gradient norm
+   * (`norm`, when given, is the gradNorm() the caller already computed).
    */
-  async update(o: AdamWOptions): Promise<number> {
+  async update(o: AdamWOptions, norm?: number): Promise<number> {
     const { g } = this.ensureGrads();
     if (!this.m || !this.v) {
       this.m = this.backend.alloc(this.bufferLength);
       this.v = this.backend.alloc(this.bufferLength);
     }
-    const norm = await this.gradNorm();
+    norm ??= await this.gradNorm();
     const scale = o.clip && o.clip > 0 ? Math.min(1, o.clip / (norm + 1e-6)) : 1;
     this.step += 1;
     const { tensors } = paramLayout(this.config);

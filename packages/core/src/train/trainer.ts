@@ -36,8 +36,8 @@ export interface StepResult {
 }
 
 export class NonFiniteLossError extends GPT2Error {
-  constructor(readonly step: number, loss: number) {
-    super(`The loss became ${loss} at step ${step + 1}; lower the learning rate (--lr) or raise --warmup, and resume from the last checkpoint.`);
+  constructor(readonly step: number, value: number, what = 'loss') {
+    super(`The ${what} became ${value} at step ${step + 1}; lower the learning rate (--lr) or raise --warmup, and resume from the last checkpoint.`);
   }
 }
 
@@ -72,8 +72,9 @@ export class Trainer {
       m.backward(1 / o.gradAccum);
     }
     const lr = learningRate(o.schedule, o.lr, this.step, o.steps, o.warmup);
-    const gradNorm = await m.update({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip });
-    if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(this.step, gradNorm);
+    const gradNorm = await m.gradNorm();
+    if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(this.step, gradNorm, 'gradient norm'); // before the update: nothing spoilt
+    await m.update({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip }, gradNorm);
     this.step += 1;
     return { step: this.step, loss, lr, gradNorm, tokens: o.gradAccum * o.batchSize * o.blockSize, ms: performance.now() - t0 };
   }
