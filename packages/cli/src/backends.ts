@@ -1,10 +1,11 @@
 // The backends this CLI can run on, registered with core's resolver in 'auto' priority order
 // (GPU backends first as they land, then wasm, then the reference cpu backend).
 import { createCpuBackend, registerBackend, registeredBackends, resolveBackend, GPT2Error, type ResolvedBackend } from '@gpt2/core';
+import { createCudaBackend } from '@gpt2/backend-cuda';
 import { createWasmBackend } from '@gpt2/backend-wasm';
 import { createWebGPUBackend } from '@gpt2/backend-webgpu';
 
-export const BACKEND_CHOICES = ['auto', 'webgpu', 'wasm', 'cpu'];
+export const BACKEND_CHOICES = ['auto', 'cuda', 'webgpu', 'wasm', 'cpu'];
 
 let registered = false;
 
@@ -12,6 +13,7 @@ let registered = false;
 export function registerAll(threads = 0): void {
   if (registered) return;
   registered = true;
+  registerBackend('cuda', () => createCudaBackend(), 40);
   registerBackend('webgpu', ({ auto }) => createWebGPUBackend({ rejectSoftware: auto }), 30);
   registerBackend('wasm', () => createWasmBackend(threads > 0 ? { threads } : {}), 20);
   registerBackend('cpu', async () => createCpuBackend(), 10);

@@ -79,7 +79,7 @@ describe('gpt2 CLI', () => {
   it.each([
     [['generate', '--bogus'], 2, /^error: unknown option '--bogus'/],
     [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--top-p', '0'], 2, /--top-p <x>' argument '0' is invalid/],
-    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'tpu'], 2, /Allowed choices are auto, webgpu, wasm, cpu/],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'tpu'], 2, /Allowed choices are auto, cuda, webgpu, wasm, cpu/],
     [['generate', '--model', './no/such/dir'], 1, /^error: Model directory \.\/no\/such\/dir does not exist/],
     [['generate', '--model', join(FIXTURES, 'gpt2-odd')], 1, /has no vocab\.json \+ merges\.txt .* add the tokenizer files/],
     [['tokenize', '--model', join(FIXTURES, 'gpt2-tiny')], 1, /^error: Give exactly one of --text or --file\./],

@@ -1,0 +1,307 @@
+// The Node-API face of the CUDA backend: device memory, copies, and one function per kernel.
+// Pointers cross to JavaScript as doubles (exact below 2^53). Everything runs on one stream;
+// only read() and sync() wait. cuBLAS is loaded at init with dlopen (cublas-dl.h).
+#include <node_api.h>
+#include <cuda_runtime.h>
+#include <cstdio>
+#include <string>
+#include "cublas-dl.h"
+#include "kernels.h"
+
+static cudaStream_t stream;
+static Cublas cublas;
+static cublasHandle_t handle;
+static float *scratchD = nullptr, *scratchPartial = nullptr;
+static size_t scratchDSize = 0;
+static const int PARTIALS = 1024;
+
+static napi_value throwError(napi_env env, const std::string &msg) {
+  napi_throw_error(env, nullptr, msg.c_str());
+  return nullptr;
+}
+static bool check(napi_env env, cudaError_t e, const char *what) {
+  if (e == cudaSuccess) return true;
+  throwError(env, std::string(what) + ": " + cudaGetErrorString(e));
+  return false;
+}
+
+// Reads n numeric arguments into a.
+static bool args(napi_env env, napi_callback_info info, double *a, size_t n, napi_value *argv = nullptr) {
+  napi_value v[24];
+  size_t argc = 24;
+  napi_get_cb_info(env, info, &argc, v, nullptr, nullptr);
+  if (argc < n) {
+    throwError(env, "gpt2_cuda: too few arguments");
+    return false;
+  }
+  for (size_t i = 0; i < n; i++) {
+    napi_valuetype t;
+    napi_typeof(env, v[i], &t);
+    if (t == napi_number) napi_get_value_double(env, v[i], &a[i]);
+    else a[i] = 0;
+    if (argv) argv[i] = v[i];
+  }
+  return true;
+}
+#define F(i) ((float *)(uintptr_t)a[i])
+#define I(i) ((int *)(uintptr_t)a[i])
+#define N_(i) ((int)a[i])
+#define L_(i) ((int64_t)a[i])
+static napi_value undef(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+
+static napi_value Init(napi_env env, napi_callback_info) {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) return throwError(env, std::string("no usable NVIDIA GPU or driver (") + cudaGetErrorString(e) + ")");
+  if (count == 0) return throwError(env, "no NVIDIA GPU found");
+  if (!check(env, cudaSetDevice(0), "cudaSetDevice") || !check(env, cudaStreamCreate(&stream), "cudaStreamCreate")) return nullptr;
+  std::string why = cublas.load();
+  if (!why.empty()) return throwError(env, why);
+  if (cublas.create(&handle) != 0) return throwError(env, "cublasCreate failed");
+  cublas.setStream(handle, stream);
+  cublas.setMathMode(handle, CUBLAS_DEFAULT_MATH); // fp32, no TF32
+  if (!check(env, cudaMalloc(&scratchPartial, PARTIALS * sizeof(float)), "cudaMalloc")) return nullptr;
+  cudaDeviceProp p;
+  cudaGetDeviceProperties(&p, 0);
+  char desc[512];
+  snprintf(desc, sizeof desc, "%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor, p.totalGlobalMem / 1073741824.0);
+  napi_value out;
+  napi_create_string_utf8(env, desc, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+static napi_value Alloc(napi_env env, napi_callback_info info) {
+  double a[1];
+  if (!args(env, info, a, 1)) return nullptr;
+  size_t bytes = (size_t)a[0];
+  void *ptr = nullptr;
+  if (cudaMalloc(&ptr, bytes) != cudaSuccess) {
+    cudaGetLastError();
+    size_t freeB = 0, totalB = 0;
+    cudaMemGetInfo(&freeB, &totalB);
+    char msg[400];
+    snprintf(msg, sizeof msg, "Out of GPU memory allocating %.0f MiB (%.0f MiB free of %.0f MiB); use a smaller --batch-size or --block-size, or --grad-accum for the same batch.",
+             bytes / 1048576.0, freeB / 1048576.0, totalB / 1048576.0);
+    return throwError(env, msg);
+  }
+  cudaMemsetAsync(ptr, 0, bytes, stream);
+  napi_value out;
+  napi_create_double(env, (double)(uintptr_t)ptr, &out);
+  return out;
+}
+
+static napi_value Free(napi_env env, napi_callback_info info) {
+  double a[1];
+  if (!args(env, info, a, 1)) return nullptr;
+  cudaStreamSynchronize(stream);
+  cudaFree((void *)(uintptr_t)a[0]);
+  return undef(env);
+}
+
+static napi_value Upload(napi_env env, napi_callback_info info) {
+  double a[2];
+  napi_value v[2];
+  if (!args(env, info, a, 2, v)) return nullptr;
+  void *data;
+  size_t len;
+  napi_typedarray_type type;
+  napi_value buf;
+  size_t offset;
+  napi_get_typedarray_info(env, v[1], &type, &len, &data, &buf, &offset);
+  // synchronous copy: the host array may change as soon as we return
+  if (!check(env, cudaMemcpyAsync((void *)(uintptr_t)a[0], data, len * 4, cudaMemcpyHostToDevice, stream), "upload") ||
+      !check(env, cudaStreamSynchronize(stream), "upload"))
+    return nullptr;
+  return undef(env);
+}
+
+static napi_value Read(napi_env env, napi_callback_info info) {
+  double a[2];
+  if (!args(env, info, a, 2)) return nullptr;
+  size_t n = (size_t)a[1];
+  void *data;
+  napi_value ab, out;
+  napi_create_arraybuffer(env, n * 4, &data, &ab);
+  if (!check(env, cudaMemcpyAsync(data, (void *)(uintptr_t)a[0], n * 4, cudaMemcpyDeviceToHost, stream), "read") ||
+      !check(env, cudaStreamSynchronize(stream), "a kernel failed"))
+    return nullptr;
+  napi_create_typedarray(env, napi_float32_array, n, ab, 0, &out);
+  return out;
+}
+
+static napi_value Zero(napi_env env, napi_callback_info info) {
+  double a[2];
+  if (!args(env, info, a, 2)) return nullptr;
+  cudaMemsetAsync((void *)(uintptr_t)a[0], 0, (size_t)a[1], stream);
+  return undef(env);
+}
+
+static napi_value Sync(napi_env env, napi_callback_info) {
+  if (!check(env, cudaStreamSynchronize(stream), "a kernel failed")) return nullptr;
+  return undef(env);
+}
+
+static const float ONE = 1.f, ZERO = 0.f;
+static bool gemm(napi_env env, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A, int lda, const float *B, int ldb, const float *beta, float *C, int ldc) {
+  if (cublas.sgemm(handle, ta, tb, m, n, k, &ONE, A, lda, B, ldb, beta, C, ldc) != 0) {
+    throwError(env, "cublasSgemm failed");
+    return false;
+  }
+  return true;
+}
+
+// Row-major X (r, c) is column-major X^T (c, r), so out = inp @ W^T becomes out^T = W^T^T ... as below.
+static napi_value MatmulForward(napi_env env, napi_callback_info info) {
+  double a[7];
+  if (!args(env, info, a, 7)) return nullptr;
+  int N = N_(4), IN = N_(5), OUT = N_(6);
+  if (!gemm(env, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, IN, F(2), IN, F(1), IN, &ZERO, F(0), OUT)) return nullptr;
+  if (a[3]) launch_add_bias(stream, F(0), F(3), N, OUT);
+  return undef(env);
+}
+
+static napi_value MatmulBackward(napi_env env, napi_callback_info info) {
+  double a[9];
+  if (!args(env, info, a, 9)) return nullptr;
+  int N = N_(6), IN = N_(7), OUT = N_(8);
+  // dinp (N, IN) += dout (N, OUT) @ W (OUT, IN)
+  if (!gemm(env, CUBLAS_OP_N, CUBLAS_OP_N, IN, N, OUT, F(5), IN, F(3), OUT, &ONE, F(0), IN)) return nullptr;
+  // dW (OUT, IN) += dout^T @ inp
+  if (!gemm(env, CUBLAS_OP_N, CUBLAS_OP_T, IN, OUT, N, F(4), IN, F(3), OUT, &ONE, F(1), IN)) return nullptr;
+  if (a[2]) launch_bias_grad(stream, F(2), F(3), N, OUT);
+  return undef(env);
+}
+
+static napi_value EncoderForward(napi_env env, napi_callback_info info) {
+  double a[7];
+  if (!args(env, info, a, 7)) return nullptr;
+  launch_encoder_forward(stream, F(0), I(1), F(2), F(3), N_(4), N_(5), N_(6));
+  return undef(env);
+}
+static napi_value EncoderBackward(napi_env env, napi_callback_info info) {
+  double a[7];
+  if (!args(env, info, a, 7)) return nullptr;
+  launch_encoder_backward(stream, F(0), F(1), F(2), I(3), N_(4), N_(5), N_(6));
+  return undef(env);
+}
+static napi_value LayernormForward(napi_env env, napi_callback_info info) {
+  double a[8];
+  if (!args(env, info, a, 8)) return nullptr;
+  launch_layernorm_forward(stream, F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7));
+  return undef(env);
+}
+static napi_value LayernormBackward(napi_env env, napi_callback_info info) {
+  double a[10];
+  if (!args(env, info, a, 10)) return nullptr;
+  launch_layernorm_backward(stream, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9));
+  return undef(env);
+}
+static napi_value AttentionForward(napi_env env, napi_callback_info info) {
+  double a[7];
+  if (!args(env, info, a, 7)) return nullptr;
+  if (N_(6) > 128) return throwError(env, "the cuda backend supports attention heads up to 128 wide");
+  launch_attention_forward(stream, F(0), F(1), F(2), N_(3), N_(4), N_(5), N_(6));
+  return undef(env);
+}
+static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
+  double a[9];
+  if (!args(env, info, a, 9)) return nullptr;
+  int B = N_(5), T = N_(6), NH = N_(7), HS = N_(8);
+  size_t need = (size_t)B * NH * T * sizeof(float);
+  if (need > scratchDSize) {
+    cudaStreamSynchronize(stream);
+    cudaFree(scratchD);
+    if (!check(env, cudaMalloc(&scratchD, need), "cudaMalloc (attention scratch)")) return nullptr;
+    scratchDSize = need;
+  }
+  launch_attention_backward(stream, scratchD, F(0), F(1), F(2), F(3), F(4), B, T, NH, HS);
+  return undef(env);
+}
+static napi_value AttentionDecode(napi_env env, napi_callback_info info) {
+  double a[10];
+  if (!args(env, info, a, 10)) return nullptr;
+  launch_attention_decode(stream, F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9));
+  return undef(env);
+}
+static napi_value GeluForward(napi_env env, napi_callback_info info) {
+  double a[3];
+  if (!args(env, info, a, 3)) return nullptr;
+  launch_gelu_forward(stream, F(0), F(1), L_(2));
+  return undef(env);
+}
+static napi_value GeluBackward(napi_env env, napi_callback_info info) {
+  double a[4];
+  if (!args(env, info, a, 4)) return nullptr;
+  launch_gelu_backward(stream, F(0), F(1), F(2), L_(3));
+  return undef(env);
+}
+static napi_value Add(napi_env env, napi_callback_info info) {
+  double a[4];
+  if (!args(env, info, a, 4)) return nullptr;
+  launch_add(stream, F(0), F(1), F(2), L_(3));
+  return undef(env);
+}
+static napi_value CrossEntropyForward(napi_env env, napi_callback_info info) {
+  double a[5];
+  if (!args(env, info, a, 5)) return nullptr;
+  launch_ce_forward(stream, F(0), F(1), I(2), N_(3), N_(4));
+  return undef(env);
+}
+static napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
+  double a[6];
+  if (!args(env, info, a, 6)) return nullptr;
+  launch_ce_backward(stream, F(0), F(1), I(2), (float)a[3], N_(4), N_(5));
+  return undef(env);
+}
+static napi_value SumSquares(napi_env env, napi_callback_info info) {
+  double a[3];
+  if (!args(env, info, a, 3)) return nullptr;
+  launch_sum_squares(stream, F(0), scratchPartial, PARTIALS, F(1), L_(2));
+  return undef(env);
+}
+static napi_value Adamw(napi_env env, napi_callback_info info) {
+  double a[15];
+  if (!args(env, info, a, 15)) return nullptr;
+  launch_adamw(stream, F(0), F(1), F(2), F(3), L_(4), (float)a[5], (float)a[6], (float)a[7], (float)a[8], (float)a[9], (float)a[10], (float)a[11], (float)a[12], (float)a[13], (float)a[14]);
+  return undef(env);
+}
+
+#define EXPORT(name, fn)                                          \
+  {                                                               \
+    napi_value f;                                                 \
+    napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, nullptr, &f); \
+    napi_set_named_property(env, exports, name, f);               \
+  }
+
+static napi_value Register(napi_env env, napi_value exports) {
+  EXPORT("init", Init);
+  EXPORT("alloc", Alloc);
+  EXPORT("free", Free);
+  EXPORT("upload", Upload);
+  EXPORT("read", Read);
+  EXPORT("zero", Zero);
+  EXPORT("sync", Sync);
+  EXPORT("matmulForward", MatmulForward);
+  EXPORT("matmulBackward", MatmulBackward);
+  EXPORT("encoderForward", EncoderForward);
+  EXPORT("encoderBackward", EncoderBackward);
+  EXPORT("layernormForward", LayernormForward);
+  EXPORT("layernormBackward", LayernormBackward);
+  EXPORT("attentionForward", AttentionForward);
+  EXPORT("attentionBackward", AttentionBackward);
+  EXPORT("attentionDecode", AttentionDecode);
+  EXPORT("geluForward", GeluForward);
+  EXPORT("geluBackward", GeluBackward);
+  EXPORT("add", Add);
+  EXPORT("crossEntropyForward", CrossEntropyForward);
+  EXPORT("crossEntropyBackward", CrossEntropyBackward);
+  EXPORT("sumSquares", SumSquares);
+  EXPORT("adamw", Adamw);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Register)

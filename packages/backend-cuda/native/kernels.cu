@@ -1,0 +1,324 @@
+// gpt2.ts kernels in CUDA C++, the same algorithms as the other backends: GEMMs through cuBLAS
+// (row-major operands read as column-major transposes), flash-style attention with an online
+// softmax and a saved log-sum-exp, one block per row for the reductions. fp32 throughout.
+#include <cuda_runtime.h>
+#include <cstdint>
+#include "kernels.h"
+
+#define WG 256
+static inline unsigned blocks(int64_t n) { return (unsigned)((n + WG - 1) / WG); }
+
+__device__ float block_sum(float v, float *red) {
+  __syncthreads();
+  red[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = WG / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
+    __syncthreads();
+  }
+  return red[0];
+}
+__device__ float block_max(float v, float *red) {
+  __syncthreads();
+  red[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = WG / 2; s > 0; s >>= 1) {
+    if ((int)threadIdx.x < s) red[threadIdx.x] = fmaxf(red[threadIdx.x], red[threadIdx.x + s]);
+    __syncthreads();
+  }
+  return red[0];
+}
+
+// ---- encoder ----
+__global__ void encoder_fwd(float *out, const int *tok, const float *wte, const float *wpe, int BT, int T, int C) {
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i >= (int64_t)BT * C) return;
+  int bt = i / C, c = i % C;
+  out[i] = wte[(int64_t)tok[bt] * C + c] + wpe[(int64_t)(bt % T) * C + c];
+}
+// one thread per channel walks every position (tokens repeat: no two threads touch one row/column pair)
+__global__ void encoder_bwd_wte(float *dwte, const float *dout, const int *tok, int BT, int C) {
+  int c = blockIdx.x * WG + threadIdx.x;
+  if (c >= C) return;
+  for (int bt = 0; bt < BT; bt++) dwte[(int64_t)tok[bt] * C + c] += dout[(int64_t)bt * C + c];
+}
+__global__ void encoder_bwd_wpe(float *dwpe, const float *dout, int B, int T, int C) {
+  int i = blockIdx.x * WG + threadIdx.x;
+  if (i >= T * C) return;
+  float s = 0;
+  for (int b = 0; b < B; b++) s += dout[(int64_t)b * T * C + i];
+  dwpe[i] += s;
+}
+
+// ---- layernorm ----
+__global__ void layernorm_fwd(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int C) {
+  __shared__ float red[WG];
+  int n = blockIdx.x;
+  const float *x = inp + (int64_t)n * C;
+  float s = 0;
+  for (int c = threadIdx.x; c < C; c += WG) s += x[c];
+  float m = block_sum(s, red) / C;
+  float v = 0;
+  for (int c = threadIdx.x; c < C; c += WG) v += (x[c] - m) * (x[c] - m);
+  float r = rsqrtf(block_sum(v, red) / C + 1e-5f);
+  for (int c = threadIdx.x; c < C; c += WG) out[(int64_t)n * C + c] = (x[c] - m) * r * w[c] + b[c];
+  if (threadIdx.x == 0) { mean[n] = m; rstd[n] = r; }
+}
+__global__ void layernorm_bwd_in(float *dinp, const float *dout, const float *inp, const float *w, const float *mean, const float *rstd, int C) {
+  __shared__ float red[WG];
+  int n = blockIdx.x;
+  const float *x = inp + (int64_t)n * C, *d = dout + (int64_t)n * C;
+  float m = mean[n], r = rstd[n], a = 0, bb = 0;
+  for (int c = threadIdx.x; c < C; c += WG) {
+    float dn = w[c] * d[c];
+    a += dn;
+    bb += dn * (x[c] - m) * r;
+  }
+  float dm = block_sum(a, red) / C, dnm = block_sum(bb, red) / C;
+  for (int c = threadIdx.x; c < C; c += WG) dinp[(int64_t)n * C + c] += (w[c] * d[c] - dm - (x[c] - m) * r * dnm) * r;
+}
+__global__ void layernorm_bwd_params(float *dw, float *db, const float *dout, const float *inp, const float *mean, const float *rstd, int N, int C) {
+  int c = blockIdx.x * WG + threadIdx.x;
+  if (c >= C) return;
+  float sw = 0, sb = 0;
+  for (int n = 0; n < N; n++) {
+    float d = dout[(int64_t)n * C + c];
+    sb += d;
+    sw += (inp[(int64_t)n * C + c] - mean[n]) * rstd[n] * d;
+  }
+  dw[c] += sw;
+  db[c] += sb;
+}
+
+// ---- matmul helpers (the products themselves are cuBLAS SGEMMs, see gemm.cu) ----
+__global__ void add_bias(float *out, const float *bias, int64_t N, int OUT) {
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i < N * OUT) out[i] += bias[i % OUT];
+}
+__global__ void bias_grad(float *dbias, const float *dout, int N, int OUT) {
+  int o = blockIdx.x * WG + threadIdx.x;
+  if (o >= OUT) return;
+  float s = 0;
+  for (int n = 0; n < N; n++) s += dout[(int64_t)n * OUT + o];
+  dbias[o] += s;
+}
+
+// ---- attention: one thread per (b, h, t) row ----
+#define MAX_HS 128
+__global__ void attention_fwd(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS) {
+  int i = blockIdx.x * WG + threadIdx.x;
+  if (i >= B * NH * T) return;
+  int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS;
+  float sc = rsqrtf((float)HS), o[MAX_HS], m = -3e38f, l = 0;
+  for (int d = 0; d < HS; d++) o[d] = 0;
+  const float *q = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
+  for (int t2 = 0; t2 <= t; t2++) {
+    const float *k = qkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS);
+    float s = 0;
+    for (int d = 0; d < HS; d++) s += q[d] * k[d];
+    s *= sc;
+    if (s > m) {
+      float r = expf(m - s);
+      l *= r;
+      for (int d = 0; d < HS; d++) o[d] *= r;
+      m = s;
+    }
+    float p = expf(s - m);
+    l += p;
+    for (int d = 0; d < HS; d++) o[d] += p * k[C + d];
+  }
+  for (int d = 0; d < HS; d++) out[(int64_t)(b * T + t) * C + h * HS + d] = o[d] / l;
+  lse[(b * NH + h) * T + t] = m + logf(l);
+}
+__global__ void attention_bwd_D(float *D, const float *dout, const float *out, int B, int T, int NH, int HS) {
+  int i = blockIdx.x * WG + threadIdx.x;
+  if (i >= B * NH * T) return;
+  int t = i % T, h = (i / T) % NH, b = i / (T * NH);
+  int64_t oo = (int64_t)(b * T + t) * NH * HS + h * HS;
+  float s = 0;
+  for (int d = 0; d < HS; d++) s += dout[oo + d] * out[oo + d];
+  D[(b * NH + h) * T + t] = s;
+}
+// dq for query t (thread per query); dk, dv for key t (thread per key): no two threads write one row
+__global__ void attention_bwd_q(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D, int B, int T, int NH, int HS) {
+  int i = blockIdx.x * WG + threadIdx.x;
+  if (i >= B * NH * T) return;
+  int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS, row = (b * NH + h) * T + t;
+  float sc = rsqrtf((float)HS), dq[MAX_HS];
+  for (int d = 0; d < HS; d++) dq[d] = 0;
+  const float *q = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS), *g = dout + ((int64_t)(b * T + t) * C + h * HS);
+  for (int t2 = 0; t2 <= t; t2++) {
+    const float *k = qkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS), *v = k + C;
+    float s = 0, dp = 0;
+    for (int d = 0; d < HS; d++) { s += q[d] * k[d]; dp += g[d] * v[d]; }
+    float p = expf(s * sc - lse[row]), ds = p * (dp - D[row]) * sc;
+    for (int d = 0; d < HS; d++) dq[d] += ds * k[d];
+  }
+  float *dqo = dqkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
+  for (int d = 0; d < HS; d++) dqo[d] += dq[d];
+}
+__global__ void attention_bwd_kv(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D, int B, int T, int NH, int HS) {
+  int i = blockIdx.x * WG + threadIdx.x;
+  if (i >= B * NH * T) return;
+  int t2 = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS;
+  float sc = rsqrtf((float)HS), dk[MAX_HS], dv[MAX_HS];
+  for (int d = 0; d < HS; d++) { dk[d] = 0; dv[d] = 0; }
+  const float *k = qkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS), *v = k + C;
+  for (int t = t2; t < T; t++) {
+    int row = (b * NH + h) * T + t;
+    const float *q = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS), *g = dout + ((int64_t)(b * T + t) * C + h * HS);
+    float s = 0, dp = 0;
+    for (int d = 0; d < HS; d++) { s += q[d] * k[d]; dp += g[d] * v[d]; }
+    float p = expf(s * sc - lse[row]), ds = p * (dp - D[row]) * sc;
+    for (int d = 0; d < HS; d++) { dk[d] += ds * q[d]; dv[d] += p * g[d]; }
+  }
+  float *dko = dqkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS);
+  for (int d = 0; d < HS; d++) { dko[d] += dk[d]; dko[C + d] += dv[d]; }
+}
+__global__ void kv_write(float *kc, float *vc, const float *qkv, int B, int T, int pos, int NH, int HS, int maxT) {
+  int C = NH * HS;
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i >= (int64_t)B * T * C) return;
+  int c = i % C, t = (i / C) % T, b = i / ((int64_t)C * T), h = c / HS, d = c % HS;
+  int64_t src = (int64_t)(b * T + t) * 3 * C + c, dst = ((int64_t)(b * NH + h) * maxT + pos + t) * HS + d;
+  kc[dst] = qkv[src + C];
+  vc[dst] = qkv[src + 2 * C];
+}
+__global__ void attention_decode(float *out, const float *qkv, const float *kc, const float *vc, int B, int T, int pos, int NH, int HS, int maxT) {
+  int i = blockIdx.x * WG + threadIdx.x;
+  if (i >= B * NH * T) return;
+  int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS;
+  float sc = rsqrtf((float)HS), o[MAX_HS], m = -3e38f, l = 0;
+  for (int d = 0; d < HS; d++) o[d] = 0;
+  const float *q = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
+  int64_t cache = (int64_t)(b * NH + h) * maxT * HS;
+  for (int t2 = 0; t2 <= pos + t; t2++) {
+    const float *k = kc + cache + (int64_t)t2 * HS, *v = vc + cache + (int64_t)t2 * HS;
+    float s = 0;
+    for (int d = 0; d < HS; d++) s += q[d] * k[d];
+    s *= sc;
+    if (s > m) {
+      float r = expf(m - s);
+      l *= r;
+      for (int d = 0; d < HS; d++) o[d] *= r;
+      m = s;
+    }
+    float p = expf(s - m);
+    l += p;
+    for (int d = 0; d < HS; d++) o[d] += p * v[d];
+  }
+  for (int d = 0; d < HS; d++) out[(int64_t)(b * T + t) * C + h * HS + d] = o[d] / l;
+}
+
+// ---- elementwise ----
+#define GELU_S 0.7978845608028654f
+__device__ float th(float x) { return tanhf(fminf(15.f, fmaxf(-15.f, GELU_S * (x + 0.044715f * x * x * x)))); }
+__global__ void gelu_fwd(float *out, const float *inp, int64_t N) {
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i < N) out[i] = 0.5f * inp[i] * (1.f + th(inp[i]));
+}
+__global__ void gelu_bwd(float *dinp, const float *inp, const float *dout, int64_t N) {
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i >= N) return;
+  float x = inp[i], t = th(x);
+  dinp[i] += (0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * GELU_S * (1.f + 3.f * 0.044715f * x * x)) * dout[i];
+}
+__global__ void add_k(float *out, const float *a, const float *b, int64_t N) {
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i < N) out[i] = a[i] + b[i];
+}
+
+// ---- cross-entropy: one block per row; backward in place is safe (each element read then written by one thread) ----
+__global__ void ce_fwd(float *losses, const float *logits, const int *targets, int V) {
+  __shared__ float red[WG];
+  int n = blockIdx.x, tg = targets[n];
+  const float *z = logits + (int64_t)n * V;
+  float mx = -3e38f;
+  for (int i = threadIdx.x; i < V; i += WG) mx = fmaxf(mx, z[i]);
+  mx = block_max(mx, red);
+  float s = 0;
+  for (int i = threadIdx.x; i < V; i += WG) s += expf(z[i] - mx);
+  s = block_sum(s, red);
+  if (threadIdx.x == 0) losses[n] = tg < 0 ? 0.f : logf(s) + mx - z[tg];
+}
+__global__ void ce_bwd(float *dlogits, const float *logits, const int *targets, float scale, int V) {
+  __shared__ float red[WG];
+  int n = blockIdx.x, tg = targets[n];
+  const float *z = logits + (int64_t)n * V;
+  float *d = dlogits + (int64_t)n * V;
+  float mx = -3e38f;
+  for (int i = threadIdx.x; i < V; i += WG) mx = fmaxf(mx, z[i]);
+  mx = block_max(mx, red);
+  float s = 0;
+  for (int i = threadIdx.x; i < V; i += WG) s += expf(z[i] - mx);
+  s = block_sum(s, red);
+  for (int i = threadIdx.x; i < V; i += WG) d[i] = tg < 0 ? 0.f : scale * expf(z[i] - mx) / s - (i == tg ? scale : 0.f);
+}
+
+// ---- optimizer ----
+__global__ void sum_squares_partial(float *partial, const float *x, int64_t N) {
+  __shared__ float red[WG];
+  float s = 0;
+  for (int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x; i < N; i += (int64_t)gridDim.x * WG) s += x[i] * x[i];
+  s = block_sum(s, red);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+__global__ void sum_final(float *out, const float *partial, int n) {
+  __shared__ float red[WG];
+  float s = 0;
+  for (int i = threadIdx.x; i < n; i += WG) s += partial[i];
+  s = block_sum(s, red);
+  if (threadIdx.x == 0) out[0] = s;
+}
+__global__ void adamw_k(float *p, const float *g, float *m, float *v, int64_t N, float lr, float b1, float b2, float omb1, float omb2, float eps, float wd, float c1, float c2, float gs) {
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i >= N) return;
+  float gi = g[i] * gs, mi = b1 * m[i] + omb1 * gi, vi = b2 * v[i] + omb2 * gi * gi;
+  m[i] = mi;
+  v[i] = vi;
+  p[i] -= lr * (mi / c1 / (sqrtf(vi / c2) + eps) + wd * p[i]);
+}
+
+// ---- launchers ----
+void launch_encoder_forward(cudaStream_t s, float *out, const int *tok, const float *wte, const float *wpe, int B, int T, int C) {
+  encoder_fwd<<<blocks((int64_t)B * T * C), WG, 0, s>>>(out, tok, wte, wpe, B * T, T, C);
+}
+void launch_encoder_backward(cudaStream_t s, float *dwte, float *dwpe, const float *dout, const int *tok, int B, int T, int C) {
+  encoder_bwd_wte<<<blocks(C), WG, 0, s>>>(dwte, dout, tok, B * T, C);
+  encoder_bwd_wpe<<<blocks((int64_t)T * C), WG, 0, s>>>(dwpe, dout, B, T, C);
+}
+void launch_layernorm_forward(cudaStream_t s, float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N, int C) {
+  layernorm_fwd<<<N, WG, 0, s>>>(out, mean, rstd, inp, w, b, C);
+}
+void launch_layernorm_backward(cudaStream_t s, float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, const float *mean, const float *rstd, int N, int C) {
+  layernorm_bwd_in<<<N, WG, 0, s>>>(dinp, dout, inp, w, mean, rstd, C);
+  layernorm_bwd_params<<<blocks(C), WG, 0, s>>>(dw, db, dout, inp, mean, rstd, N, C);
+}
+void launch_add_bias(cudaStream_t s, float *out, const float *bias, int N, int OUT) { add_bias<<<blocks((int64_t)N * OUT), WG, 0, s>>>(out, bias, N, OUT); }
+void launch_bias_grad(cudaStream_t s, float *dbias, const float *dout, int N, int OUT) { bias_grad<<<blocks(OUT), WG, 0, s>>>(dbias, dout, N, OUT); }
+void launch_attention_forward(cudaStream_t s, float *out, float *lse, const float *qkv, int B, int T, int NH, int HS) {
+  attention_fwd<<<blocks(B * NH * T), WG, 0, s>>>(out, lse, qkv, B, T, NH, HS);
+}
+void launch_attention_backward(cudaStream_t s, float *D, float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int NH, int HS) {
+  attention_bwd_D<<<blocks(B * NH * T), WG, 0, s>>>(D, dout, out, B, T, NH, HS);
+  attention_bwd_q<<<blocks(B * NH * T), WG, 0, s>>>(dqkv, dout, qkv, lse, D, B, T, NH, HS);
+  attention_bwd_kv<<<blocks(B * NH * T), WG, 0, s>>>(dqkv, dout, qkv, lse, D, B, T, NH, HS);
+}
+void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float *kc, float *vc, int B, int T, int pos, int NH, int HS, int maxT) {
+  kv_write<<<blocks((int64_t)B * T * NH * HS), WG, 0, s>>>(kc, vc, qkv, B, T, pos, NH, HS, maxT);
+  attention_decode<<<blocks(B * NH * T), WG, 0, s>>>(out, qkv, kc, vc, B, T, pos, NH, HS, maxT);
+}
+void launch_gelu_forward(cudaStream_t s, float *out, const float *inp, int64_t N) { gelu_fwd<<<blocks(N), WG, 0, s>>>(out, inp, N); }
+void launch_gelu_backward(cudaStream_t s, float *dinp, const float *inp, const float *dout, int64_t N) { gelu_bwd<<<blocks(N), WG, 0, s>>>(dinp, inp, dout, N); }
+void launch_add(cudaStream_t s, float *out, const float *a, const float *b, int64_t N) { add_k<<<blocks(N), WG, 0, s>>>(out, a, b, N); }
+void launch_ce_forward(cudaStream_t s, float *losses, const float *logits, const int *targets, int N, int V) { ce_fwd<<<N, WG, 0, s>>>(losses, logits, targets, V); }
+void launch_ce_backward(cudaStream_t s, float *dlogits, const float *logits, const int *targets, float scale, int N, int V) {
+  ce_bwd<<<N, WG, 0, s>>>(dlogits, logits, targets, scale, V);
+}
+void launch_sum_squares(cudaStream_t s, float *out, float *partial, int partials, const float *x, int64_t N) {
+  sum_squares_partial<<<partials, WG, 0, s>>>(partial, x, N);
+  sum_final<<<1, WG, 0, s>>>(out, partial, partials);
+}
+void launch_adamw(cudaStream_t s, float *p, const float *g, float *m, float *v, int64_t N, float lr, float b1, float b2, float omb1, float omb2, float eps, float wd, float c1, float c2, float gs) {
+  adamw_k<<<blocks(N), WG, 0, s>>>(p, g, m, v, N, lr, b1, b2, omb1, omb2, eps, wd, c1, c2, gs);
+}

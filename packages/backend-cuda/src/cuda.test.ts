@@ -1,0 +1,12 @@
+// The whole conformance suite on CUDA, when this machine has a built addon and an NVIDIA GPU;
+// otherwise skipped with the reason (the development machines and CI have nvcc but no GPU).
+import { runConformance } from '@gpt2/core/conformance';
+import { createCudaBackend } from '../dist/index.js';
+
+let reason: string | undefined;
+try {
+  (await createCudaBackend()).dispose();
+} catch (err) {
+  reason = (err as Error).message;
+}
+runConformance('cuda', () => createCudaBackend(), { skip: reason });
