@@ -94,6 +94,11 @@ export class Runtime {
     this.commands.push({ kind: 'copy', src: src.buffer, srcOffset: src.offset * 4, dst: dst.buffer, dstOffset: dst.offset * 4, size: Math.min(src.length, dst.length) * 4 });
   }
 
+  /** Elements between a view's aligned binding start and its first element. */
+  shiftOf(b: GpuBuf): number {
+    return ((b.offset * 4) % this.align) / 4;
+  }
+
   private binding(b: GpuBuf): Binding {
     const start = b.offset * 4;
     const byteOffset = start - (start % this.align);
@@ -171,7 +176,7 @@ export class Runtime {
 }
 
 /** The WGSL declarations of a kernel's bindings (in order) and its uniform block (binding shifts first). */
-export function header(bindings: [name: string, type: 'f32' | 'i32', access: 'read' | 'read_write'][], params: [string, 'u32' | 'f32'][]): string {
+export function header(bindings: [name: string, type: 'f32' | 'i32' | 'vec4<f32>', access: 'read' | 'read_write'][], params: [string, 'u32' | 'f32'][]): string {
   const lines = bindings.map(([n, t, a], i) => `@group(0) @binding(${i}) var<storage, ${a}> ${n}: array<${t}>;`);
   const fields = [...bindings.map(([n]) => `o_${n}: u32`), ...params.map(([n, t]) => `${n}: ${t}`)];
   lines.push(`struct Params { ${fields.join(', ')} }`);

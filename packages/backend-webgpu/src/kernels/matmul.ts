@@ -70,6 +70,64 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 `;
 
+// The forward product with vec4 loads (inp and W both K-contiguous): used when K and both
+// operands' shifts are multiples of 4, as at every GPT-2 size; odd shapes take the scalar GEMM.
+const GEMM_V4 = header(
+  [['a', 'vec4<f32>', 'read'], ['b', 'vec4<f32>', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
+  [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32']],
+) + LINEAR + `
+var<workgroup> As: array<f32, 1024>; // [k][m]
+var<workgroup> Bs: array<f32, 1024>; // [k][n]
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tilesN = (P.Nc + 63u) / 64u;
+  let g = group(wid, nwg);
+  if (g >= tilesN * ((P.M + 63u) / 64u)) { return; }
+  let m0 = (g / tilesN) * 64u;
+  let n0 = (g % tilesN) * 64u;
+  let tx = lid.x % 16u;
+  let ty = lid.x / 16u;
+  let K4 = P.K / 4u;
+  let row = lid.x / 4u; // one vec4 of the 64 x 16 tile per thread
+  let kq = lid.x % 4u;
+  var acc: array<f32, 16>;
+  for (var k0 = 0u; k0 < P.K; k0 += 16u) {
+    var av = vec4<f32>(0.0);
+    var bv = vec4<f32>(0.0);
+    if (m0 + row < P.M && k0 + kq * 4u < P.K) { av = a[P.o_a / 4u + (m0 + row) * K4 + k0 / 4u + kq]; }
+    if (n0 + row < P.Nc && k0 + kq * 4u < P.K) { bv = b[P.o_b / 4u + (n0 + row) * K4 + k0 / 4u + kq]; }
+    for (var j = 0u; j < 4u; j++) {
+      As[(kq * 4u + j) * 64u + row] = av[j];
+      Bs[(kq * 4u + j) * 64u + row] = bv[j];
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < 16u; k++) {
+      let x = vec4<f32>(As[k * 64u + ty * 4u], As[k * 64u + ty * 4u + 1u], As[k * 64u + ty * 4u + 2u], As[k * 64u + ty * 4u + 3u]);
+      let y = vec4<f32>(Bs[k * 64u + tx * 4u], Bs[k * 64u + tx * 4u + 1u], Bs[k * 64u + tx * 4u + 2u], Bs[k * 64u + tx * 4u + 3u]);
+      for (var i = 0u; i < 4u; i++) {
+        acc[i * 4u] += x[i] * y.x;
+        acc[i * 4u + 1u] += x[i] * y.y;
+        acc[i * 4u + 2u] += x[i] * y.z;
+        acc[i * 4u + 3u] += x[i] * y.w;
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty * 4u + i;
+    if (m >= P.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + tx * 4u + j;
+      if (n >= P.Nc) { continue; }
+      var v = acc[i * 4u + j];
+      if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
+      c[P.o_c + m * P.Nc + n] = v;
+    }
+  }
+}
+`;
+
 const BIAS_GRAD = header([['dout', 'f32', 'read'], ['dbias', 'f32', 'read_write']], [['N', 'u32'], ['OUT', 'u32']]) + LINEAR + `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -117,6 +175,9 @@ function gemm(rt: Runtime, c: GpuBuf, a: GpuBuf, b: GpuBuf, bias: GpuBuf | null,
 
 export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number): void {
   if (N < 4) return rt.dispatch(rt.pipeline('gemv', GEMV), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0], Math.ceil(OUT / 8));
+  if (IN % 4 === 0 && rt.shiftOf(inp) % 4 === 0 && rt.shiftOf(w) % 4 === 0) {
+    return rt.dispatch(rt.pipeline('gemm_v4', GEMM_V4), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0], Math.ceil(N / 64) * Math.ceil(OUT / 64));
+  }
   gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false);
 }
 
