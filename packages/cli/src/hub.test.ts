@@ -10,7 +10,8 @@ import { startHubServer, type HubServer } from './test/hub-server.js';
 
 let hub: HubServer;
 beforeAll(async () => {
-  hub = await startHubServer({ 'test-org/gpt2-tiny': join(FIXTURES, 'gpt2-tiny'), gpt2: join(FIXTURES, 'gpt2-tiny') });
+  // like the real hub, where gpt2 now lives at openai-community/gpt2 behind a relative redirect
+  hub = await startHubServer({ 'test-org/gpt2-tiny': join(FIXTURES, 'gpt2-tiny') }, { gpt2: 'test-org/gpt2-tiny' });
 });
 afterAll(() => hub.close());
 

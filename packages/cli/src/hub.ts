@@ -123,9 +123,18 @@ const authHeaders = (o: HubOptions): Record<string, string> => (o.token ? { auth
 const fileUrl = (o: HubOptions, repo: string, revision: string, file: string) =>
   `${o.endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
 
-/** HEAD without following redirects: LFS files answer 302 with X-Linked-Etag / X-Linked-Size, as huggingface_hub reads them. */
+/**
+ * HEAD as huggingface_hub does it: relative redirects are followed (a renamed repo, e.g. gpt2 ->
+ * openai-community/gpt2), absolute ones are not (an LFS file's 302 to its CDN carries
+ * X-Linked-Etag / X-Linked-Size itself).
+ */
 async function headFile(o: HubOptions, repo: string, revision: string, file: string): Promise<FileMeta | undefined> {
-  const res = await fetch(fileUrl(o, repo, revision, file), { method: 'HEAD', redirect: 'manual', headers: authHeaders(o) });
+  let url = fileUrl(o, repo, revision, file);
+  let res = await fetch(url, { method: 'HEAD', redirect: 'manual', headers: authHeaders(o) });
+  for (let hops = 0; hops < 5 && res.status >= 300 && res.status < 400 && res.headers.get('location')?.startsWith('/'); hops++) {
+    url = new URL(res.headers.get('location')!, url).href;
+    res = await fetch(url, { method: 'HEAD', redirect: 'manual', headers: authHeaders(o) });
+  }
   if (res.status === 404) return undefined;
   if (res.status === 401 || res.status === 403) {
     throw new GPT2Error(`The hub refused access to ${repo} (HTTP ${res.status}); if it is private or gated, set HF_TOKEN to a token that can read it.`);

@@ -19,7 +19,9 @@ export interface HubServer {
 const COMMIT = 'a'.repeat(40);
 const LFS_MIN = 100_000;
 
-export async function startHubServer(repos: Record<string, string>): Promise<HubServer> {
+/** `repos` maps repo ids to folders; `renamed` maps old ids to new ones (answered with a relative 307, as the hub does). */
+export async function startHubServer(repos: Record<string, string>, renamed: Record<string, string> = {}): Promise<HubServer> {
+  let origin = '';
   const requests: HubServer['requests'] = [];
   const corrupt = new Set<string>();
   const bySha = new Map<string, { data: Buffer; file: string }>();
@@ -42,6 +44,10 @@ export async function startHubServer(repos: Record<string, string>): Promise<Hub
       return send(data, file, {});
     }
     const m = /^\/(.+)\/resolve\/([^/]+)\/(.+)$/.exec(req.url!);
+    if (m && renamed[m[1]]) {
+      res.writeHead(307, { location: `/${renamed[m[1]]}/resolve/${m[2]}/${m[3]}` });
+      return res.end();
+    }
     const dir = m && repos[m[1]];
     const path = dir && join(dir, m[3]);
     if (!m || !path || !existsSync(path)) {
@@ -52,7 +58,8 @@ export async function startHubServer(repos: Record<string, string>): Promise<Hub
     if (data.length >= LFS_MIN) {
       const sha = createHash('sha256').update(data).digest('hex');
       bySha.set(sha, { data, file: m[3] });
-      res.writeHead(302, { location: `/lfs/${sha}`, 'x-linked-etag': `"${sha}"`, 'x-linked-size': String(data.length), 'x-repo-commit': COMMIT, etag: '"pointer"' });
+      // absolute, like the hub's CDN redirects
+      res.writeHead(302, { location: `${origin}/lfs/${sha}`, 'x-linked-etag': `"${sha}"`, 'x-linked-size': String(data.length), 'x-repo-commit': COMMIT, etag: '"pointer"' });
       return res.end();
     }
     const sha1 = createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
@@ -60,5 +67,6 @@ export async function startHubServer(repos: Record<string, string>): Promise<Hub
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, requests, corrupt, close: () => new Promise((r) => server.close(() => r())) };
+  origin = `http://127.0.0.1:${port}`;
+  return { url: origin, requests, corrupt, close: () => new Promise((r) => server.close(() => r())) };
 }
