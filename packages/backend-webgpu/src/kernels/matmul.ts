@@ -4,6 +4,36 @@
 // dW: A = dout^T (transA), B = inp (accumulate). dbias is a column-sum kernel.
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
 
+// Shared by both tiled GEMMs: the 16-deep multiply-accumulate of a thread's 4x4 outputs from the
+// workgroup tiles, and the guarded write of those outputs (+ bias, + C when accumulating).
+const TILE_MAC = `
+    for (var k = 0u; k < 16u; k++) {
+      let x = vec4<f32>(As[k * 64u + ty * 4u], As[k * 64u + ty * 4u + 1u], As[k * 64u + ty * 4u + 2u], As[k * 64u + ty * 4u + 3u]);
+      let y = vec4<f32>(Bs[k * 64u + tx * 4u], Bs[k * 64u + tx * 4u + 1u], Bs[k * 64u + tx * 4u + 2u], Bs[k * 64u + tx * 4u + 3u]);
+      for (var i = 0u; i < 4u; i++) {
+        acc[i * 4u] += x[i] * y.x;
+        acc[i * 4u + 1u] += x[i] * y.y;
+        acc[i * 4u + 2u] += x[i] * y.z;
+        acc[i * 4u + 3u] += x[i] * y.w;
+      }
+    }
+`;
+const epilogue = (accumulate: boolean) => `
+  for (var i = 0u; i < 4u; i++) {
+    let m = m0 + ty * 4u + i;
+    if (m >= P.M) { continue; }
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + tx * 4u + j;
+      if (n >= P.Nc) { continue; }
+      var v = acc[i * 4u + j];
+      if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
+      let ci = P.o_c + m * P.Nc + n;
+      ${accumulate ? 'if (P.accumulate == 1u) { v += c[ci]; }' : ''}
+      c[ci] = v;
+    }
+  }
+`;
+
 const GEMM = header(
   [['a', 'f32', 'read'], ['b', 'f32', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
   [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['transA', 'u32'], ['transB', 'u32'], ['accumulate', 'u32'], ['hasBias', 'u32']],
@@ -42,32 +72,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       else { Bs[(idx / 64u) * 64u + idx % 64u] = loadB(k0 + idx / 64u, n0 + idx % 64u); }
     }
     workgroupBarrier();
-    for (var k = 0u; k < 16u; k++) {
-      let av = vec4<f32>(As[k * 64u + ty * 4u], As[k * 64u + ty * 4u + 1u], As[k * 64u + ty * 4u + 2u], As[k * 64u + ty * 4u + 3u]);
-      let bv = vec4<f32>(Bs[k * 64u + tx * 4u], Bs[k * 64u + tx * 4u + 1u], Bs[k * 64u + tx * 4u + 2u], Bs[k * 64u + tx * 4u + 3u]);
-      for (var i = 0u; i < 4u; i++) {
-        acc[i * 4u] += av[i] * bv.x;
-        acc[i * 4u + 1u] += av[i] * bv.y;
-        acc[i * 4u + 2u] += av[i] * bv.z;
-        acc[i * 4u + 3u] += av[i] * bv.w;
-      }
-    }
-    workgroupBarrier();
+${TILE_MAC}    workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty * 4u + i;
-    if (m >= P.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + tx * 4u + j;
-      if (n >= P.Nc) { continue; }
-      var v = acc[i * 4u + j];
-      if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
-      let ci = P.o_c + m * P.Nc + n;
-      if (P.accumulate == 1u) { v += c[ci]; }
-      c[ci] = v;
-    }
-  }
-}
+${epilogue(true)}}
 `;
 
 // The forward product with vec4 loads (inp and W both K-contiguous): used when K and both
@@ -102,30 +109,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       Bs[(kq * 4u + j) * 64u + row] = bv[j];
     }
     workgroupBarrier();
-    for (var k = 0u; k < 16u; k++) {
-      let x = vec4<f32>(As[k * 64u + ty * 4u], As[k * 64u + ty * 4u + 1u], As[k * 64u + ty * 4u + 2u], As[k * 64u + ty * 4u + 3u]);
-      let y = vec4<f32>(Bs[k * 64u + tx * 4u], Bs[k * 64u + tx * 4u + 1u], Bs[k * 64u + tx * 4u + 2u], Bs[k * 64u + tx * 4u + 3u]);
-      for (var i = 0u; i < 4u; i++) {
-        acc[i * 4u] += x[i] * y.x;
-        acc[i * 4u + 1u] += x[i] * y.y;
-        acc[i * 4u + 2u] += x[i] * y.z;
-        acc[i * 4u + 3u] += x[i] * y.w;
-      }
-    }
-    workgroupBarrier();
+${TILE_MAC}    workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty * 4u + i;
-    if (m >= P.M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + tx * 4u + j;
-      if (n >= P.Nc) { continue; }
-      var v = acc[i * 4u + j];
-      if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
-      c[P.o_c + m * P.Nc + n] = v;
-    }
-  }
-}
+${epilogue(false)}}
 `;
 
 const BIAS_GRAD = header([['dout', 'f32', 'read'], ['dbias', 'f32', 'read_write']], [['N', 'u32'], ['OUT', 'u32']]) + LINEAR + `
