@@ -4,7 +4,7 @@ import type { Backend, Buf } from '../backend.js';
 import { GPT2Error } from '../errors.js';
 import { Rng } from '../sample/rng.js';
 import type { GPT2Config } from './config.js';
-import { paramLayout, slices, type ParamName } from './params.js';
+import { paramLayout, slices, type ParamLayout, type ParamName } from './params.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -54,18 +54,22 @@ export class GPT2 {
   readonly views: Views;
   /** Per-layer parameter views: layers.qkvw[l] is layer l's (3C, C) weight. */
   readonly layers: Record<ParamName, Buf[]>;
+  /** Offset and size of every tensor in the flat buffers. */
+  private readonly layout: Record<ParamName, ParamLayout>;
   private gradLayers?: Record<ParamName, Buf[]>;
   private grads?: Buf;
   private gradViews?: Views;
   private m?: Buf;
   private v?: Buf;
+  private moments?: { m: Views; v: Views }; // per-tensor views of m and v, made once
   private acts?: Activations;
   private normBuf?: Buf;
   /** AdamW steps taken (the bias-correction step count). */
   step = 0;
 
   constructor(backend: Backend, config: GPT2Config, params: Float32Array) {
-    const { total, count } = paramLayout(config);
+    const { tensors, total, count } = paramLayout(config);
+    this.layout = tensors;
     if (params.length !== total) throw new Error(`expected a parameter buffer of ${total}, got ${params.length}`);
     this.backend = backend;
     this.config = config;
@@ -97,16 +101,14 @@ export class GPT2 {
   }
 
   private makeLayerViews(buf: Buf): Record<ParamName, Buf[]> {
-    const { tensors } = paramLayout(this.config);
     const out = {} as Record<ParamName, Buf[]>;
-    for (const [name, p] of Object.entries(tensors)) out[name as ParamName] = slices(this.config, p).map((o) => this.backend.view(buf, o, p.perLayer));
+    for (const [name, p] of Object.entries(this.layout)) out[name as ParamName] = slices(this.config, p).map((o) => this.backend.view(buf, o, p.perLayer));
     return out;
   }
 
   private makeViews(buf: Buf): Views {
-    const { tensors } = paramLayout(this.config);
     const views = {} as Views;
-    for (const [name, p] of Object.entries(tensors)) views[name as ParamName] = this.backend.view(buf, p.offset, p.size);
+    for (const [name, p] of Object.entries(this.layout)) views[name as ParamName] = this.backend.view(buf, p.offset, p.size);
     return views;
   }
 
@@ -282,16 +284,11 @@ export class GPT2 {
    */
   async update(o: AdamWOptions, norm?: number): Promise<number> {
     const { g } = this.ensureGrads();
-    if (!this.m || !this.v) {
-      this.m = this.backend.alloc(this.bufferLength);
-      this.v = this.backend.alloc(this.bufferLength);
-    }
+    const { m: mv, v: vv } = this.ensureMoments();
     norm ??= await this.gradNorm();
     const scale = o.clip && o.clip > 0 ? Math.min(1, o.clip / (norm + 1e-6)) : 1;
     this.step += 1;
-    const { tensors } = paramLayout(this.config);
-    const mv = this.makeViews(this.m), vv = this.makeViews(this.v);
-    for (const [name, t] of Object.entries(tensors)) {
+    for (const [name, t] of Object.entries(this.layout)) {
       const n = name as ParamName;
       this.backend.kernels.adamw(
         this.views[n], g[n], mv[n], vv[n], t.size, o.lr, o.beta1 ?? 0.9, o.beta2 ?? 0.999, o.eps ?? 1e-8,
@@ -299,6 +296,15 @@ export class GPT2 {
       );
     }
     return norm;
+  }
+
+  private ensureMoments(): { m: Views; v: Views } {
+    if (!this.moments) {
+      this.m = this.backend.alloc(this.bufferLength);
+      this.v = this.backend.alloc(this.bufferLength);
+      this.moments = { m: this.makeViews(this.m), v: this.makeViews(this.v) };
+    }
+    return this.moments;
   }
 
   /** Parameters (flat, PARAM_SPECS layout) back on the host. */
@@ -321,10 +327,9 @@ export class GPT2 {
     if (s.m.length !== this.bufferLength || s.v.length !== this.bufferLength) {
       throw new GPT2Error(`The optimizer state holds ${s.m.length} values but the model needs ${this.bufferLength}; it belongs to another model.`);
     }
-    this.m ??= this.backend.alloc(this.bufferLength);
-    this.v ??= this.backend.alloc(this.bufferLength);
-    this.backend.upload(this.m, s.m);
-    this.backend.upload(this.v, s.v);
+    this.ensureMoments();
+    this.backend.upload(this.m!, s.m);
+    this.backend.upload(this.v!, s.v);
     this.step = s.step;
   }
 
