@@ -18,7 +18,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 `;
 const SIZES: [string, 'u32'][] = [['B', 'u32'], ['T', 'u32'], ['NH', 'u32'], ['HS', 'u32']];
 
-const FWD = header([['qkv', 'f32', 'read'], ['out', 'f32', 'read_write'], ['lse', 'f32', 'read_write']], SIZES) + LINEAR + ROWMAIN + `
+// One step of the online softmax over a row's scores: on a new maximum the running sum and the
+// output so far are rescaled; returns this score's weight, exp(s - max).
+const ONLINE = `
+fn online(s: f32, m: ptr<function, f32>, l: ptr<function, f32>, o: ptr<function, array<f32, ${MAX_HS}>>) -> f32 {
+  if (s > *m) {
+    let r = exp(*m - s);
+    *l *= r;
+    for (var d = 0u; d < P.HS; d++) { (*o)[d] *= r; }
+    *m = s;
+  }
+  let p = exp(s - *m);
+  *l += p;
+  return p;
+}
+`;
+
+const FWD = header([['qkv', 'f32', 'read'], ['out', 'f32', 'read_write'], ['lse', 'f32', 'read_write']], SIZES) + LINEAR + ONLINE + ROWMAIN + `
   let q = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
   var o: array<f32, ${MAX_HS}>;
   var m = -3.0e38;
@@ -27,15 +43,7 @@ const FWD = header([['qkv', 'f32', 'read'], ['out', 'f32', 'read_write'], ['lse'
     let k = P.o_qkv + (b * P.T + t2) * 3u * C + C + h * P.HS;
     var s = 0.0;
     for (var d = 0u; d < P.HS; d++) { s += qkv[q + d] * qkv[k + d]; }
-    s *= scale;
-    if (s > m) {
-      let r = exp(m - s);
-      l *= r;
-      for (var d = 0u; d < P.HS; d++) { o[d] *= r; }
-      m = s;
-    }
-    let p = exp(s - m);
-    l += p;
+    let p = online(s * scale, &m, &l, &o);
     for (var d = 0u; d < P.HS; d++) { o[d] += p * qkv[k + C + d]; }
   }
   let oo = P.o_out + (b * P.T + t) * C + h * P.HS;
@@ -124,7 +132,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   vc[P.o_vc + dst] = qkv[src + 2u * C];
 }`;
 
-const DECODE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read'], ['vc', 'f32', 'read'], ['out', 'f32', 'read_write']], [...SIZES, ['pos', 'u32'], ['maxT', 'u32']]) + LINEAR + ROWMAIN + `
+const DECODE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read'], ['vc', 'f32', 'read'], ['out', 'f32', 'read_write']], [...SIZES, ['pos', 'u32'], ['maxT', 'u32']]) + LINEAR + ONLINE + ROWMAIN + `
   let q = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
   let cache = (b * P.NH + h) * P.maxT * P.HS;
   var o: array<f32, ${MAX_HS}>;
@@ -134,15 +142,7 @@ const DECODE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read'], ['vc', 'f3
     let k = P.o_kc + cache + t2 * P.HS;
     var s = 0.0;
     for (var d = 0u; d < P.HS; d++) { s += qkv[q + d] * kc[k + d]; }
-    s *= scale;
-    if (s > m) {
-      let r = exp(m - s);
-      l *= r;
-      for (var d = 0u; d < P.HS; d++) { o[d] *= r; }
-      m = s;
-    }
-    let p = exp(s - m);
-    l += p;
+    let p = online(s * scale, &m, &l, &o);
     let v = P.o_vc + cache + t2 * P.HS;
     for (var d = 0u; d < P.HS; d++) { o[d] += p * vc[v + d]; }
   }

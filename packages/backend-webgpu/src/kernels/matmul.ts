@@ -4,8 +4,18 @@
 // dW: A = dout^T (transA), B = inp (accumulate). dbias is a column-sum kernel.
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
 
-// Shared by both tiled GEMMs: the 16-deep multiply-accumulate of a thread's 4x4 outputs from the
+// Shared by both tiled GEMMs: which 64x64 tile of C this workgroup owns (m0, n0) and which 4x4
+// outputs this thread does (ty, tx); the 16-deep multiply-accumulate of a thread's 4x4 outputs from the
 // workgroup tiles, and the guarded write of those outputs (+ bias, + C when accumulating).
+const TILE_START = `
+  let tilesN = (P.Nc + 63u) / 64u;
+  let g = group(wid, nwg);
+  if (g >= tilesN * ((P.M + 63u) / 64u)) { return; }
+  let m0 = (g / tilesN) * 64u;
+  let n0 = (g % tilesN) * 64u;
+  let tx = lid.x % 16u;
+  let ty = lid.x / 16u;
+`;
 const TILE_MAC = `
     for (var k = 0u; k < 16u; k++) {
       let x = vec4<f32>(As[k * 64u + ty * 4u], As[k * 64u + ty * 4u + 1u], As[k * 64u + ty * 4u + 2u], As[k * 64u + ty * 4u + 3u]);
@@ -54,14 +64,7 @@ fn loadB(k: u32, n: u32) -> f32 {
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tilesN = (P.Nc + 63u) / 64u;
-  let g = group(wid, nwg);
-  if (g >= tilesN * ((P.M + 63u) / 64u)) { return; }
-  let m0 = (g / tilesN) * 64u;
-  let n0 = (g % tilesN) * 64u;
-  let tx = lid.x % 16u;
-  let ty = lid.x / 16u;
-  var acc: array<f32, 16>;
+${TILE_START}  var acc: array<f32, 16>;
   for (var k0 = 0u; k0 < P.K; k0 += 16u) {
     for (var r = 0u; r < 4u; r++) {
       let idx = lid.x + r * ${WG}u;
@@ -88,14 +91,7 @@ var<workgroup> Bs: array<f32, 1024>; // [k][n]
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let tilesN = (P.Nc + 63u) / 64u;
-  let g = group(wid, nwg);
-  if (g >= tilesN * ((P.M + 63u) / 64u)) { return; }
-  let m0 = (g / tilesN) * 64u;
-  let n0 = (g % tilesN) * 64u;
-  let tx = lid.x % 16u;
-  let ty = lid.x / 16u;
-  let K4 = P.K / 4u;
+${TILE_START}  let K4 = P.K / 4u;
   let row = lid.x / 4u; // one vec4 of the 64 x 16 tile per thread
   let kq = lid.x % 4u;
   var acc: array<f32, 16>;
