@@ -105,6 +105,20 @@ __global__ void bias_grad(float *dbias, const float *dout, int N, int OUT) {
 
 // ---- attention: one thread per (b, h, t) row ----
 #define MAX_HS 128
+
+// One step of the online softmax: on a new maximum the running sum and output are rescaled;
+// returns this score's weight exp(s - max).
+__device__ float online(float s, float &m, float &l, float *o, int HS) {
+  if (s > m) {
+    float r = expf(m - s);
+    l *= r;
+    for (int d = 0; d < HS; d++) o[d] *= r;
+    m = s;
+  }
+  float p = expf(s - m);
+  l += p;
+  return p;
+}
 __global__ void attention_fwd(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS) {
   int i = blockIdx.x * WG + threadIdx.x;
   if (i >= B * NH * T) return;
@@ -116,15 +130,7 @@ __global__ void attention_fwd(float *out, float *lse, const float *qkv, int B, i
     const float *k = qkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS);
     float s = 0;
     for (int d = 0; d < HS; d++) s += q[d] * k[d];
-    s *= sc;
-    if (s > m) {
-      float r = expf(m - s);
-      l *= r;
-      for (int d = 0; d < HS; d++) o[d] *= r;
-      m = s;
-    }
-    float p = expf(s - m);
-    l += p;
+    float p = online(s * sc, m, l, o, HS);
     for (int d = 0; d < HS; d++) o[d] += p * k[C + d];
   }
   for (int d = 0; d < HS; d++) out[(int64_t)(b * T + t) * C + h * HS + d] = o[d] / l;
@@ -196,15 +202,7 @@ __global__ void attention_decode(float *out, const float *qkv, const float *kc, 
     const float *k = kc + cache + (int64_t)t2 * HS, *v = vc + cache + (int64_t)t2 * HS;
     float s = 0;
     for (int d = 0; d < HS; d++) s += q[d] * k[d];
-    s *= sc;
-    if (s > m) {
-      float r = expf(m - s);
-      l *= r;
-      for (int d = 0; d < HS; d++) o[d] *= r;
-      m = s;
-    }
-    float p = expf(s - m);
-    l += p;
+    float p = online(s * sc, m, l, o, HS);
     for (int d = 0; d < HS; d++) o[d] += p * v[d];
   }
   for (int d = 0; d < HS; d++) out[(int64_t)(b * T + t) * C + h * HS + d] = o[d] / l;
