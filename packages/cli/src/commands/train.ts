@@ -6,14 +6,13 @@ import {
   generate, GPT2, GPT2Error, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
   type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions,
 } from '@gpt2/core';
-import { loadTokenizerDir } from '@gpt2/core/node';
+import { gpt2Tokenizer, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
 import { expandPaths, loadCorpus } from '../corpus.js';
 import { initConfig, instantiate, readModel } from '../model-source.js';
 import { lossCurveSvg } from '../plot.js';
 import { Reporter } from '../report.js';
 import { findCheckpoint, loadCheckpoint, RunDir, writeModelDir } from '../run-dir.js';
-import { writeFileAtomic } from '@gpt2/core/node';
 
 export interface TrainFlags {
   backend: string;
@@ -213,7 +212,6 @@ async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<Re
   } else if (f.tokenizer) {
     tok = await loadTokenizerDir(f.tokenizer);
   } else {
-    const { gpt2Tokenizer } = await import('@gpt2/core/node');
     tok = await gpt2Tokenizer();
   }
   if (config.vocabSize !== tok.vocabSize) {
