@@ -1,5 +1,6 @@
 // @gpt2/core: runs unchanged in Node and browsers (Node-only helpers live in '@gpt2/core/node').
 export * from './backend.js';
+export * from './precision.js';
 export * from './errors.js';
 export * from './model/config.js';
 export * from './model/params.js';

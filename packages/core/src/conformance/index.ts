@@ -2,20 +2,28 @@
 // backend package's vitest file; pass `skip` with a reason when the backend cannot run here.
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import type { Backend } from '../backend.js';
-import { kernelCases } from './kernels.js';
+import type { Precision } from '../precision.js';
+import { kernelCases, matmulCases } from './kernels.js';
 import { modelCases } from './fixtures.js';
 
-export { kernelCases } from './kernels.js';
+export { kernelCases, matmulCases } from './kernels.js';
 export { modelCases, loadFixture, fixtureNames, fixturesDir } from './fixtures.js';
 export { assertClose } from './compare.js';
 
 export interface ConformanceOptions {
   /** When set, every case is registered as skipped with this reason (e.g. "no GPU adapter"). */
   skip?: string;
+  /**
+   * A reduced-precision mode (precision.ts): runs the matmul cases and the model cases at that
+   * mode's tolerances. The other kernels are fp32 in every mode; the fp32 suite covers them.
+   */
+  precision?: Precision;
 }
 
 export function runConformance(name: string, makeBackend: () => Promise<Backend>, opts: ConformanceOptions = {}): void {
-  const title = opts.skip ? `${name} conformance (skipped: ${opts.skip})` : `${name} conformance`;
+  const p = opts.precision ?? 'fp32';
+  const suite = p === 'fp32' ? `${name} conformance` : `${name} conformance at --precision ${p}`;
+  const title = opts.skip ? `${suite} (skipped: ${opts.skip})` : suite;
   describe(title, () => {
     let be: Backend;
     if (!opts.skip) {
@@ -26,10 +34,10 @@ export function runConformance(name: string, makeBackend: () => Promise<Backend>
     }
     const test = opts.skip ? it.skip : it;
     describe('kernels', () => {
-      for (const c of kernelCases()) test(c.name, () => c.run(be));
+      for (const c of p === 'fp32' ? kernelCases() : matmulCases(p)) test(c.name, () => c.run(be));
     });
     describe('model vs fixtures', () => {
-      for (const c of modelCases()) test(c.name, () => c.run(be));
+      for (const c of modelCases(p)) test(c.name, () => c.run(be));
     });
   });
 }

@@ -2,13 +2,14 @@ import type { Backend, Buf, DType, Kernels } from '../../backend.js';
 import { CpuBuf, f32 } from './buf.js';
 import { encoderForward, encoderBackward } from './encoder.js';
 import { layernormForward, layernormBackward } from './layernorm.js';
-import { matmulForward, matmulBackward } from './matmul.js';
+import { matmulForward, matmulBackward, biasBackward } from './matmul.js';
 import { attentionForward, attentionBackward, attentionDecode } from './attention.js';
 import { geluForward, geluBackward } from './gelu.js';
 import { add } from './add.js';
 import { crossEntropyForward, crossEntropyBackward } from './crossentropy.js';
 import { sumSquares } from './sum-squares.js';
 import { adamw } from './adamw.js';
+import { ROUNDED, roundOperand, type Precision } from '../../precision.js';
 
 const kernels: Kernels = {
   encoderForward, encoderBackward, layernormForward, layernormBackward, matmulForward, matmulBackward,
@@ -16,11 +17,34 @@ const kernels: Kernels = {
   crossEntropyForward, crossEntropyBackward, sumSquares, adamw,
 };
 
+/**
+ * The GEMMs of a reduced-precision mode (precision.ts): the rounded operands are copied, rounded,
+ * and multiplied in fp32 by the same kernels; bias gradients come from the unrounded dout.
+ */
+function emulated(p: Precision): Kernels {
+  const r = (b: Buf) => new CpuBuf(f32(b).map((x) => roundOperand(p, x)), 'f32');
+  const all = ROUNDED[p] === 'all' ? r : (b: Buf) => b;
+  return {
+    ...kernels,
+    matmulForward: (out, inp, w, bias, N, IN, OUT) => matmulForward(out, all(inp), r(w), bias, N, IN, OUT),
+    matmulBackward(dinp, dw, dbias, dout, inp, w, N, IN, OUT) {
+      matmulBackward(dinp, dw, null, all(dout), all(inp), r(w), N, IN, OUT);
+      if (dbias) biasBackward(dbias, dout, N, OUT);
+    },
+  };
+}
+
+export interface CpuBackendOptions {
+  /** Emulates a reduced-precision mode's GEMM rounding (slow; for tests and for comparing modes). */
+  precision?: Precision;
+}
+
 /** The reference backend: plain TypeScript over typed arrays, single-threaded, synchronous. */
-export function createCpuBackend(): Backend {
+export function createCpuBackend(opts: CpuBackendOptions = {}): Backend {
+  const precision = opts.precision ?? 'fp32';
   return {
     name: 'cpu',
-    kernels,
+    kernels: precision === 'fp32' ? kernels : emulated(precision),
     alloc(length: number, dtype: DType = 'f32'): Buf {
       return new CpuBuf(dtype === 'f32' ? new Float32Array(length) : new Int32Array(length), dtype);
     },
@@ -41,6 +65,6 @@ export function createCpuBackend(): Backend {
     async sync(): Promise<void> {},
     free(): void {},
     dispose(): void {},
-    describe: () => ({ device: 'JavaScript on the main thread', threads: '1' }),
+    describe: () => ({ device: 'JavaScript on the main thread', threads: '1', precision: precision === 'fp32' ? 'fp32' : `${precision} (emulated)` }),
   };
 }

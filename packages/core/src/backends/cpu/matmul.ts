@@ -47,10 +47,13 @@ export function matmulBackward(
   for (let n = 0; n < N; n++) axpy4(di, n * IN, wt, IN, OUT, (j) => d[n * OUT + j]);
   // dw[j, :] += sum_n dout[n, j] * inp[n, :]
   for (let j = 0; j < OUT; j++) axpy4(dwt, j * IN, x, IN, N, (n) => d[n * OUT + j]);
-  if (dbias) {
-    const db = f32(dbias);
-    for (let n = 0; n < N; n++) for (let j = 0; j < OUT; j++) db[j] += d[n * OUT + j];
-  }
+  if (dbias) biasBackward(dbias, dout, N, OUT);
+}
+
+// dbias (OUT) += column sums of dout (N,OUT)
+export function biasBackward(dbias: Buf, dout: Buf, N: number, OUT: number): void {
+  const db = f32(dbias), d = f32(dout);
+  for (let n = 0; n < N; n++) for (let j = 0; j < OUT; j++) db[j] += d[n * OUT + j];
 }
 
 // dst[off .. off+IN) += sum_{r < R} coef(r) * src[r*IN .. r*IN+IN), four rows at a time
