@@ -11,6 +11,9 @@
 static cudaStream_t stream;
 static Cublas cublas;
 static cublasHandle_t handle;
+static bool ready = false;
+// a matmul's last argument picks the GEMMs' compute type: 0 fp32, 1 tf32, 2 bf16 (precision.ts)
+static const cublasComputeType_t COMPUTE[3] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_COMPUTE_32F_FAST_16BF};
 static float *scratchD = nullptr, *scratchPartial = nullptr;
 static size_t scratchDSize = 0;
 static const int PARTIALS = 1024;
@@ -53,18 +56,22 @@ static napi_value undef(napi_env env) {
   return u;
 }
 
+// init(): the device's description; the stream, cuBLAS and scratch are made on the first call.
 static napi_value Init(napi_env env, napi_callback_info) {
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
   if (e != cudaSuccess) return throwError(env, std::string("no usable NVIDIA GPU or driver (") + cudaGetErrorString(e) + ")");
   if (count == 0) return throwError(env, "no NVIDIA GPU found");
-  if (!check(env, cudaSetDevice(0), "cudaSetDevice") || !check(env, cudaStreamCreate(&stream), "cudaStreamCreate")) return nullptr;
-  std::string why = cublas.load();
-  if (!why.empty()) return throwError(env, why);
-  if (cublas.create(&handle) != 0) return throwError(env, "cublasCreate failed");
-  cublas.setStream(handle, stream);
-  cublas.setMathMode(handle, CUBLAS_DEFAULT_MATH); // fp32, no TF32
-  if (!check(env, cudaMalloc(&scratchPartial, PARTIALS * sizeof(float)), "cudaMalloc")) return nullptr;
+  if (!ready) {
+    if (!check(env, cudaSetDevice(0), "cudaSetDevice") || !check(env, cudaStreamCreate(&stream), "cudaStreamCreate")) return nullptr;
+    std::string why = cublas.load();
+    if (!why.empty()) return throwError(env, why);
+    if (cublas.create(&handle) != 0) return throwError(env, "cublasCreate failed");
+    cublas.setStream(handle, stream);
+    cublas.setMathMode(handle, CUBLAS_DEFAULT_MATH); // TF32 only where a matmul's compute type asks for it
+    if (!check(env, cudaMalloc(&scratchPartial, PARTIALS * sizeof(float)), "cudaMalloc")) return nullptr;
+    ready = true;
+  }
   cudaDeviceProp p;
   cudaGetDeviceProperties(&p, 0);
   char desc[512];
@@ -146,9 +153,11 @@ static napi_value Sync(napi_env env, napi_callback_info) {
 }
 
 static const float ONE = 1.f, ZERO = 0.f;
-static bool gemm(napi_env env, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A, int lda, const float *B, int ldb, const float *beta, float *C, int ldc) {
-  if (cublas.sgemm(handle, ta, tb, m, n, k, &ONE, A, lda, B, ldb, beta, C, ldc) != 0) {
-    throwError(env, "cublasSgemm failed");
+// fp32 in and out, fp32 accumulation; under tf32/bf16 tensor cores round A and B first.
+static bool gemm(napi_env env, int mode, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const float *A, int lda, const float *B, int ldb, const float *beta, float *C, int ldc) {
+  cublasStatus_t st = cublas.gemmEx(handle, ta, tb, m, n, k, &ONE, A, CUDA_R_32F, lda, B, CUDA_R_32F, ldb, beta, C, CUDA_R_32F, ldc, COMPUTE[mode], CUBLAS_GEMM_DEFAULT);
+  if (st != 0) {
+    throwError(env, "cublasGemmEx failed with status " + std::to_string(st));
     return false;
   }
   return true;
@@ -156,22 +165,22 @@ static bool gemm(napi_env env, cublasOperation_t ta, cublasOperation_t tb, int m
 
 // Row-major X (r, c) is column-major X^T (c, r), so out = inp @ W^T becomes out^T = W^T^T ... as below.
 static napi_value MatmulForward(napi_env env, napi_callback_info info) {
-  double a[7];
-  if (!args(env, info, a, 7)) return nullptr;
-  int N = N_(4), IN = N_(5), OUT = N_(6);
-  if (!gemm(env, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, IN, F(2), IN, F(1), IN, &ZERO, F(0), OUT)) return nullptr;
+  double a[8];
+  if (!args(env, info, a, 8)) return nullptr;
+  int N = N_(4), IN = N_(5), OUT = N_(6), mode = N_(7) % 3;
+  if (!gemm(env, mode, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, IN, F(2), IN, F(1), IN, &ZERO, F(0), OUT)) return nullptr;
   if (a[3]) launch_add_bias(stream, F(0), F(3), N, OUT);
   return undef(env);
 }
 
 static napi_value MatmulBackward(napi_env env, napi_callback_info info) {
-  double a[9];
-  if (!args(env, info, a, 9)) return nullptr;
-  int N = N_(6), IN = N_(7), OUT = N_(8);
+  double a[10];
+  if (!args(env, info, a, 10)) return nullptr;
+  int N = N_(6), IN = N_(7), OUT = N_(8), mode = N_(9) % 3;
   // dinp (N, IN) += dout (N, OUT) @ W (OUT, IN)
-  if (!gemm(env, CUBLAS_OP_N, CUBLAS_OP_N, IN, N, OUT, F(5), IN, F(3), OUT, &ONE, F(0), IN)) return nullptr;
+  if (!gemm(env, mode, CUBLAS_OP_N, CUBLAS_OP_N, IN, N, OUT, F(5), IN, F(3), OUT, &ONE, F(0), IN)) return nullptr;
   // dW (OUT, IN) += dout^T @ inp
-  if (!gemm(env, CUBLAS_OP_N, CUBLAS_OP_T, IN, OUT, N, F(4), IN, F(3), OUT, &ONE, F(1), IN)) return nullptr;
+  if (!gemm(env, mode, CUBLAS_OP_N, CUBLAS_OP_T, IN, OUT, N, F(4), IN, F(3), OUT, &ONE, F(1), IN)) return nullptr;
   if (a[2]) launch_bias_grad(stream, F(2), F(3), N, OUT);
   return undef(env);
 }

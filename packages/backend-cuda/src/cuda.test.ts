@@ -1,5 +1,6 @@
 // The whole conformance suite on CUDA, when this machine has a built addon and an NVIDIA GPU;
 // otherwise skipped with the reason (the development machines and CI have nvcc but no GPU).
+// Then the matmul and model cases again under --precision tf32 and bf16, at precision.ts's tolerances.
 import { runConformance } from '@gpt2/core/conformance';
 import { createCudaBackend } from '../dist/index.js';
 
@@ -10,3 +11,6 @@ try {
   reason = (err as Error).message;
 }
 runConformance('cuda', () => createCudaBackend(), { skip: reason });
+for (const precision of ['tf32', 'bf16'] as const) {
+  runConformance('cuda', () => createCudaBackend({ precision }), { skip: reason, precision });
+}

@@ -1,10 +1,11 @@
 // The CUDA backend: every kernel in a Node-API addon (native/*.cu) built by `pnpm build` when a
 // CUDA toolkit is present. Buffers are device pointers (as numbers); kernels are enqueued on one
-// stream and only read/sync wait. fp32 with TF32 off.
+// stream and only read/sync wait. fp32 with TF32 off by default; --precision tf32|bf16 lets
+// cuBLAS's tensor cores round the GEMM operands (precision.ts).
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { GPT2Error, type Backend, type Buf, type DType, type Kernels } from '@gpt2/core';
+import { GPT2Error, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
 
 interface Addon {
   init(): string;
@@ -24,7 +25,16 @@ const p = (b: Buf | null) => (b ? (b as CudaBuf).ptr : 0);
 
 const ADDON = fileURLToPath(new URL('../build/gpt2_cuda.node', import.meta.url));
 
-export async function createCudaBackend(): Promise<Backend> {
+export interface CudaBackendOptions {
+  /** fp32 (default, TF32 off), tf32 or bf16: the GEMMs' operand precision; everything else is fp32. */
+  precision?: Precision;
+}
+
+const OFFERED: readonly Precision[] = ['fp32', 'tf32', 'bf16'];
+
+export async function createCudaBackend(opts: CudaBackendOptions = {}): Promise<Backend> {
+  const precision = opts.precision ?? 'fp32';
+  if (!OFFERED.includes(precision)) throw unsupportedPrecision('cuda', precision, OFFERED);
   if (!existsSync(ADDON)) {
     throw new GPT2Error('The CUDA backend is not built (no CUDA toolkit was found when `pnpm build` ran); install the CUDA toolkit and rebuild.');
   }
@@ -40,6 +50,7 @@ export async function createCudaBackend(): Promise<Backend> {
   } catch (err) {
     throw new GPT2Error(`CUDA is unavailable: ${(err as Error).message}.`);
   }
+  const mode = OFFERED.indexOf(precision); // the addon's compute-type index
   const call = (name: string, ...args: number[]) => (addon[name] as (...a: number[]) => void)(...args);
   const k: Kernels = {
     encoderForward: (out, tokens, wte, wpe, B, T, C) => call('encoderForward', p(out), p(tokens), p(wte), p(wpe), B, T, C),
@@ -47,8 +58,8 @@ export async function createCudaBackend(): Promise<Backend> {
     layernormForward: (out, mean, rstd, inp, w, b, N, C) => call('layernormForward', p(out), p(mean), p(rstd), p(inp), p(w), p(b), N, C),
     layernormBackward: (dinp, dw, db, dout, inp, w, mean, rstd, N, C) =>
       call('layernormBackward', p(dinp), p(dw), p(db), p(dout), p(inp), p(w), p(mean), p(rstd), N, C),
-    matmulForward: (out, inp, w, bias, N, IN, OUT) => call('matmulForward', p(out), p(inp), p(w), p(bias), N, IN, OUT),
-    matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => call('matmulBackward', p(dinp), p(dw), p(dbias), p(dout), p(inp), p(w), N, IN, OUT),
+    matmulForward: (out, inp, w, bias, N, IN, OUT) => call('matmulForward', p(out), p(inp), p(w), p(bias), N, IN, OUT, mode),
+    matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => call('matmulBackward', p(dinp), p(dw), p(dbias), p(dout), p(inp), p(w), N, IN, OUT, mode),
     attentionForward: (out, lse, qkv, B, T, NH, HS) => call('attentionForward', p(out), p(lse), p(qkv), B, T, NH, HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) => call('attentionBackward', p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS),
     attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) => call('attentionDecode', p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT),
@@ -85,6 +96,6 @@ export async function createCudaBackend(): Promise<Backend> {
       if ((buf as CudaBuf).root) addon.free(p(buf));
     },
     dispose() {},
-    describe: () => ({ device, precision: 'fp32 (TF32 off)' }),
+    describe: () => ({ device, precision: precision === 'fp32' ? 'fp32 (TF32 off)' : `${precision} GEMMs, fp32 elsewhere` }),
   };
 }

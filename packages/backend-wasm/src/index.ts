@@ -1,7 +1,7 @@
 // The WebAssembly backend: AssemblyScript kernels (SIMD128; fused multiply-adds when the engine
 // has relaxed SIMD) over one WebAssembly.Memory shared with a pool of workers. Kernels run when
 // called, split across the threads; `read` copies out. Buffers are byte offsets into the memory.
-import { GPT2Error, type Backend, type Buf, type DType, type Kernels } from '@gpt2/core';
+import { GPT2Error, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
 import { CTRL_BYTES, CTRL_INTS, DONE, GRAIN, KERNEL, KERNEL_NAMES, MAX_ARGS, NARGS, SEQ, STOP, UNITS, share, type KernelFn, type KernelName } from './kernels-abi.js';
 
 export interface WasmBackendOptions {
@@ -9,6 +9,8 @@ export interface WasmBackendOptions {
   threads?: number;
   /** Force a kernel build; default picks relaxed SIMD when the engine validates it. */
   variant?: 'simd' | 'relaxed';
+  /** Only fp32: the kernels compute in f32 throughout. */
+  precision?: Precision;
 }
 
 const isNode = typeof process !== 'undefined' && Boolean(process.versions?.node);
@@ -51,6 +53,7 @@ async function defaultThreads(): Promise<number> {
 }
 
 export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<Backend> {
+  if (opts.precision && opts.precision !== 'fp32') throw unsupportedPrecision('wasm', opts.precision, ['fp32']);
   if (typeof WebAssembly === 'undefined') throw new GPT2Error('WebAssembly is not available in this engine.');
   await enableRelaxedSimdInNode();
   // threads need SharedArrayBuffer: in browsers only on cross-origin-isolated pages (COOP/COEP)

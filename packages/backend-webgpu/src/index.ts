@@ -1,7 +1,7 @@
 // The WebGPU backend: WGSL kernels on one device, recorded into one command encoder per pass
 // and submitted when the host reads, uploads or syncs. Node gets WebGPU from the `webgpu`
 // package (Dawn); browsers from navigator.gpu. The same kernel code serves both.
-import { GPT2Error, type Backend, type Buf, type DType, type Kernels } from '@gpt2/core';
+import { GPT2Error, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
 import { GpuBuf, Runtime } from './runtime.js';
 import { matmulBackward, matmulForward } from './kernels/matmul.js';
 import { add, geluBackward, geluForward } from './kernels/elementwise.js';
@@ -11,6 +11,7 @@ import { attentionBackward, attentionDecode, attentionForward } from './kernels/
 import { crossEntropyBackward, crossEntropyForward } from './kernels/crossentropy.js';
 import { CHUNK, sumSquares } from './kernels/sum-squares.js';
 import { adamw } from './kernels/adamw.js';
+import { HalfWeights } from './kernels/half.js';
 
 export interface WebGPUBackendOptions {
   /** A GPU object (navigator.gpu); default: navigator.gpu, or Dawn from the `webgpu` package in Node. */
@@ -18,7 +19,11 @@ export interface WebGPUBackendOptions {
   powerPreference?: GPUPowerPreference;
   /** Refuse software adapters (SwiftShader, fallback adapters), as 'auto' backend selection does. */
   rejectSoftware?: boolean;
+  /** fp32 (default) or f16: matmul weights read as IEEE half, arithmetic in f32 (kernels/half.ts). */
+  precision?: Precision;
 }
+
+const OFFERED: readonly Precision[] = ['fp32', 'f16'];
 
 const isNode = typeof process !== 'undefined' && Boolean(process.versions?.node);
 
@@ -43,6 +48,8 @@ async function findGpu(): Promise<GPU> {
 let dawnGpu: GPU | undefined;
 
 export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Promise<Backend> {
+  const precision = opts.precision ?? 'fp32';
+  if (!OFFERED.includes(precision)) throw unsupportedPrecision('webgpu', precision, OFFERED);
   const gpu = opts.gpu ?? (await findGpu());
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) {
@@ -83,6 +90,7 @@ export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Prom
     return new GpuBuf(b.buffer, 0, length, 'f32', false);
   };
   const g = (b: Buf) => b as GpuBuf;
+  const halves = precision === 'f16' ? new HalfWeights(rt) : null;
   const sub = (b: Buf, offset: number, length: number) => new GpuBuf(g(b).buffer, g(b).offset + offset, length, g(b).dtype, false);
 
   /** Runs fn over row chunks small enough that every row-major operand fits one binding. */
@@ -97,10 +105,11 @@ export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Prom
     layernormForward: (out, mean, rstd, inp, w, b, N, C) => layernormForward(rt, g(out), g(mean), g(rstd), g(inp), g(w), g(b), N, C),
     layernormBackward: (dinp, dw, db, dout, inp, w, mean, rstd, N, C) => layernormBackward(rt, g(dinp), g(dw), g(db), g(dout), g(inp), g(w), g(mean), g(rstd), N, C),
     matmulForward: (out, inp, w, bias, N, IN, OUT) =>
-      byRows(N, Math.max(IN, OUT), (n0, rows) => matmulForward(rt, sub(out, n0 * OUT, rows * OUT), sub(inp, n0 * IN, rows * IN), g(w), bias && g(bias), rows, IN, OUT)),
+      byRows(N, Math.max(IN, OUT), (n0, rows) =>
+        matmulForward(rt, sub(out, n0 * OUT, rows * OUT), sub(inp, n0 * IN, rows * IN), halves ? halves.of(g(w)) : g(w), bias && g(bias), rows, IN, OUT, Boolean(halves))),
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) =>
       byRows(N, Math.max(IN, OUT), (n0, rows) =>
-        matmulBackward(rt, sub(dinp, n0 * IN, rows * IN), g(dw), dbias && g(dbias), sub(dout, n0 * OUT, rows * OUT), sub(inp, n0 * IN, rows * IN), g(w), rows, IN, OUT)),
+        matmulBackward(rt, sub(dinp, n0 * IN, rows * IN), g(dw), dbias && g(dbias), sub(dout, n0 * OUT, rows * OUT), sub(inp, n0 * IN, rows * IN), g(w), rows, IN, OUT, halves?.of(g(w)))),
     attentionForward: (out, lse, qkv, B, T, NH, HS) => attentionForward(rt, g(out), g(lse), g(qkv), B, T, NH, HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) =>
       attentionBackward(rt, scratchBuf('attentionD', B * NH * T), g(dqkv), g(dout), g(qkv), g(out), g(lse), B, T, NH, HS),
@@ -140,16 +149,21 @@ export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Prom
     },
     free(buf) {
       const b = g(buf);
-      if (b.root) b.buffer.destroy();
+      if (b.root) {
+        halves?.forget(b.buffer);
+        b.buffer.destroy();
+      }
     },
     dispose() {
       for (const b of scratch.values()) b.buffer.destroy();
+      halves?.dispose();
       device.destroy();
     },
     describe: () => ({
       device: [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'WebGPU adapter',
       maxBinding: `${(rt.maxBinding / 2 ** 20).toFixed(0)} MiB`,
-      f16: adapter.features.has('shader-f16') ? 'available (not used: fp32 only)' : 'no',
+      precision: precision === 'f16' ? 'f16 weights (packed halves), f32 arithmetic' : 'fp32',
+      'shader-f16': adapter.features.has('shader-f16') ? 'yes (not needed: f16 mode packs halves into u32)' : 'no',
     }),
   };
 }

@@ -40,6 +40,10 @@ export type Param = number | { f32: number };
 export class Runtime {
   private commands: Command[] = [];
   private pipelines = new Map<string, GPUComputePipeline>();
+  /** Each pipeline's read_write binding indices, so a dispatch knows which buffers it changes. */
+  private writes = new Map<GPUComputePipeline, number[]>();
+  /** A count of recorded writes per buffer: caches derived from a buffer (f16 weights) compare it. */
+  private versions = new WeakMap<GPUBuffer, number>();
   private uniform?: GPUBuffer;
   readonly align: number;
   readonly maxBinding: number;
@@ -70,6 +74,7 @@ export class Runtime {
       const module = this.device.createShaderModule({ code, label: key });
       p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
       this.pipelines.set(key, p);
+      this.writes.set(p, [...code.matchAll(/@binding\((\d+)\) var<storage, read_write>/g)].map((m) => Number(m[1])));
     }
     return p;
   }
@@ -77,6 +82,7 @@ export class Runtime {
   /** Records a dispatch of `workgroups` workgroups (folded into 2D past 65535) over these buffers and uniforms. */
   dispatch(pipeline: GPUComputePipeline, bufs: GpuBuf[], params: Param[], workgroups: number): void {
     if (workgroups <= 0) return;
+    for (const i of this.writes.get(pipeline)!) this.touch(bufs[i].buffer);
     const bindings = bufs.map((b) => this.binding(b));
     const values: Param[] = [...bindings.map((b) => b.shift), ...params];
     const data = new ArrayBuffer(Math.ceil((values.length * 4) / 16) * 16);
@@ -86,11 +92,22 @@ export class Runtime {
     this.commands.push({ kind: 'dispatch', d: { pipeline, bindings, params: data, grid: [x, Math.ceil(workgroups / x)] } });
   }
 
+  /** How many writes to this buffer have been recorded so far. */
+  version(buffer: GPUBuffer): number {
+    return this.versions.get(buffer) ?? 0;
+  }
+
+  private touch(buffer: GPUBuffer): void {
+    this.versions.set(buffer, this.version(buffer) + 1);
+  }
+
   clear(b: GpuBuf): void {
+    this.touch(b.buffer);
     this.commands.push({ kind: 'clear', buffer: b.buffer, offset: b.offset * 4, size: b.length * 4 });
   }
 
   copy(dst: GpuBuf, src: GpuBuf): void {
+    this.touch(dst.buffer);
     this.commands.push({ kind: 'copy', src: src.buffer, srcOffset: src.offset * 4, dst: dst.buffer, dstOffset: dst.offset * 4, size: Math.min(src.length, dst.length) * 4 });
   }
 
@@ -153,6 +170,7 @@ export class Runtime {
 
   upload(b: GpuBuf, src: Float32Array | Int32Array): void {
     this.flush(); // earlier dispatches may read the old contents
+    this.touch(b.buffer);
     this.device.queue.writeBuffer(b.buffer, b.offset * 4, src.buffer, src.byteOffset, src.byteLength);
   }
 
@@ -176,7 +194,7 @@ export class Runtime {
 }
 
 /** The WGSL declarations of a kernel's bindings (in order) and its uniform block (binding shifts first). */
-export function header(bindings: [name: string, type: 'f32' | 'i32' | 'vec4<f32>', access: 'read' | 'read_write'][], params: [string, 'u32' | 'f32'][]): string {
+export function header(bindings: [name: string, type: 'f32' | 'i32' | 'u32' | 'vec4<f32>' | 'vec2<u32>', access: 'read' | 'read_write'][], params: [string, 'u32' | 'f32'][]): string {
   const lines = bindings.map(([n, t, a], i) => `@group(0) @binding(${i}) var<storage, ${a}> ${n}: array<${t}>;`);
   const fields = [...bindings.map(([n]) => `o_${n}: u32`), ...params.map(([n, t]) => `${n}: ${t}`)];
   lines.push(`struct Params { ${fields.join(', ')} }`);

@@ -1,6 +1,6 @@
 // The backends this CLI can run on, registered with core's resolver in 'auto' priority order
 // (GPU backends first as they land, then wasm, then the reference cpu backend).
-import { createCpuBackend, registerBackend, registeredBackends, resolveBackend, GPT2Error, type ResolvedBackend } from '@gpt2/core';
+import { createCpuBackend, registerBackend, registeredBackends, resolveBackend, unsupportedPrecision, GPT2Error, type Precision, type ResolvedBackend } from '@gpt2/core';
 import { createCudaBackend } from '@gpt2/backend-cuda';
 import { createWasmBackend } from '@gpt2/backend-wasm';
 import { createWebGPUBackend } from '@gpt2/backend-webgpu';
@@ -9,20 +9,33 @@ export const BACKEND_CHOICES = ['auto', 'cuda', 'webgpu', 'wasm', 'cpu'];
 
 let registered = false;
 
-/** Registers every backend; `threads` (0 = all cores) goes to the wasm backend. */
+/**
+ * Registers every backend; `threads` (0 = all cores) goes to the wasm backend. Reduced precision:
+ * cuda offers tf32 and bf16, webgpu f16; the cpu backend only emulates them (slowly), so it does
+ * so when chosen by name, never as `auto`'s fallback.
+ */
 export function registerAll(threads = 0): void {
   if (registered) return;
   registered = true;
-  registerBackend('cuda', () => createCudaBackend(), 40);
-  registerBackend('webgpu', ({ auto }) => createWebGPUBackend({ rejectSoftware: auto }), 30);
-  registerBackend('wasm', () => createWasmBackend(threads > 0 ? { threads } : {}), 20);
-  registerBackend('cpu', async () => createCpuBackend(), 10);
+  registerBackend('cuda', ({ precision }) => createCudaBackend({ precision }), 40);
+  registerBackend('webgpu', ({ auto, precision }) => createWebGPUBackend({ rejectSoftware: auto, precision }), 30);
+  registerBackend('wasm', ({ precision }) => createWasmBackend({ ...(threads > 0 ? { threads } : {}), precision }), 20);
+  registerBackend('cpu', async ({ auto, precision }) => {
+    if (auto && precision !== 'fp32') throw unsupportedPrecision('cpu', precision, ['fp32']);
+    return createCpuBackend({ precision });
+  }, 10);
 }
 
-export async function openBackend(name: string, threads = 0): Promise<ResolvedBackend> {
-  registerAll(threads);
-  if (!registeredBackends().includes(name) && name !== 'auto') {
-    throw new GPT2Error(`Unknown backend '${name}'; choose one of: ${BACKEND_CHOICES.join(', ')}.`);
+export interface BackendFlags {
+  backend: string;
+  threads?: number;
+  precision?: Precision;
+}
+
+export async function openBackend(f: BackendFlags): Promise<ResolvedBackend> {
+  registerAll(f.threads ?? 0);
+  if (!registeredBackends().includes(f.backend) && f.backend !== 'auto') {
+    throw new GPT2Error(`Unknown backend '${f.backend}'; choose one of: ${BACKEND_CHOICES.join(', ')}.`);
   }
-  return resolveBackend(name);
+  return resolveBackend(f.backend, { precision: f.precision });
 }

@@ -18,6 +18,12 @@ describe('gpt2 CLI', () => {
     expect(out.tokensPerSecond).toBeGreaterThan(0);
   }, 600_000);
 
+  it('generate --backend cpu --precision f16 (emulated): greedy tokens still equal the fixture', async () => {
+    const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json', '--backend', 'cpu', '--precision', 'f16']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).samples[0].tokens).toEqual([...ref.int32('greedy.tokens')]);
+  });
+
   it('generate: the same seed gives the same sampled text on cpu and wasm', async () => {
     const args = ['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'Once upon a time', '--temperature', '1', '--top-k', '50', '--max-new-tokens', '16', '--nsamples', '2', '--seed', '7', '--no-stop-at-eos', '--json'];
     const cpu = JSON.parse((await gpt2([...args, '--backend', 'cpu'])).stdout), wasm = JSON.parse((await gpt2([...args, '--backend', 'wasm'])).stdout);
@@ -84,6 +90,8 @@ describe('gpt2 CLI', () => {
     [['generate', '--model', join(FIXTURES, 'gpt2-odd')], 1, /has no vocab\.json \+ merges\.txt .* add the tokenizer files/],
     [['tokenize', '--model', join(FIXTURES, 'gpt2-tiny')], 1, /^error: Give exactly one of --text or --file\./],
     [['bench', '--task', 'train', '--init', 'gpt3'], 1, /^error: Unknown model size 'gpt3'/],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--precision', 'fp8'], 2, /Allowed choices are fp32, tf32, bf16, f16/],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'wasm', '--precision', 'bf16'], 1, /^error: The wasm backend could not start: The wasm backend offers --precision fp32, not bf16; tf32 and bf16 run on cuda, f16 on webgpu\./],
   ])('bad input %j ends in one clear sentence and exit code %i', async (args, code, pattern) => {
     const r = await gpt2(args as string[]);
     expect(r.code).toBe(code);

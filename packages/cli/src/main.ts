@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { GPT2Error } from '@gpt2/core';
+import { GPT2Error, PRECISIONS } from '@gpt2/core';
 import { BACKEND_CHOICES } from './backends.js';
 import { runBench } from './commands/bench.js';
 import { runDownload } from './commands/download.js';
@@ -29,12 +29,15 @@ const num = (min: number, max = Infinity, openMin = false) => (v: string) => {
 const collect = (v: string, prev: string[]) => [...prev, v];
 const backendOption = () => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto');
 const threadsOption = () => new Option('--threads <n>', 'CPU threads for the wasm backend (default: all cores)').argParser(int(1));
+const precisionOption = () =>
+  new Option('--precision <mode>', 'matmul precision: tf32 or bf16 on cuda, f16 on webgpu (README, "Precision")').choices(PRECISIONS).default('fp32');
 
 function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
   const ft = kind === 'finetune';
   return cmd
     .addOption(backendOption())
     .addOption(threadsOption())
+    .addOption(precisionOption())
     .option('--out <dir>', 'run directory for checkpoints, metrics and the loss curve (default runs/<command>-<time>)')
     .option('--resume <dir>', 'continue a run (its directory or one checkpoint) exactly where it stopped')
     .option('--steps <n>', 'optimizer steps (default 1000)', int(1))
@@ -72,7 +75,7 @@ function withResumedOptions(cmd: Command, flags: TrainFlags): TrainFlags {
   const saved = (JSON.parse(readFileSync(runJson, 'utf8')) as { options: Record<string, unknown> }).options;
   const merged: Record<string, unknown> = { ...flags };
   for (const [key, value] of Object.entries(saved)) {
-    if (['resume', 'out', 'json', 'backend'].includes(key)) continue;
+    if (['resume', 'out', 'json', 'backend', 'precision'].includes(key)) continue;
     const source = cmd.getOptionValueSource(key);
     if (source === undefined || source === 'default') merged[key] = value;
   }
@@ -104,6 +107,7 @@ export function buildProgram(): Command {
     .option('--model <dir|id>', 'local HF-format model directory or hub id', 'gpt2')
     .addOption(backendOption())
     .addOption(threadsOption())
+    .addOption(precisionOption())
     .option('--prompt <text>', 'text to continue (default: unconditional)')
     .option('--prompt-file <file>', 'read the prompt from a file')
     .option('--max-new-tokens <n>', 'tokens to generate per sample (any length: the context slides)', int(0), 200)
@@ -134,6 +138,7 @@ export function buildProgram(): Command {
     .option('--stride <n>', 'window stride for texts longer than the context (default n_positions / 2)', int(1))
     .addOption(backendOption())
     .addOption(threadsOption())
+    .addOption(precisionOption())
     .option('--json', 'print {"loss", "perplexity", "tokens"}')
     .action(async function (this: Command) {
       await runEval(this.opts());
@@ -162,6 +167,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--task <task>', 'what to time').choices(['train', 'generate']).default('train'))
     .addOption(backendOption())
     .addOption(threadsOption())
+    .addOption(precisionOption())
     .option('--init <size|config.json>', 'model shape', 'gpt2')
     .option('--batch <n>', 'batch size', int(1), 4)
     .option('--seq <n>', 'sequence length (train)', int(1), 64)

@@ -13,6 +13,7 @@
 // - integer buffers (tokens, targets) are 'i32'; everything else is 'f32'.
 
 import { GPT2Error } from './errors.js';
+import type { Precision } from './precision.js';
 
 export type DType = 'f32' | 'i32';
 
@@ -109,8 +110,12 @@ export interface Backend {
   describe(): Record<string, string>;
 }
 
-/** `auto` is true when resolveBackend('auto') is choosing: a factory may then decline (e.g. a software GPU). */
-export type BackendFactory = (opts: { auto: boolean }) => Promise<Backend>;
+/**
+ * `auto` is true when resolveBackend('auto') is choosing: a factory may then decline (e.g. a
+ * software GPU). `precision` is the matmul mode asked for (precision.ts); a factory that does not
+ * offer it throws unsupportedPrecision(...).
+ */
+export type BackendFactory = (opts: { auto: boolean; precision: Precision }) => Promise<Backend>;
 
 interface Registration {
   name: string;
@@ -148,7 +153,8 @@ export interface ResolvedBackend {
  * Initialises the named backend, or with 'auto' the highest-priority one that initialises,
  * keeping the reason each failed one gave (as onnxruntime's resolveBackend does).
  */
-export async function resolveBackend(name: string): Promise<ResolvedBackend> {
+export async function resolveBackend(name: string, opts: { precision?: Precision } = {}): Promise<ResolvedBackend> {
+  const precision = opts.precision ?? 'fp32';
   const failures: BackendFailure[] = [];
   const order =
     name === 'auto' ? [...registry.values()].sort((a, b) => b.priority - a.priority) : [registry.get(name)];
@@ -159,7 +165,7 @@ export async function resolveBackend(name: string): Promise<ResolvedBackend> {
   for (const reg of order) {
     if (!reg) continue;
     try {
-      return { backend: await reg.factory({ auto: name === 'auto' }), failures };
+      return { backend: await reg.factory({ auto: name === 'auto', precision }), failures };
     } catch (err) {
       const reason = err instanceof Error ? err.message : String(err);
       if (name !== 'auto') throw new GPT2Error(`The ${reg.name} backend could not start: ${reason}`);

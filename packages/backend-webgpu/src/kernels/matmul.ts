@@ -2,7 +2,15 @@
 // 64x64 tiles of C per workgroup, 16-deep K slices through workgroup memory, 4x4 outputs per
 // thread. forward: A = inp, B = W^T (transB); dinp: A = dout, B = W (accumulate);
 // dW: A = dout^T (transA), B = inp (accumulate). dbias is a column-sum kernel.
+// Each GEMM that reads W has a `half` build reading it as packed halves (--precision f16, half.ts).
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
+import { halfAt } from './half.js';
+
+/** The b operand: f32, or packed halves read through bAt. */
+const bType = (half: boolean) => (half ? 'u32' : 'f32');
+const bAt = (half: boolean) => (half ? halfAt('b') : `
+fn bAt(i: u32) -> f32 { return b[P.o_b + i]; }
+`);
 
 // Shared by both tiled GEMMs: which 64x64 tile of C this workgroup owns (m0, n0) and which 4x4
 // outputs this thread does (ty, tx); the 16-deep multiply-accumulate of a thread's 4x4 outputs from the
@@ -44,10 +52,10 @@ const epilogue = (accumulate: boolean) => `
   }
 `;
 
-const GEMM = header(
-  [['a', 'f32', 'read'], ['b', 'f32', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
+const GEMM = (half: boolean) => header(
+  [['a', 'f32', 'read'], ['b', bType(half), 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
   [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['transA', 'u32'], ['transB', 'u32'], ['accumulate', 'u32'], ['hasBias', 'u32']],
-) + LINEAR + `
+) + LINEAR + bAt(half) + `
 var<workgroup> As: array<f32, 1024>; // [k][m], 16 x 64
 var<workgroup> Bs: array<f32, 1024>; // [k][n], 16 x 64
 
@@ -58,8 +66,8 @@ fn loadA(m: u32, k: u32) -> f32 {
 }
 fn loadB(k: u32, n: u32) -> f32 {
   if (n >= P.Nc || k >= P.K) { return 0.0; }
-  if (P.transB == 1u) { return b[P.o_b + n * P.K + k]; }
-  return b[P.o_b + k * P.Nc + n];
+  if (P.transB == 1u) { return bAt(n * P.K + k); }
+  return bAt(k * P.Nc + n);
 }
 
 @compute @workgroup_size(${WG})
@@ -82,10 +90,14 @@ ${epilogue(true)}}
 
 // The forward product with vec4 loads (inp and W both K-contiguous): used when K and both
 // operands' shifts are multiples of 4, as at every GPT-2 size; odd shapes take the scalar GEMM.
-const GEMM_V4 = header(
-  [['a', 'vec4<f32>', 'read'], ['b', 'vec4<f32>', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
+// Half weights come as vec2<u32>: four halves per load.
+const GEMM_V4 = (half: boolean) => header(
+  [['a', 'vec4<f32>', 'read'], ['b', half ? 'vec2<u32>' : 'vec4<f32>', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
   [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32']],
 ) + LINEAR + `
+fn bQuad(i: u32) -> vec4<f32> {
+  ${half ? 'let q = b[P.o_b / 2u + i]; return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));' : 'return b[P.o_b / 4u + i];'}
+}
 var<workgroup> As: array<f32, 1024>; // [k][m]
 var<workgroup> Bs: array<f32, 1024>; // [k][n]
 
@@ -99,7 +111,7 @@ ${TILE_START}  let K4 = P.K / 4u;
     var av = vec4<f32>(0.0);
     var bv = vec4<f32>(0.0);
     if (m0 + row < P.M && k0 + kq * 4u < P.K) { av = a[P.o_a / 4u + (m0 + row) * K4 + k0 / 4u + kq]; }
-    if (n0 + row < P.Nc && k0 + kq * 4u < P.K) { bv = b[P.o_b / 4u + (n0 + row) * K4 + k0 / 4u + kq]; }
+    if (n0 + row < P.Nc && k0 + kq * 4u < P.K) { bv = bQuad((n0 + row) * K4 + k0 / 4u + kq); }
     for (var j = 0u; j < 4u; j++) {
       As[(kq * 4u + j) * 64u + row] = av[j];
       Bs[(kq * 4u + j) * 64u + row] = bv[j];
@@ -123,7 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // Fewer than 4 rows (decoding): a workgroup computes 8 outputs, 32 threads per output striding
 // over IN (coalesced reads of each weight row), then a workgroup-memory reduction.
-const GEMV = header([['a', 'f32', 'read'], ['b', 'f32', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']], [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32']]) + LINEAR + `
+const GEMV = (half: boolean) => header([['a', 'f32', 'read'], ['b', bType(half), 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']], [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32']]) + LINEAR + bAt(half) + `
 var<workgroup> part: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -132,7 +144,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var m = 0u; m < P.M; m++) {
     var s = 0.0;
     if (n < P.Nc) {
-      for (var k = lane; k < P.K; k += 32u) { s += a[P.o_a + m * P.K + k] * b[P.o_b + n * P.K + k]; }
+      for (var k = lane; k < P.K; k += 32u) { s += a[P.o_a + m * P.K + k] * bAt(n * P.K + k); }
     }
     part[lid.x] = s;
     workgroupBarrier();
@@ -150,21 +162,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 `;
 
-function gemm(rt: Runtime, c: GpuBuf, a: GpuBuf, b: GpuBuf, bias: GpuBuf | null, M: number, Nc: number, K: number, transA: boolean, transB: boolean, accumulate: boolean): void {
+/** A kernel's pipeline, in its half-weight build when `half`. */
+const pipe = (rt: Runtime, name: string, code: (half: boolean) => string, half: boolean) =>
+  rt.pipeline(half ? `${name}_half` : name, code(half));
+
+function gemm(rt: Runtime, c: GpuBuf, a: GpuBuf, b: GpuBuf, bias: GpuBuf | null, M: number, Nc: number, K: number, transA: boolean, transB: boolean, accumulate: boolean, half = false): void {
   const groups = Math.ceil(M / 64) * Math.ceil(Nc / 64);
-  rt.dispatch(rt.pipeline('gemm', GEMM), [a, b, bias ?? a, c], [M, Nc, K, +transA, +transB, +accumulate, bias ? 1 : 0], groups);
+  rt.dispatch(pipe(rt, 'gemm', GEMM, half), [a, b, bias ?? a, c], [M, Nc, K, +transA, +transB, +accumulate, bias ? 1 : 0], groups);
 }
 
-export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number): void {
-  if (N < 4) return rt.dispatch(rt.pipeline('gemv', GEMV), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0], Math.ceil(OUT / 8));
-  if (IN % 4 === 0 && rt.shiftOf(inp) % 4 === 0 && rt.shiftOf(w) % 4 === 0) {
-    return rt.dispatch(rt.pipeline('gemm_v4', GEMM_V4), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0], Math.ceil(N / 64) * Math.ceil(OUT / 64));
+/** `half`: w is the packed-half copy of the weight (half.ts). */
+export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number, half = false): void {
+  if (N < 4) return rt.dispatch(pipe(rt, 'gemv', GEMV, half), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0], Math.ceil(OUT / 8));
+  if (IN % 4 === 0 && rt.shiftOf(inp) % 4 === 0 && rt.shiftOf(w) % (half ? 2 : 4) === 0) {
+    return rt.dispatch(pipe(rt, 'gemm_v4', GEMM_V4, half), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0], Math.ceil(N / 64) * Math.ceil(OUT / 64));
   }
-  gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false);
+  gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false, half);
 }
 
-export function matmulBackward(rt: Runtime, dinp: GpuBuf, dw: GpuBuf, dbias: GpuBuf | null, dout: GpuBuf, inp: GpuBuf, w: GpuBuf, N: number, IN: number, OUT: number): void {
-  gemm(rt, dinp, dout, w, null, N, IN, OUT, false, false, true);
+/** `wHalf`: the packed-half copy of w to use in dinp = dout @ w, under --precision f16. */
+export function matmulBackward(rt: Runtime, dinp: GpuBuf, dw: GpuBuf, dbias: GpuBuf | null, dout: GpuBuf, inp: GpuBuf, w: GpuBuf, N: number, IN: number, OUT: number, wHalf?: GpuBuf): void {
+  gemm(rt, dinp, dout, wHalf ?? w, null, N, IN, OUT, false, false, true, wHalf !== undefined);
   gemm(rt, dw, dout, inp, null, OUT, IN, N, true, false, true);
   if (dbias) rt.dispatch(rt.pipeline('bias_grad', BIAS_GRAD), [dout, dbias], [N, OUT], Math.ceil(OUT / WG));
 }

@@ -1,13 +1,14 @@
 // gpt2 bench: speed of a randomly initialised model of a named shape, as JSON.
 //   --task train:    ms per optimizer step and tokens/s at (batch, seq)
 //   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding
-import { argmax, GPT2, GPT2Error } from '@gpt2/core';
+import { argmax, GPT2, GPT2Error, type Precision } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { initConfig } from '../model-source.js';
 
 export interface BenchFlags {
   backend: string;
   threads?: number;
+  precision?: Precision;
   task: string;
   init: string;
   batch: number;
@@ -20,10 +21,10 @@ export interface BenchFlags {
 
 export async function runBench(f: BenchFlags): Promise<void> {
   const config = initConfig(f.init); // bad input fails before any backend starts
-  const { backend } = await openBackend(f.backend, f.threads);
+  const { backend } = await openBackend(f);
   const model = new GPT2(backend, config, GPT2.initParams(config, 1));
   const ids = (n: number, salt: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % config.vocabSize);
-  const base = { task: f.task, backend: backend.name, model: f.init, params: model.numParams };
+  const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', model: f.init, params: model.numParams };
   let result: object;
   if (f.task === 'train') {
     if (f.seq > config.nPositions) throw new GPT2Error(`--seq ${f.seq} is longer than the model's context of ${config.nPositions}.`);

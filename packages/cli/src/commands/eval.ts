@@ -1,16 +1,16 @@
 // gpt2 eval: mean loss and perplexity of a text under a model (HF's labels=ids loss when the text
 // fits in the context, its strided-window recipe when it does not).
 import { readFile } from 'node:fs/promises';
-import { GPT2Error, perplexity } from '@gpt2/core';
+import { GPT2Error, perplexity, type Precision } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { expandPaths } from '../corpus.js';
 import { instantiate, readModel } from '../model-source.js';
 import { Reporter } from '../report.js';
 
-export async function runEval(f: { model: string; data: string; backend: string; threads?: number; stride?: number; json?: boolean }): Promise<void> {
+export async function runEval(f: { model: string; data: string; backend: string; threads?: number; precision?: Precision; stride?: number; json?: boolean }): Promise<void> {
   const report = new Reporter(Boolean(f.json));
   const read = await readModel(f.model, report);
-  const { backend } = await openBackend(f.backend, f.threads);
+  const { backend } = await openBackend(f);
   const { model, tokenizer } = instantiate(backend, read);
   const files = await expandPaths([f.data]);
   let text = '';

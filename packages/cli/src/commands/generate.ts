@@ -2,7 +2,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { generateStream, GPT2Error, type GenerateOptions, type GPT2, type Tokenizer } from '@gpt2/core';
+import { generateStream, GPT2Error, type GenerateOptions, type GPT2, type Precision, type Tokenizer } from '@gpt2/core';
 import { writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
 import { instantiate, readModel } from '../model-source.js';
@@ -12,6 +12,7 @@ export interface GenerateFlags {
   model: string;
   backend: string;
   threads?: number;
+  precision?: Precision;
   prompt?: string;
   promptFile?: string;
   maxNewTokens: number;
@@ -38,7 +39,7 @@ export async function runGenerate(f: GenerateFlags): Promise<void> {
   if (f.prompt !== undefined && f.promptFile !== undefined) throw new GPT2Error('Give either --prompt or --prompt-file, not both.');
   const report = new Reporter(Boolean(f.json));
   const read = await readModel(f.model, report);
-  const { backend } = await openBackend(f.backend, f.threads);
+  const { backend } = await openBackend(f);
   const { model, tokenizer } = instantiate(backend, read);
   const seed = f.seed ?? Math.floor(Math.random() * 2 ** 31);
   const opts: GenerateOptions = {

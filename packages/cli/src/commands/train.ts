@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
   generate, GPT2, GPT2Error, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
-  type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions,
+  type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions,
 } from '@gpt2/core';
 import { gpt2Tokenizer, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
@@ -17,6 +17,7 @@ import { findCheckpoint, loadCheckpoint, RunDir, writeModelDir } from '../run-di
 export interface TrainFlags {
   backend: string;
   threads?: number;
+  precision?: Precision;
   model?: string; // finetune
   init?: string; // train
   tokenizer?: string;
@@ -60,9 +61,9 @@ interface Prepared {
 export async function runTraining(kind: 'finetune' | 'train', data: string[], f: TrainFlags): Promise<void> {
   const report = new Reporter(false);
   if (data.length === 0 && !f.resume) throw new GPT2Error('Give at least one data file, folder or glob to train on.');
-  const { backend, failures } = await openBackend(f.backend, f.threads);
+  const { backend, failures } = await openBackend(f);
   for (const fl of failures) report.line(`note: backend ${fl.name} unavailable (${fl.reason})`);
-  report.line(`backend: ${backend.name}`);
+  report.line(`backend: ${backend.name}${f.precision && f.precision !== 'fp32' ? ` (--precision ${f.precision})` : ''}`);
 
   const p = f.resume ? await prepareResume(f, backend) : kind === 'finetune' ? await prepareFinetune(f, backend, report) : await prepareScratch(data, f, backend, report);
   const { model, tok, run } = p;
