@@ -3,14 +3,7 @@
 // package (Dawn); browsers from navigator.gpu. The same kernel code serves both.
 import { GPT2Error, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
 import { GpuBuf, Runtime } from './runtime.js';
-import { matmulBackward, matmulForward } from './kernels/matmul.js';
-import { add, geluBackward, geluForward } from './kernels/elementwise.js';
-import { encoderBackward, encoderForward } from './kernels/encoder.js';
-import { layernormBackward, layernormForward } from './kernels/layernorm.js';
-import { attentionBackward, attentionDecode, attentionForward } from './kernels/attention.js';
-import { crossEntropyBackward, crossEntropyForward } from './kernels/crossentropy.js';
-import { CHUNK, sumSquares } from './kernels/sum-squares.js';
-import { adamw } from './kernels/adamw.js';
+import { splitKernels } from './kernels.js';
 import { HalfWeights } from './kernels/half.js';
 
 export interface WebGPUBackendOptions {
@@ -19,6 +12,8 @@ export interface WebGPUBackendOptions {
   powerPreference?: GPUPowerPreference;
   /** Refuse software adapters (SwiftShader, fallback adapters), as 'auto' backend selection does. */
   rejectSoftware?: boolean;
+  /** Caps the binding size below the device's limit (to test splitting, or to mimic a smaller GPU). */
+  maxBinding?: number;
   /** fp32 (default) or f16: matmul weights read as IEEE half, arithmetic in f32 (kernels/half.ts). */
   precision?: Precision;
 }
@@ -73,7 +68,7 @@ export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Prom
   });
   const errors: string[] = [];
   device.addEventListener('uncapturederror', (e) => errors.push((e as GPUUncapturedErrorEvent).error.message));
-  const rt = new Runtime(device);
+  const rt = new Runtime(device, opts.maxBinding);
   const checkErrors = () => {
     if (errors.length) throw new Error(`WebGPU error: ${errors.splice(0).join('; ')}`);
   };
@@ -91,40 +86,7 @@ export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Prom
   };
   const g = (b: Buf) => b as GpuBuf;
   const halves = precision === 'f16' ? new HalfWeights(rt) : null;
-  const sub = (b: Buf, offset: number, length: number) => new GpuBuf(g(b).buffer, g(b).offset + offset, length, g(b).dtype, false);
-
-  /** Runs fn over row chunks small enough that every row-major operand fits one binding. */
-  const byRows = (N: number, rowFloats: number, fn: (n0: number, rows: number) => void) => {
-    const maxRows = Math.max(1, Math.floor(rt.maxBinding / 4 / rowFloats) - 64);
-    for (let n0 = 0; n0 < N; n0 += maxRows) fn(n0, Math.min(maxRows, N - n0));
-  };
-
-  const k: Kernels = {
-    encoderForward: (out, tokens, wte, wpe, B, T, C) => encoderForward(rt, g(out), g(tokens), g(wte), g(wpe), B, T, C),
-    encoderBackward: (dwte, dwpe, dout, tokens, B, T, C) => encoderBackward(rt, g(dwte), g(dwpe), g(dout), g(tokens), B, T, C),
-    layernormForward: (out, mean, rstd, inp, w, b, N, C) => layernormForward(rt, g(out), g(mean), g(rstd), g(inp), g(w), g(b), N, C),
-    layernormBackward: (dinp, dw, db, dout, inp, w, mean, rstd, N, C) => layernormBackward(rt, g(dinp), g(dw), g(db), g(dout), g(inp), g(w), g(mean), g(rstd), N, C),
-    matmulForward: (out, inp, w, bias, N, IN, OUT) =>
-      byRows(N, Math.max(IN, OUT), (n0, rows) =>
-        matmulForward(rt, sub(out, n0 * OUT, rows * OUT), sub(inp, n0 * IN, rows * IN), halves ? halves.of(g(w)) : g(w), bias && g(bias), rows, IN, OUT, Boolean(halves))),
-    matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) =>
-      byRows(N, Math.max(IN, OUT), (n0, rows) =>
-        matmulBackward(rt, sub(dinp, n0 * IN, rows * IN), g(dw), dbias && g(dbias), sub(dout, n0 * OUT, rows * OUT), sub(inp, n0 * IN, rows * IN), g(w), rows, IN, OUT, halves?.of(g(w)))),
-    attentionForward: (out, lse, qkv, B, T, NH, HS) => attentionForward(rt, g(out), g(lse), g(qkv), B, T, NH, HS),
-    attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) =>
-      attentionBackward(rt, scratchBuf('attentionD', B * NH * T), g(dqkv), g(dout), g(qkv), g(out), g(lse), B, T, NH, HS),
-    attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) => attentionDecode(rt, g(out), g(qkv), g(kc), g(vc), B, T, pos, NH, HS, maxT),
-    geluForward: (out, inp, N) => geluForward(rt, g(out), g(inp), N),
-    geluBackward: (dinp, inp, dout, N) => geluBackward(rt, g(dinp), g(inp), g(dout), N),
-    add: (out, a, b, N) => add(rt, g(out), g(a), g(b), N),
-    crossEntropyForward: (losses, logits, targets, N, V) =>
-      byRows(N, V, (n0, rows) => crossEntropyForward(rt, sub(losses, n0, rows), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), rows, V)),
-    crossEntropyBackward: (dlogits, logits, targets, scale, N, V) =>
-      byRows(N, V, (n0, rows) =>
-        crossEntropyBackward(rt, (d, s) => rt.copy(d, s), sub(dlogits, n0 * V, rows * V), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), scale, rows, V)),
-    sumSquares: (out, x, N) => sumSquares(rt, scratchBuf('partials', Math.ceil(N / CHUNK)), g(out), g(x), N),
-    adamw: (params, grads, m, v, N, lr, b1, b2, eps, wd, step, gs) => adamw(rt, g(params), g(grads), g(m), g(v), N, lr, b1, b2, eps, wd, step, gs),
-  };
+  const k = splitKernels(rt, scratchBuf, halves);
 
   const info = adapter.info ?? ({} as GPUAdapterInfo);
   return {

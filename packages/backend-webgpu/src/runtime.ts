@@ -48,9 +48,9 @@ export class Runtime {
   readonly align: number;
   readonly maxBinding: number;
 
-  constructor(readonly device: GPUDevice) {
+  constructor(readonly device: GPUDevice, maxBinding = Infinity) {
     this.align = device.limits.minStorageBufferOffsetAlignment;
-    this.maxBinding = device.limits.maxStorageBufferBindingSize;
+    this.maxBinding = Math.min(device.limits.maxStorageBufferBindingSize, maxBinding);
   }
 
   alloc(length: number, dtype: DType): GpuBuf {

@@ -2,9 +2,9 @@
 // under --precision f16 at precision.ts's tolerances. Without an adapter the suites are skipped
 // with the reason; GPT2_EXPECT_WEBGPU=1 (set by .ci/run, which installs SwiftShader) turns a
 // missing adapter into a failure instead.
-import { expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { GPT2, TOLERANCES } from '@gpt2/core';
-import { loadFixture, runConformance } from '@gpt2/core/conformance';
+import { loadFixture, modelCases, runConformance } from '@gpt2/core/conformance';
 import { createWebGPUBackend } from '../dist/index.js';
 
 let reason: string | undefined;
@@ -35,4 +35,20 @@ it.skipIf(reason)('--precision f16 moves gpt2-tiny logits beyond the fp32 tolera
   for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
   expect(err).toBeGreaterThan(TOLERANCES.fp32.logits);
   expect(err).toBeLessThan(TOLERANCES.f16.logits);
+});
+
+// Bindings capped at 64 KiB, so gpt2-odd's 191 KB token table, its 540 KB parameter and gradient
+// buffers, its (111, 997) logits and (3, 37, 144) qkv are all split across bindings: the logits,
+// every gradient and the AdamW steps must still match the fixture.
+describe.skipIf(reason)('webgpu with bindings capped at 64 KiB (splitting)', () => {
+  for (const c of modelCases().filter((c) => c.name.startsWith('gpt2-odd'))) {
+    it(c.name, async () => {
+      const be = await createWebGPUBackend({ maxBinding: 64 * 1024 });
+      try {
+        await c.run(be);
+      } finally {
+        be.dispose();
+      }
+    });
+  }
 });

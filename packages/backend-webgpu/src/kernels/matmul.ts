@@ -45,7 +45,7 @@ const epilogue = (accumulate: boolean) => `
       if (n >= P.Nc) { continue; }
       var v = acc[i * 4u + j];
       if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
-      let ci = P.o_c + m * P.Nc + n;
+      let ci = P.o_c + m * P.ldc + n;
       ${accumulate ? 'if (P.accumulate == 1u) { v += c[ci]; }' : ''}
       c[ci] = v;
     }
@@ -54,15 +54,15 @@ const epilogue = (accumulate: boolean) => `
 
 const GEMM = (half: boolean) => header(
   [['a', 'f32', 'read'], ['b', bType(half), 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
-  [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['transA', 'u32'], ['transB', 'u32'], ['accumulate', 'u32'], ['hasBias', 'u32']],
+  [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['transA', 'u32'], ['transB', 'u32'], ['accumulate', 'u32'], ['hasBias', 'u32'], ['lda', 'u32'], ['ldc', 'u32']],
 ) + LINEAR + bAt(half) + `
 var<workgroup> As: array<f32, 1024>; // [k][m], 16 x 64
 var<workgroup> Bs: array<f32, 1024>; // [k][n], 16 x 64
 
 fn loadA(m: u32, k: u32) -> f32 {
   if (m >= P.M || k >= P.K) { return 0.0; }
-  if (P.transA == 1u) { return a[P.o_a + k * P.M + m]; }
-  return a[P.o_a + m * P.K + k];
+  if (P.transA == 1u) { return a[P.o_a + k * P.lda + m]; }
+  return a[P.o_a + m * P.lda + k];
 }
 fn loadB(k: u32, n: u32) -> f32 {
   if (n >= P.Nc || k >= P.K) { return 0.0; }
@@ -93,7 +93,7 @@ ${epilogue(true)}}
 // Half weights come as vec2<u32>: four halves per load.
 const GEMM_V4 = (half: boolean) => header(
   [['a', 'vec4<f32>', 'read'], ['b', half ? 'vec2<u32>' : 'vec4<f32>', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
-  [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32']],
+  [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32'], ['ldc', 'u32']],
 ) + LINEAR + `
 fn bQuad(i: u32) -> vec4<f32> {
   ${half ? 'let q = b[P.o_b / 2u + i]; return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));' : 'return b[P.o_b / 4u + i];'}
@@ -135,7 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // Fewer than 4 rows (decoding): a workgroup computes 8 outputs, 32 threads per output striding
 // over IN (coalesced reads of each weight row), then a workgroup-memory reduction.
-const GEMV = (half: boolean) => header([['a', 'f32', 'read'], ['b', bType(half), 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']], [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32']]) + LINEAR + bAt(half) + `
+const GEMV = (half: boolean) => header([['a', 'f32', 'read'], ['b', bType(half), 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']], [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32'], ['ldc', 'u32']]) + LINEAR + bAt(half) + `
 var<workgroup> part: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -155,7 +155,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     if (lane == 0u && n < P.Nc) {
       var v = part[lid.x];
       if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
-      c[P.o_c + m * P.Nc + n] = v;
+      c[P.o_c + m * P.ldc + n] = v;
     }
     workgroupBarrier();
   }
@@ -166,23 +166,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 const pipe = (rt: Runtime, name: string, code: (half: boolean) => string, half: boolean) =>
   rt.pipeline(half ? `${name}_half` : name, code(half));
 
-function gemm(rt: Runtime, c: GpuBuf, a: GpuBuf, b: GpuBuf, bias: GpuBuf | null, M: number, Nc: number, K: number, transA: boolean, transB: boolean, accumulate: boolean, half = false): void {
+/**
+ * C (M,Nc) (+)= op(A) @ op(B) (+ bias). Row strides: lda for A as stored (K, or M when transA,
+ * unless A is a column block of a wider matrix), ldc for C (Nc unless C is a column block).
+ */
+function gemm(rt: Runtime, c: GpuBuf, a: GpuBuf, b: GpuBuf, bias: GpuBuf | null, M: number, Nc: number, K: number, transA: boolean, transB: boolean, accumulate: boolean, half: boolean, lda: number, ldc: number): void {
   const groups = Math.ceil(M / 64) * Math.ceil(Nc / 64);
-  rt.dispatch(pipe(rt, 'gemm', GEMM, half), [a, b, bias ?? a, c], [M, Nc, K, +transA, +transB, +accumulate, bias ? 1 : 0], groups);
+  rt.dispatch(pipe(rt, 'gemm', GEMM, half), [a, b, bias ?? a, c], [M, Nc, K, +transA, +transB, +accumulate, bias ? 1 : 0, lda, ldc], groups);
 }
 
-/** `half`: w is the packed-half copy of the weight (half.ts). */
-export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number, half = false): void {
-  if (N < 4) return rt.dispatch(pipe(rt, 'gemv', GEMV, half), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0], Math.ceil(OUT / 8));
+/**
+ * out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias, where out may be a column block of a matrix
+ * with row stride ldc (a weight split across bindings). `half`: w is packed halves (half.ts).
+ */
+export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number, half: boolean, ldc: number): void {
+  if (N < 4) return rt.dispatch(pipe(rt, 'gemv', GEMV, half), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0, ldc], Math.ceil(OUT / 8));
   if (IN % 4 === 0 && rt.shiftOf(inp) % 4 === 0 && rt.shiftOf(w) % (half ? 2 : 4) === 0) {
-    return rt.dispatch(pipe(rt, 'gemm_v4', GEMM_V4, half), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0], Math.ceil(N / 64) * Math.ceil(OUT / 64));
+    return rt.dispatch(pipe(rt, 'gemm_v4', GEMM_V4, half), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0, ldc], Math.ceil(N / 64) * Math.ceil(OUT / 64));
   }
-  gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false, half);
+  gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false, half, IN, ldc);
 }
 
-/** `wHalf`: the packed-half copy of w to use in dinp = dout @ w, under --precision f16. */
-export function matmulBackward(rt: Runtime, dinp: GpuBuf, dw: GpuBuf, dbias: GpuBuf | null, dout: GpuBuf, inp: GpuBuf, w: GpuBuf, N: number, IN: number, OUT: number, wHalf?: GpuBuf): void {
-  gemm(rt, dinp, dout, wHalf ?? w, null, N, IN, OUT, false, false, true, wHalf !== undefined);
-  gemm(rt, dw, dout, inp, null, OUT, IN, N, true, false, true);
-  if (dbias) rt.dispatch(rt.pipeline('bias_grad', BIAS_GRAD), [dout, dbias], [N, OUT], Math.ceil(OUT / WG));
+/**
+ * dinp (N,IN) += dout @ w; dw (OUT,IN) += dout^T @ inp, where dout may be a column block (row
+ * stride ldd) and w, dw the matching rows of a weight split across bindings. `wHalf`: the
+ * packed-half copy of w to use in dinp under --precision f16. dbias: biasBackward.
+ */
+export function matmulBackward(rt: Runtime, dinp: GpuBuf, dw: GpuBuf, dout: GpuBuf, inp: GpuBuf, w: GpuBuf, N: number, IN: number, OUT: number, ldd: number, wHalf?: GpuBuf): void {
+  gemm(rt, dinp, dout, wHalf ?? w, null, N, IN, OUT, false, false, true, wHalf !== undefined, ldd, IN);
+  gemm(rt, dw, dout, inp, null, OUT, IN, N, true, false, true, false, ldd, IN);
+}
+
+/** dbias (OUT) += column sums of dout (N,OUT). */
+export function biasBackward(rt: Runtime, dbias: GpuBuf, dout: GpuBuf, N: number, OUT: number): void {
+  rt.dispatch(rt.pipeline('bias_grad', BIAS_GRAD), [dout, dbias], [N, OUT], Math.ceil(OUT / WG));
 }

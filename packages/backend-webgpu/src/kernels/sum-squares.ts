@@ -24,9 +24,12 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
   if (lid.x == 0u) { out[P.o_out] = s; }
 }`;
 
-/** partials needs ceil(N / CHUNK) elements. */
-export function sumSquares(rt: Runtime, partials: GpuBuf, out: GpuBuf, x: GpuBuf, N: number): void {
-  const groups = Math.ceil(N / CHUNK);
-  rt.dispatch(rt.pipeline('sum_squares_partial', PARTIAL), [x, partials], [N], groups);
-  rt.dispatch(rt.pipeline('sum_squares_final', FINAL), [partials, out], [groups], 1);
+/** Writes the ceil(N / CHUNK) partial sums of x's squares into partials. */
+export function sumSquaresPartial(rt: Runtime, partials: GpuBuf, x: GpuBuf, N: number): void {
+  rt.dispatch(rt.pipeline('sum_squares_partial', PARTIAL), [x, partials], [N], Math.ceil(N / CHUNK));
+}
+
+/** out (1) = the sum of the first n partials. */
+export function sumPartials(rt: Runtime, out: GpuBuf, partials: GpuBuf, n: number): void {
+  rt.dispatch(rt.pipeline('sum_squares_final', FINAL), [partials, out], [n], 1);
 }
