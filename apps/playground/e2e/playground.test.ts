@@ -117,7 +117,7 @@ describe.skipIf(skip)(`playground in chromium${skip ? ` (skipped: ${skip})` : ''
     }
   }, 600_000);
 
-  it('WebGPU (SwiftShader): loads, generates the fixture greedy tokens, fine-tunes', async () => {
+  it('WebGPU (SwiftShader): loads, generates the fixture greedy tokens, fine-tunes, and again with f16 weights', async () => {
     const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...BASE_FLAGS, ...WEBGPU_FLAGS] });
     try {
       const { page, errors } = await open(browser);
@@ -129,6 +129,11 @@ describe.skipIf(skip)(`playground in chromium${skip ? ` (skipped: ${skip})` : ''
       expect(losses.length).toBe(4);
       expect(losses[3]).toBeLessThan(losses[0]);
       await page.screenshot({ path: join(OUT, 'playground-webgpu-finetune.png'), fullPage: true });
+      // reloaded (fresh weights) with f16 weights: the greedy tokens still equal the fixture
+      await page.selectOption('#backend-choice', 'webgpu-f16');
+      await page.click('#load');
+      await page.waitForFunction(() => document.querySelector('#backend')!.textContent!.includes('f16 weights'), undefined, { timeout: 120_000 });
+      expect(await greedy(page)).toEqual([...ref.int32('greedy.tokens')]);
       expect(errors).toEqual([]);
     } finally {
       await browser.close();

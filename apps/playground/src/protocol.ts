@@ -1,7 +1,8 @@
 // Messages between the page and the model worker.
 import type { GenerateOptions } from '@gpt2/core';
 
-export type BackendChoice = 'auto' | 'webgpu' | 'wasm';
+/** webgpu-f16: WebGPU with --precision f16 (weights read as halves). */
+export type BackendChoice = 'auto' | 'webgpu' | 'webgpu-f16' | 'wasm';
 
 export interface ModelFiles {
   config: ArrayBuffer;

@@ -28,11 +28,11 @@ async function openBackend(choice: BackendChoice): Promise<Backend> {
   const reasons: string[] = [];
   if (choice !== 'wasm') {
     try {
-      const b = await createWebGPUBackend({ rejectSoftware: choice === 'auto' });
+      const b = await createWebGPUBackend({ rejectSoftware: choice === 'auto', precision: choice === 'webgpu-f16' ? 'f16' : 'fp32' });
       post({ type: 'backend', name: 'webgpu', why: choice === 'auto' ? 'a WebGPU adapter is available' : 'chosen', details: b.describe() });
       return b;
     } catch (err) {
-      if (choice === 'webgpu') throw err;
+      if (choice !== 'auto') throw err;
       reasons.push(`WebGPU unavailable: ${(err as Error).message}`);
     }
   }
