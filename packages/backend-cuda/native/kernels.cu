@@ -104,35 +104,49 @@ __global__ void bias_grad(float *dbias, const float *dout, int N, int OUT) {
 }
 
 // ---- attention: one thread per (b, h, t) row ----
+// Adjacent threads are adjacent rows of one head, so they walk the same key rows together (one
+// load serves the warp). Each kernel is a template on the head size: for the sizes GPT-2 uses
+// (HS_T = 64, also 32, 128, 16) the loops unroll and the per-row vectors live in registers;
+// HS_T = 0 is the generic build for any other size up to MAX_HS (vectors in local memory).
 #define MAX_HS 128
+#define HS_(HS_T, hs) ((HS_T) ? (HS_T) : (hs))
+#define VEC(HS_T) ((HS_T) ? (HS_T) : MAX_HS)
 
 // One step of the online softmax: on a new maximum the running sum and output are rescaled;
 // returns this score's weight exp(s - max).
-__device__ float online(float s, float &m, float &l, float *o, int HS) {
+template <int HS_T>
+__device__ __forceinline__ float online(float s, float &m, float &l, float *o, int hs) {
   if (s > m) {
     float r = expf(m - s);
     l *= r;
-    for (int d = 0; d < HS; d++) o[d] *= r;
+#pragma unroll
+    for (int d = 0; d < HS_(HS_T, hs); d++) o[d] *= r;
     m = s;
   }
   float p = expf(s - m);
   l += p;
   return p;
 }
-__global__ void attention_fwd(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS) {
+template <int HS_T>
+__global__ void attention_fwd(float *out, float *lse, const float *qkv, int B, int T, int NH, int hs) {
+  const int HS = HS_(HS_T, hs);
   int i = blockIdx.x * WG + threadIdx.x;
   if (i >= B * NH * T) return;
   int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS;
-  float sc = rsqrtf((float)HS), o[MAX_HS], m = -3e38f, l = 0;
-  for (int d = 0; d < HS; d++) o[d] = 0;
-  const float *q = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
+  float sc = rsqrtf((float)HS), q[VEC(HS_T)], o[VEC(HS_T)], m = -3e38f, l = 0;
+  const float *qp = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
+#pragma unroll
+  for (int d = 0; d < HS; d++) { q[d] = qp[d]; o[d] = 0; }
   for (int t2 = 0; t2 <= t; t2++) {
     const float *k = qkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS);
     float s = 0;
+#pragma unroll
     for (int d = 0; d < HS; d++) s += q[d] * k[d];
-    float p = online(s * sc, m, l, o, HS);
+    float p = online<HS_T>(s * sc, m, l, o, HS);
+#pragma unroll
     for (int d = 0; d < HS; d++) o[d] += p * k[C + d];
   }
+#pragma unroll
   for (int d = 0; d < HS; d++) out[(int64_t)(b * T + t) * C + h * HS + d] = o[d] / l;
   lse[(b * NH + h) * T + t] = m + logf(l);
 }
@@ -146,39 +160,51 @@ __global__ void attention_bwd_D(float *D, const float *dout, const float *out, i
   D[(b * NH + h) * T + t] = s;
 }
 // dq for query t (thread per query); dk, dv for key t (thread per key): no two threads write one row
-__global__ void attention_bwd_q(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D, int B, int T, int NH, int HS) {
+template <int HS_T>
+__global__ void attention_bwd_q(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D, int B, int T, int NH, int hs) {
+  const int HS = HS_(HS_T, hs);
   int i = blockIdx.x * WG + threadIdx.x;
   if (i >= B * NH * T) return;
   int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS, row = (b * NH + h) * T + t;
-  float sc = rsqrtf((float)HS), dq[MAX_HS];
-  for (int d = 0; d < HS; d++) dq[d] = 0;
-  const float *q = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS), *g = dout + ((int64_t)(b * T + t) * C + h * HS);
+  float sc = rsqrtf((float)HS), q[VEC(HS_T)], g[VEC(HS_T)], dq[VEC(HS_T)], L = lse[row], Dr = D[row];
+  const float *qp = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS), *gp = dout + ((int64_t)(b * T + t) * C + h * HS);
+#pragma unroll
+  for (int d = 0; d < HS; d++) { q[d] = qp[d]; g[d] = gp[d]; dq[d] = 0; }
   for (int t2 = 0; t2 <= t; t2++) {
     const float *k = qkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS), *v = k + C;
     float s = 0, dp = 0;
+#pragma unroll
     for (int d = 0; d < HS; d++) { s += q[d] * k[d]; dp += g[d] * v[d]; }
-    float p = expf(s * sc - lse[row]), ds = p * (dp - D[row]) * sc;
+    float p = expf(s * sc - L), ds = p * (dp - Dr) * sc;
+#pragma unroll
     for (int d = 0; d < HS; d++) dq[d] += ds * k[d];
   }
   float *dqo = dqkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
+#pragma unroll
   for (int d = 0; d < HS; d++) dqo[d] += dq[d];
 }
-__global__ void attention_bwd_kv(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D, int B, int T, int NH, int HS) {
+template <int HS_T>
+__global__ void attention_bwd_kv(float *dqkv, const float *dout, const float *qkv, const float *lse, const float *D, int B, int T, int NH, int hs) {
+  const int HS = HS_(HS_T, hs);
   int i = blockIdx.x * WG + threadIdx.x;
   if (i >= B * NH * T) return;
   int t2 = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS;
-  float sc = rsqrtf((float)HS), dk[MAX_HS], dv[MAX_HS];
+  float sc = rsqrtf((float)HS), dk[VEC(HS_T)], dv[VEC(HS_T)];
+#pragma unroll
   for (int d = 0; d < HS; d++) { dk[d] = 0; dv[d] = 0; }
   const float *k = qkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS), *v = k + C;
   for (int t = t2; t < T; t++) {
     int row = (b * NH + h) * T + t;
     const float *q = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS), *g = dout + ((int64_t)(b * T + t) * C + h * HS);
     float s = 0, dp = 0;
+#pragma unroll
     for (int d = 0; d < HS; d++) { s += q[d] * k[d]; dp += g[d] * v[d]; }
     float p = expf(s * sc - lse[row]), ds = p * (dp - D[row]) * sc;
+#pragma unroll
     for (int d = 0; d < HS; d++) { dk[d] += ds * q[d]; dv[d] += p * g[d]; }
   }
   float *dko = dqkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS);
+#pragma unroll
   for (int d = 0; d < HS; d++) { dko[d] += dk[d]; dko[C + d] += dv[d]; }
 }
 __global__ void kv_write(float *kc, float *vc, const float *qkv, int B, int T, int pos, int NH, int HS, int maxT) {
@@ -190,23 +216,39 @@ __global__ void kv_write(float *kc, float *vc, const float *qkv, int B, int T, i
   kc[dst] = qkv[src + C];
   vc[dst] = qkv[src + 2 * C];
 }
-__global__ void attention_decode(float *out, const float *qkv, const float *kc, const float *vc, int B, int T, int pos, int NH, int HS, int maxT) {
+template <int HS_T>
+__global__ void attention_decode(float *out, const float *qkv, const float *kc, const float *vc, int B, int T, int pos, int NH, int hs, int maxT) {
+  const int HS = HS_(HS_T, hs);
   int i = blockIdx.x * WG + threadIdx.x;
   if (i >= B * NH * T) return;
   int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS;
-  float sc = rsqrtf((float)HS), o[MAX_HS], m = -3e38f, l = 0;
-  for (int d = 0; d < HS; d++) o[d] = 0;
-  const float *q = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
+  float sc = rsqrtf((float)HS), q[VEC(HS_T)], o[VEC(HS_T)], m = -3e38f, l = 0;
+  const float *qp = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
+#pragma unroll
+  for (int d = 0; d < HS; d++) { q[d] = qp[d]; o[d] = 0; }
   int64_t cache = (int64_t)(b * NH + h) * maxT * HS;
   for (int t2 = 0; t2 <= pos + t; t2++) {
     const float *k = kc + cache + (int64_t)t2 * HS, *v = vc + cache + (int64_t)t2 * HS;
     float s = 0;
+#pragma unroll
     for (int d = 0; d < HS; d++) s += q[d] * k[d];
-    float p = online(s * sc, m, l, o, HS);
+    float p = online<HS_T>(s * sc, m, l, o, HS);
+#pragma unroll
     for (int d = 0; d < HS; d++) o[d] += p * v[d];
   }
+#pragma unroll
   for (int d = 0; d < HS; d++) out[(int64_t)(b * T + t) * C + h * HS + d] = o[d] / l;
 }
+
+// Launches kernel<HS> for a head size with a register build, else kernel<0>.
+#define BY_HS(HS, kernel, grid, s, ...)                                            \
+  switch (HS) {                                                                     \
+    case 16: kernel<16><<<grid, WG, 0, s>>>(__VA_ARGS__); break;                    \
+    case 32: kernel<32><<<grid, WG, 0, s>>>(__VA_ARGS__); break;                    \
+    case 64: kernel<64><<<grid, WG, 0, s>>>(__VA_ARGS__); break;                    \
+    case 128: kernel<128><<<grid, WG, 0, s>>>(__VA_ARGS__); break;                  \
+    default: kernel<0><<<grid, WG, 0, s>>>(__VA_ARGS__);                            \
+  }
 
 // ---- elementwise ----
 #define GELU_S 0.7978845608028654f
@@ -295,16 +337,16 @@ void launch_layernorm_backward(cudaStream_t s, float *dinp, float *dw, float *db
 void launch_add_bias(cudaStream_t s, float *out, const float *bias, int N, int OUT) { add_bias<<<blocks((int64_t)N * OUT), WG, 0, s>>>(out, bias, N, OUT); }
 void launch_bias_grad(cudaStream_t s, float *dbias, const float *dout, int N, int OUT) { bias_grad<<<blocks(OUT), WG, 0, s>>>(dbias, dout, N, OUT); }
 void launch_attention_forward(cudaStream_t s, float *out, float *lse, const float *qkv, int B, int T, int NH, int HS) {
-  attention_fwd<<<blocks(B * NH * T), WG, 0, s>>>(out, lse, qkv, B, T, NH, HS);
+  BY_HS(HS, attention_fwd, blocks(B * NH * T), s, out, lse, qkv, B, T, NH, HS);
 }
 void launch_attention_backward(cudaStream_t s, float *D, float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int NH, int HS) {
   attention_bwd_D<<<blocks(B * NH * T), WG, 0, s>>>(D, dout, out, B, T, NH, HS);
-  attention_bwd_q<<<blocks(B * NH * T), WG, 0, s>>>(dqkv, dout, qkv, lse, D, B, T, NH, HS);
-  attention_bwd_kv<<<blocks(B * NH * T), WG, 0, s>>>(dqkv, dout, qkv, lse, D, B, T, NH, HS);
+  BY_HS(HS, attention_bwd_q, blocks(B * NH * T), s, dqkv, dout, qkv, lse, D, B, T, NH, HS);
+  BY_HS(HS, attention_bwd_kv, blocks(B * NH * T), s, dqkv, dout, qkv, lse, D, B, T, NH, HS);
 }
 void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float *kc, float *vc, int B, int T, int pos, int NH, int HS, int maxT) {
   kv_write<<<blocks((int64_t)B * T * NH * HS), WG, 0, s>>>(kc, vc, qkv, B, T, pos, NH, HS, maxT);
-  attention_decode<<<blocks(B * NH * T), WG, 0, s>>>(out, qkv, kc, vc, B, T, pos, NH, HS, maxT);
+  BY_HS(HS, attention_decode, blocks(B * NH * T), s, out, qkv, kc, vc, B, T, pos, NH, HS, maxT);
 }
 void launch_gelu_forward(cudaStream_t s, float *out, const float *inp, int64_t N) { gelu_fwd<<<blocks(N), WG, 0, s>>>(out, inp, N); }
 void launch_gelu_backward(cudaStream_t s, float *dinp, const float *inp, const float *dout, int64_t N) { gelu_bwd<<<blocks(N), WG, 0, s>>>(dinp, inp, dout, N); }
