@@ -46,42 +46,29 @@ fn ${name}Quad(i: u32, n: u32) -> vec4<f32> {
 `;
 }
 
-// The 64 x 16 tile of A into As[k][m] and the 16 x 64 tile of B into Bs[k][n], one quad per
-// thread each, laid along whichever dimension the operand is contiguous in.
-const loadA = (transA: boolean) => transA ? `
+// One operand's tile into workgroup memory laid [k][x] (x = m for A, n for B, 64 wide), one
+// quad per thread, along whichever dimension the operand is contiguous in: along k (rows of 16
+// k's, 4 quads each) or along x (16 rows of 64 x's, 16 quads each). `dim` is x's extent,
+// `start` the tile's first x, `ld` the operand's row stride.
+function tileLoad(alongK: boolean, tile: string, quad: string, dim: string, start: string, ld: string): string {
+  return alongK ? `
     {
-      let k = lid.x / 16u;
-      let m = (lid.x % 16u) * 4u;
-      var cnt = 0u;
-      if (k0 + k < P.K && m0 + m < P.M) { cnt = min(4u, P.M - m0 - m); }
-      let q = aQuad((k0 + k) * P.lda + m0 + m, cnt);
-      for (var j = 0u; j < 4u; j++) { As[k * 64u + m + j] = q[j]; }
-    }` : `
-    {
-      let m = lid.x / 4u;
+      let x = lid.x / 4u;
       let k = (lid.x % 4u) * 4u;
       var cnt = 0u;
-      if (m0 + m < P.M && k0 + k < P.K) { cnt = min(4u, P.K - k0 - k); }
-      let q = aQuad((m0 + m) * P.lda + k0 + k, cnt);
-      for (var j = 0u; j < 4u; j++) { As[(k + j) * 64u + m] = q[j]; }
-    }`;
-const loadB = (transB: boolean) => transB ? `
-    {
-      let n = lid.x / 4u;
-      let k = (lid.x % 4u) * 4u;
-      var cnt = 0u;
-      if (n0 + n < P.Nc && k0 + k < P.K) { cnt = min(4u, P.K - k0 - k); }
-      let q = bQuad((n0 + n) * P.K + k0 + k, cnt);
-      for (var j = 0u; j < 4u; j++) { Bs[(k + j) * 64u + n] = q[j]; }
+      if (${start} + x < ${dim} && k0 + k < P.K) { cnt = min(4u, P.K - k0 - k); }
+      let q = ${quad}((${start} + x) * ${ld} + k0 + k, cnt);
+      for (var j = 0u; j < 4u; j++) { ${tile}[(k + j) * 64u + x] = q[j]; }
     }` : `
     {
       let k = lid.x / 16u;
-      let n = (lid.x % 16u) * 4u;
+      let x = (lid.x % 16u) * 4u;
       var cnt = 0u;
-      if (k0 + k < P.K && n0 + n < P.Nc) { cnt = min(4u, P.Nc - n0 - n); }
-      let q = bQuad((k0 + k) * P.Nc + n0 + n, cnt);
-      for (var j = 0u; j < 4u; j++) { Bs[k * 64u + n + j] = q[j]; }
+      if (k0 + k < P.K && ${start} + x < ${dim}) { cnt = min(4u, ${dim} - ${start} - x); }
+      let q = ${quad}((k0 + k) * ${ld} + ${start} + x, cnt);
+      for (var j = 0u; j < 4u; j++) { ${tile}[k * 64u + x + j] = q[j]; }
     }`;
+}
 
 function gemmCode(v: Variant): string {
   const bType = v.half ? (v.vecB ? 'vec2<u32>' : 'u32') : v.vecB ? 'vec4<f32>' : 'f32';
@@ -102,7 +89,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let tx = lid.x % 16u; // this thread's 4x4 outputs: rows ty*4.., columns tx*4..
   let ty = lid.x / 16u;
   var acc: array<f32, 16>;
-  for (var k0 = 0u; k0 < P.K; k0 += 16u) {${loadA(v.transA)}${loadB(v.transB)}
+  for (var k0 = 0u; k0 < P.K; k0 += 16u) {${tileLoad(!v.transA, 'As', 'aQuad', 'P.M', 'm0', 'P.lda')}${tileLoad(v.transB, 'Bs', 'bQuad', 'P.Nc', 'n0', v.transB ? 'P.K' : 'P.Nc')}
     workgroupBarrier();
     for (var k = 0u; k < 16u; k++) {
       let x = vec4<f32>(As[k * 64u + ty * 4u], As[k * 64u + ty * 4u + 1u], As[k * 64u + ty * 4u + 2u], As[k * 64u + ty * 4u + 3u]);
