@@ -1,6 +1,8 @@
 // WebGPU plumbing: buffers and views, recorded dispatches, and one command encoder per flush.
 // Kernel calls only record; `flush` (before a read, an upload or a sync) writes every dispatch's
-// uniforms at once, encodes all dispatches into one compute pass and submits it.
+// uniforms at once, encodes all dispatches into one compute pass and submits it. Bind groups are
+// cached (the uniforms sit behind a dynamic offset), since making one costs about as much CPU
+// time as encoding the dispatch, and a decoding step repeats the same ~135 dispatches.
 import { GPT2Error, type Buf, type DType } from '@gpt2/core';
 
 export const WG = 256; // threads per workgroup, every kernel
@@ -37,11 +39,21 @@ type Command =
 
 export type Param = number | { f32: number };
 
+/** What the runtime keeps of a pipeline: its explicit bind group layout and which bindings it writes. */
+interface PipelineInfo {
+  id: number;
+  layout: GPUBindGroupLayout;
+  writes: number[]; // read_write binding indices, so a dispatch knows which buffers it changes
+}
+
+const CACHED_BIND_GROUPS = 4096; // past this the cache starts over (buffers freed long ago)
+
 export class Runtime {
   private commands: Command[] = [];
   private pipelines = new Map<string, GPUComputePipeline>();
-  /** Each pipeline's read_write binding indices, so a dispatch knows which buffers it changes. */
-  private writes = new Map<GPUComputePipeline, number[]>();
+  private info = new Map<GPUComputePipeline, PipelineInfo>();
+  private bindGroups = new Map<string, GPUBindGroup>();
+  private bufferIds = new WeakMap<GPUBuffer, number>();
   /** A count of recorded writes per buffer: caches derived from a buffer (f16 weights) compare it. */
   private versions = new WeakMap<GPUBuffer, number>();
   private uniform?: GPUBuffer;
@@ -71,18 +83,48 @@ export class Runtime {
   pipeline(key: string, code: string): GPUComputePipeline {
     let p = this.pipelines.get(key);
     if (!p) {
+      // the layout from the declarations header() writes: storage buffers, then the uniform block
+      const decls = [...code.matchAll(/@binding\((\d+)\) var<(storage, read|storage, read_write|uniform)>/g)];
+      const entries: GPUBindGroupLayoutEntry[] = decls.map((m) => ({
+        binding: Number(m[1]),
+        visibility: GPUShaderStage.COMPUTE,
+        buffer: m[2] === 'uniform' ? { type: 'uniform', hasDynamicOffset: true } : { type: m[2] === 'storage, read' ? 'read-only-storage' : 'storage' },
+      }));
+      const layout = this.device.createBindGroupLayout({ entries, label: key });
       const module = this.device.createShaderModule({ code, label: key });
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: key });
+      p = this.device.createComputePipeline({ layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' }, label: key });
       this.pipelines.set(key, p);
-      this.writes.set(p, [...code.matchAll(/@binding\((\d+)\) var<storage, read_write>/g)].map((m) => Number(m[1])));
+      const writes = decls.filter((m) => m[2] === 'storage, read_write').map((m) => Number(m[1]));
+      this.info.set(p, { id: this.info.size, layout, writes });
     }
     return p;
   }
 
+  /** The bind group of these bindings (and the uniform buffer, offset at dispatch), made once. */
+  private bindGroup(pipeline: GPUComputePipeline, bindings: Binding[], paramBytes: number): GPUBindGroup {
+    const info = this.info.get(pipeline)!;
+    const id = (b: GPUBuffer) => {
+      let i = this.bufferIds.get(b);
+      if (i === undefined) this.bufferIds.set(b, (i = this.nextBufferId++));
+      return i;
+    };
+    const key = `${info.id}:${paramBytes}:${bindings.map((b) => `${id(b.buffer)}@${b.byteOffset}+${b.byteSize}`).join(',')}`;
+    let bg = this.bindGroups.get(key);
+    if (!bg) {
+      if (this.bindGroups.size >= CACHED_BIND_GROUPS) this.bindGroups.clear();
+      const entries: GPUBindGroupEntry[] = bindings.map((b, i) => ({ binding: i, resource: { buffer: b.buffer, offset: b.byteOffset, size: b.byteSize } }));
+      entries.push({ binding: bindings.length, resource: { buffer: this.uniform!, offset: 0, size: paramBytes } });
+      bg = this.device.createBindGroup({ layout: info.layout, entries });
+      this.bindGroups.set(key, bg);
+    }
+    return bg;
+  }
+  private nextBufferId = 0;
+
   /** Records a dispatch of `workgroups` workgroups (folded into 2D past 65535) over these buffers and uniforms. */
   dispatch(pipeline: GPUComputePipeline, bufs: GpuBuf[], params: Param[], workgroups: number): void {
     if (workgroups <= 0) return;
-    for (const i of this.writes.get(pipeline)!) this.touch(bufs[i].buffer);
+    for (const i of this.info.get(pipeline)!.writes) this.touch(bufs[i].buffer);
     const bindings = bufs.map((b) => this.binding(b));
     const values: Param[] = [...bindings.map((b) => b.shift), ...params];
     const data = new ArrayBuffer(Math.ceil((values.length * 4) / 16) * 16);
@@ -139,6 +181,7 @@ export class Runtime {
     if (!this.uniform || this.uniform.size < need) {
       this.uniform?.destroy();
       this.uniform = this.device.createBuffer({ size: Math.max(need, 64 * 1024), usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+      this.bindGroups.clear(); // they bind the old uniform buffer
     }
     const staging = new Uint8Array(need);
     const enc = this.device.createCommandEncoder();
@@ -155,10 +198,8 @@ export class Runtime {
       const d = c.d;
       staging.set(new Uint8Array(d.params), n * slot);
       pass ??= enc.beginComputePass();
-      const entries: GPUBindGroupEntry[] = d.bindings.map((b, i) => ({ binding: i, resource: { buffer: b.buffer, offset: b.byteOffset, size: b.byteSize } }));
-      entries.push({ binding: d.bindings.length, resource: { buffer: this.uniform, offset: n * slot, size: d.params.byteLength } });
       pass.setPipeline(d.pipeline);
-      pass.setBindGroup(0, this.device.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries }));
+      pass.setBindGroup(0, this.bindGroup(d.pipeline, d.bindings, d.params.byteLength), [n * slot]);
       pass.dispatchWorkgroups(d.grid[0], d.grid[1]);
       n++;
     }
