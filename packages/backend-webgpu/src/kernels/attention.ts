@@ -1,7 +1,9 @@
-// Flash-style causal attention: one thread per query row with an online softmax; only the
-// log-sum-exp is kept. Backward recomputes p = exp(q.k * scale - lse) in two kernels that never
-// race: one thread per query for dq, one per key for dk and dv (after D = dout . out per row).
-// Heads up to 128 wide (GPT-2: 64).
+// Flash-style causal attention with an online softmax; only the log-sum-exp is kept, no (T, T)
+// matrix. Forward and dq: a workgroup owns 64 query rows of one (b, h), one thread per row, and
+// stages the keys and values those rows attend to through workgroup memory a tile at a time.
+// dk and dv: a workgroup owns 64 key rows and stages the later queries, their output gradients,
+// log-sum-exps and D = dout . out the same way. No two threads write one row, so nothing races.
+// Decoding (few rows, a cache) stays one thread per row. Heads up to 128 wide (GPT-2: 64).
 import { GPT2Error } from '@gpt2/core';
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
 
@@ -17,6 +19,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let scale = 1.0 / sqrt(f32(P.HS));
 `;
 const SIZES: [string, 'u32'][] = [['B', 'u32'], ['T', 'u32'], ['NH', 'u32'], ['HS', 'u32']];
+
+// A workgroup of TILE threads owns rows r0 .. r0+63 of head (b, h); row r is this thread's.
+// Workgroups past the last (2D folding) leave before any barrier, which is uniform control flow.
+const TILE = 64;
+const TILEMAIN = `@compute @workgroup_size(${TILE})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let tiles = (P.T + ${TILE - 1}u) / ${TILE}u;
+  let g = group(wid, nwg);
+  if (g >= P.B * P.NH * tiles) { return; }
+  let b = g / (tiles * P.NH);
+  let h = (g / tiles) % P.NH;
+  let r0 = (g % tiles) * ${TILE}u;
+  let r = r0 + lid.x;
+  let live = r < P.T;
+  let C = P.NH * P.HS;
+  let scale = 1.0 / sqrt(f32(P.HS));
+`;
+
+// Keys and values of one tile: 16 KiB of workgroup memory, the WebGPU default limit.
+const KV_TILE = `
+var<workgroup> Ks: array<f32, 2048>;
+var<workgroup> Vs: array<f32, 2048>;
+// keys k0 .. k0+n-1 of head (b, h) into Ks, Vs (row j at j * HS)
+fn loadKV(b: u32, h: u32, k0: u32, n: u32, lx: u32) {
+  let C = P.NH * P.HS;
+  for (var e = lx; e < n * P.HS; e += ${TILE}u) {
+    let i = P.o_qkv + (b * P.T + k0 + e / P.HS) * 3u * C + C + h * P.HS + e % P.HS;
+    Ks[e] = qkv[i];
+    Vs[e] = qkv[i + C];
+  }
+}
+`;
 
 // One step of the online softmax over a row's scores: on a new maximum the running sum and the
 // output so far are rescaled; returns this score's weight, exp(s - max).
@@ -34,21 +68,34 @@ fn online(s: f32, m: ptr<function, f32>, l: ptr<function, f32>, o: ptr<function,
 }
 `;
 
-const FWD = header([['qkv', 'f32', 'read'], ['out', 'f32', 'read_write'], ['lse', 'f32', 'read_write']], SIZES) + LINEAR + ONLINE + ROWMAIN + `
-  let q = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
+const FWD = header([['qkv', 'f32', 'read'], ['out', 'f32', 'read_write'], ['lse', 'f32', 'read_write']], SIZES) + LINEAR + ONLINE + KV_TILE + TILEMAIN + `
+  var q: array<f32, ${MAX_HS}>;
   var o: array<f32, ${MAX_HS}>;
   var m = -3.0e38;
   var l = 0.0;
-  for (var t2 = 0u; t2 <= t; t2++) {
-    let k = P.o_qkv + (b * P.T + t2) * 3u * C + C + h * P.HS;
-    var s = 0.0;
-    for (var d = 0u; d < P.HS; d++) { s += qkv[q + d] * qkv[k + d]; }
-    let p = online(s * scale, &m, &l, &o);
-    for (var d = 0u; d < P.HS; d++) { o[d] += p * qkv[k + C + d]; }
+  if (live) {
+    let qi = P.o_qkv + (b * P.T + r) * 3u * C + h * P.HS;
+    for (var d = 0u; d < P.HS; d++) { q[d] = qkv[qi + d]; }
   }
-  let oo = P.o_out + (b * P.T + t) * C + h * P.HS;
-  for (var d = 0u; d < P.HS; d++) { out[oo + d] = o[d] / l; }
-  lse[P.o_lse + (b * P.NH + h) * P.T + t] = m + log(l);
+  let KT = 2048u / P.HS;
+  let kEnd = min(P.T, r0 + ${TILE}u); // the keys this workgroup's rows attend to
+  for (var k0 = 0u; k0 < kEnd; k0 += KT) {
+    let n = min(KT, kEnd - k0);
+    loadKV(b, h, k0, n, lid.x);
+    workgroupBarrier();
+    for (var j = 0u; live && j < n && k0 + j <= r; j++) {
+      var s = 0.0;
+      for (var d = 0u; d < P.HS; d++) { s += q[d] * Ks[j * P.HS + d]; }
+      let p = online(s * scale, &m, &l, &o);
+      for (var d = 0u; d < P.HS; d++) { o[d] += p * Vs[j * P.HS + d]; }
+    }
+    workgroupBarrier();
+  }
+  if (live) {
+    let oo = P.o_out + (b * P.T + r) * C + h * P.HS;
+    for (var d = 0u; d < P.HS; d++) { out[oo + d] = o[d] / l; }
+    lse[P.o_lse + (b * P.NH + h) * P.T + r] = m + log(l);
+  }
 }`;
 
 const BWD_D = header([['dout', 'f32', 'read'], ['out', 'f32', 'read'], ['D', 'f32', 'read_write']], SIZES) + LINEAR + ROWMAIN + `
@@ -58,59 +105,90 @@ const BWD_D = header([['dout', 'f32', 'read'], ['out', 'f32', 'read'], ['D', 'f3
   D[P.o_D + (b * P.NH + h) * P.T + t] = s;
 }`;
 
-const PROB = `
-fn score(qi: u32, ki: u32) -> f32 {
-  var s = 0.0;
-  for (var d = 0u; d < P.HS; d++) { s += qkv[qi + d] * qkv[ki + d]; }
-  return s;
-}
-fn dotdv(doi: u32, vi: u32) -> f32 {
-  var s = 0.0;
-  for (var d = 0u; d < P.HS; d++) { s += dout[doi + d] * qkv[vi + d]; }
-  return s;
-}
-`;
 const BWD_BINDINGS: [string, 'f32', 'read' | 'read_write'][] = [['dout', 'f32', 'read'], ['qkv', 'f32', 'read'], ['lse', 'f32', 'read'], ['D', 'f32', 'read'], ['dqkv', 'f32', 'read_write']];
 
-// query row t: dq = sum_{t2 <= t} ds * k * scale
-const BWD_Q = header(BWD_BINDINGS, SIZES) + LINEAR + PROB + ROWMAIN + `
-  let row = (b * P.NH + h) * P.T + t;
-  let qi = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
-  let doi = P.o_dout + (b * P.T + t) * C + h * P.HS;
-  let L = lse[P.o_lse + row];
-  let Dt = D[P.o_D + row];
+// query row r: dq = sum_{k <= r} ds * k, ds = p (dout . v - D) scale, p = exp(q.k scale - lse)
+const BWD_Q = header(BWD_BINDINGS, SIZES) + LINEAR + KV_TILE + TILEMAIN + `
+  var q: array<f32, ${MAX_HS}>;
+  var go: array<f32, ${MAX_HS}>; // this row's output gradient
   var dq: array<f32, ${MAX_HS}>;
-  for (var t2 = 0u; t2 <= t; t2++) {
-    let ki = P.o_qkv + (b * P.T + t2) * 3u * C + C + h * P.HS;
-    let p = exp(score(qi, ki) * scale - L);
-    let ds = p * (dotdv(doi, ki + C) - Dt) * scale;
-    for (var d = 0u; d < P.HS; d++) { dq[d] += ds * qkv[ki + d]; }
+  var L = 0.0;
+  var Dr = 0.0;
+  if (live) {
+    let row = (b * P.NH + h) * P.T + r;
+    L = lse[P.o_lse + row];
+    Dr = D[P.o_D + row];
+    let qi = P.o_qkv + (b * P.T + r) * 3u * C + h * P.HS;
+    let gi = P.o_dout + (b * P.T + r) * C + h * P.HS;
+    for (var d = 0u; d < P.HS; d++) { q[d] = qkv[qi + d]; go[d] = dout[gi + d]; }
   }
-  let dqi = P.o_dqkv + (b * P.T + t) * 3u * C + h * P.HS;
-  for (var d = 0u; d < P.HS; d++) { dqkv[dqi + d] += dq[d]; }
+  let KT = 2048u / P.HS;
+  let kEnd = min(P.T, r0 + ${TILE}u);
+  for (var k0 = 0u; k0 < kEnd; k0 += KT) {
+    let n = min(KT, kEnd - k0);
+    loadKV(b, h, k0, n, lid.x);
+    workgroupBarrier();
+    for (var j = 0u; live && j < n && k0 + j <= r; j++) {
+      var s = 0.0;
+      var dp = 0.0;
+      for (var d = 0u; d < P.HS; d++) { s += q[d] * Ks[j * P.HS + d]; dp += go[d] * Vs[j * P.HS + d]; }
+      let ds = exp(s * scale - L) * (dp - Dr) * scale;
+      for (var d = 0u; d < P.HS; d++) { dq[d] += ds * Ks[j * P.HS + d]; }
+    }
+    workgroupBarrier();
+  }
+  if (live) {
+    let dqi = P.o_dqkv + (b * P.T + r) * 3u * C + h * P.HS;
+    for (var d = 0u; d < P.HS; d++) { dqkv[dqi + d] += dq[d]; }
+  }
 }`;
 
-// key row t2 (here t): dk = sum_{t >= t2} ds * q * scale, dv = sum p * dout
-const BWD_KV = header(BWD_BINDINGS, SIZES) + LINEAR + PROB + ROWMAIN + `
-  let t2 = t;
-  let ki = P.o_qkv + (b * P.T + t2) * 3u * C + C + h * P.HS;
+// key row r: dk = sum_{t >= r} ds * q, dv = sum_{t >= r} p * dout. The later queries, their
+// output gradients, log-sum-exps and D come through workgroup memory, QT rows at a time.
+const BWD_KV = header(BWD_BINDINGS, SIZES) + LINEAR + `
+var<workgroup> Qs: array<f32, 1984>; // QT = min(32, 1984 / HS) query rows
+var<workgroup> Gs: array<f32, 1984>; // and their output gradients
+var<workgroup> Ls: array<f32, 32>;
+var<workgroup> Ds: array<f32, 32>;
+` + TILEMAIN + `
+  var k: array<f32, ${MAX_HS}>;
+  var v: array<f32, ${MAX_HS}>;
   var dk: array<f32, ${MAX_HS}>;
   var dv: array<f32, ${MAX_HS}>;
-  for (var tq = t2; tq < P.T; tq++) {
-    let row = (b * P.NH + h) * P.T + tq;
-    let qi = P.o_qkv + (b * P.T + tq) * 3u * C + h * P.HS;
-    let doi = P.o_dout + (b * P.T + tq) * C + h * P.HS;
-    let p = exp(score(qi, ki) * scale - lse[P.o_lse + row]);
-    let ds = p * (dotdv(doi, ki + C) - D[P.o_D + row]) * scale;
-    for (var d = 0u; d < P.HS; d++) {
-      dk[d] += ds * qkv[qi + d];
-      dv[d] += p * dout[doi + d];
-    }
+  if (live) {
+    let ki = P.o_qkv + (b * P.T + r) * 3u * C + C + h * P.HS;
+    for (var d = 0u; d < P.HS; d++) { k[d] = qkv[ki + d]; v[d] = qkv[ki + C + d]; }
   }
-  let dki = P.o_dqkv + (b * P.T + t2) * 3u * C + C + h * P.HS;
-  for (var d = 0u; d < P.HS; d++) {
-    dqkv[dki + d] += dk[d];
-    dqkv[dki + C + d] += dv[d];
+  let QT = min(32u, 1984u / P.HS);
+  for (var q0 = r0; q0 < P.T; q0 += QT) {
+    let n = min(QT, P.T - q0);
+    for (var e = lid.x; e < n * P.HS; e += ${TILE}u) {
+      let t = q0 + e / P.HS;
+      Qs[e] = qkv[P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS + e % P.HS];
+      Gs[e] = dout[P.o_dout + (b * P.T + t) * C + h * P.HS + e % P.HS];
+    }
+    if (lid.x < n) {
+      Ls[lid.x] = lse[P.o_lse + (b * P.NH + h) * P.T + q0 + lid.x];
+      Ds[lid.x] = D[P.o_D + (b * P.NH + h) * P.T + q0 + lid.x];
+    }
+    workgroupBarrier();
+    for (var j = 0u; live && j < n; j++) {
+      if (q0 + j < r) { continue; }
+      var s = 0.0;
+      var dp = 0.0;
+      for (var d = 0u; d < P.HS; d++) { s += Qs[j * P.HS + d] * k[d]; dp += Gs[j * P.HS + d] * v[d]; }
+      let p = exp(s * scale - Ls[j]);
+      let ds = p * (dp - Ds[j]) * scale;
+      for (var d = 0u; d < P.HS; d++) { dk[d] += ds * Qs[j * P.HS + d]; dv[d] += p * Gs[j * P.HS + d]; }
+    }
+    workgroupBarrier();
+  }
+  if (live) {
+    let dki = P.o_dqkv + (b * P.T + r) * 3u * C + C + h * P.HS;
+    for (var d = 0u; d < P.HS; d++) {
+      dqkv[dki + d] += dk[d];
+      dqkv[dki + C + d] += dv[d];
+    }
   }
 }`;
 
@@ -151,20 +229,21 @@ const DECODE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read'], ['vc', 'f3
 }`;
 
 const rows = (B: number, T: number, NH: number) => Math.ceil((B * NH * T) / WG);
+const tiles = (B: number, T: number, NH: number) => B * NH * Math.ceil(T / TILE);
 function checkHS(HS: number): void {
   if (HS > MAX_HS) throw new GPT2Error(`The webgpu backend supports attention heads up to ${MAX_HS} wide (this model's are ${HS}).`);
 }
 
 export function attentionForward(rt: Runtime, out: GpuBuf, lse: GpuBuf, qkv: GpuBuf, B: number, T: number, NH: number, HS: number): void {
   checkHS(HS);
-  rt.dispatch(rt.pipeline('attention_fwd', FWD), [qkv, out, lse], [B, T, NH, HS], rows(B, T, NH));
+  rt.dispatch(rt.pipeline('attention_fwd', FWD), [qkv, out, lse], [B, T, NH, HS], tiles(B, T, NH));
 }
 
 export function attentionBackward(rt: Runtime, scratchD: GpuBuf, dqkv: GpuBuf, dout: GpuBuf, qkv: GpuBuf, out: GpuBuf, lse: GpuBuf, B: number, T: number, NH: number, HS: number): void {
   checkHS(HS);
   rt.dispatch(rt.pipeline('attention_bwd_d', BWD_D), [dout, out, scratchD], [B, T, NH, HS], rows(B, T, NH));
-  rt.dispatch(rt.pipeline('attention_bwd_q', BWD_Q), [dout, qkv, lse, scratchD, dqkv], [B, T, NH, HS], rows(B, T, NH));
-  rt.dispatch(rt.pipeline('attention_bwd_kv', BWD_KV), [dout, qkv, lse, scratchD, dqkv], [B, T, NH, HS], rows(B, T, NH));
+  rt.dispatch(rt.pipeline('attention_bwd_q', BWD_Q), [dout, qkv, lse, scratchD, dqkv], [B, T, NH, HS], tiles(B, T, NH));
+  rt.dispatch(rt.pipeline('attention_bwd_kv', BWD_KV), [dout, qkv, lse, scratchD, dqkv], [B, T, NH, HS], tiles(B, T, NH));
 }
 
 export function attentionDecode(rt: Runtime, out: GpuBuf, qkv: GpuBuf, kc: GpuBuf, vc: GpuBuf, B: number, T: number, pos: number, NH: number, HS: number, maxT: number): void {

@@ -266,6 +266,8 @@ export function kernelCases(): KernelCase[] {
     attentionCase(1, 1, 1, 4),
     attentionCase(2, 37, 3, 16),
     attentionCase(1, 64, 2, 64),
+    attentionCase(2, 150, 2, 32), // several 64-row tiles of queries and keys
+    attentionCase(1, 70, 1, 128), // the widest head the GPU backends take
     decodeCase(2, 5, 4, 3, 16, 12),
     decodeCase(1, 1, 6, 2, 8, 7),
     geluCase(1),
