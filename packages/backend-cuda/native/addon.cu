@@ -173,6 +173,16 @@ static napi_value MatmulForward(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+// pre = inp @ W^T (cuBLAS), then pre += bias and out = gelu(pre) in one pass
+static napi_value MatmulGeluForward(napi_env env, napi_callback_info info) {
+  double a[9];
+  if (!args(env, info, a, 9)) return nullptr;
+  int N = N_(5), IN = N_(6), OUT = N_(7), mode = N_(8) % 3;
+  if (!gemm(env, mode, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, IN, F(3), IN, F(2), IN, &ZERO, F(1), OUT)) return nullptr;
+  launch_bias_gelu(stream, F(0), F(1), F(4), N, OUT);
+  return undef(env);
+}
+
 static napi_value MatmulBackward(napi_env env, napi_callback_info info) {
   double a[10];
   if (!args(env, info, a, 10)) return nullptr;
@@ -201,6 +211,12 @@ static napi_value LayernormForward(napi_env env, napi_callback_info info) {
   double a[8];
   if (!args(env, info, a, 8)) return nullptr;
   launch_layernorm_forward(stream, F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7));
+  return undef(env);
+}
+static napi_value ResidualLayernormForward(napi_env env, napi_callback_info info) {
+  double a[10];
+  if (!args(env, info, a, 10)) return nullptr;
+  launch_residual_layernorm_forward(stream, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9));
   return undef(env);
 }
 static napi_value LayernormBackward(napi_env env, napi_callback_info info) {
@@ -236,22 +252,10 @@ static napi_value AttentionDecode(napi_env env, napi_callback_info info) {
   launch_attention_decode(stream, F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9));
   return undef(env);
 }
-static napi_value GeluForward(napi_env env, napi_callback_info info) {
-  double a[3];
-  if (!args(env, info, a, 3)) return nullptr;
-  launch_gelu_forward(stream, F(0), F(1), L_(2));
-  return undef(env);
-}
 static napi_value GeluBackward(napi_env env, napi_callback_info info) {
   double a[4];
   if (!args(env, info, a, 4)) return nullptr;
   launch_gelu_backward(stream, F(0), F(1), F(2), L_(3));
-  return undef(env);
-}
-static napi_value Add(napi_env env, napi_callback_info info) {
-  double a[4];
-  if (!args(env, info, a, 4)) return nullptr;
-  launch_add(stream, F(0), F(1), F(2), L_(3));
   return undef(env);
 }
 static napi_value CrossEntropyForward(napi_env env, napi_callback_info info) {
@@ -261,9 +265,9 @@ static napi_value CrossEntropyForward(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 static napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
-  double a[6];
-  if (!args(env, info, a, 6)) return nullptr;
-  launch_ce_backward(stream, F(0), F(1), I(2), (float)a[3], N_(4), N_(5));
+  double a[7];
+  if (!args(env, info, a, 7)) return nullptr;
+  launch_ce_backward(stream, F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6));
   return undef(env);
 }
 static napi_value SumSquares(napi_env env, napi_callback_info info) {
@@ -295,7 +299,9 @@ static napi_value Register(napi_env env, napi_value exports) {
   EXPORT("zero", Zero);
   EXPORT("sync", Sync);
   EXPORT("matmulForward", MatmulForward);
+  EXPORT("matmulGeluForward", MatmulGeluForward);
   EXPORT("matmulBackward", MatmulBackward);
+  EXPORT("residualLayernormForward", ResidualLayernormForward);
   EXPORT("encoderForward", EncoderForward);
   EXPORT("encoderBackward", EncoderBackward);
   EXPORT("layernormForward", LayernormForward);
@@ -303,9 +309,7 @@ static napi_value Register(napi_env env, napi_value exports) {
   EXPORT("attentionForward", AttentionForward);
   EXPORT("attentionBackward", AttentionBackward);
   EXPORT("attentionDecode", AttentionDecode);
-  EXPORT("geluForward", GeluForward);
   EXPORT("geluBackward", GeluBackward);
-  EXPORT("add", Add);
   EXPORT("crossEntropyForward", CrossEntropyForward);
   EXPORT("crossEntropyBackward", CrossEntropyBackward);
   EXPORT("sumSquares", SumSquares);

@@ -64,6 +64,23 @@ __global__ void layernorm_fwd(float *out, float *mean, float *rstd, const float 
   for (int c = threadIdx.x; c < C; c += WG) out[(int64_t)n * C + c] = (x[c] - m) * r * w[c] + b[c];
   if (threadIdx.x == 0) { mean[n] = m; rstd[n] = r; }
 }
+// res = a + b (res may be a: each element is read, then written, by one thread), then out = layernorm(res)
+__global__ void residual_layernorm_fwd(float *res, float *out, float *mean, float *rstd, const float *a, const float *b, const float *w, const float *bias, int C) {
+  __shared__ float red[WG];
+  int64_t row = (int64_t)blockIdx.x * C;
+  float s = 0;
+  for (int c = threadIdx.x; c < C; c += WG) {
+    float x = a[row + c] + b[row + c];
+    res[row + c] = x;
+    s += x;
+  }
+  float m = block_sum(s, red) / C;
+  float v = 0;
+  for (int c = threadIdx.x; c < C; c += WG) v += (res[row + c] - m) * (res[row + c] - m);
+  float r = rsqrtf(block_sum(v, red) / C + 1e-5f);
+  for (int c = threadIdx.x; c < C; c += WG) out[row + c] = (res[row + c] - m) * r * w[c] + bias[c];
+  if (threadIdx.x == 0) { mean[blockIdx.x] = m; rstd[blockIdx.x] = r; }
+}
 __global__ void layernorm_bwd_in(float *dinp, const float *dout, const float *inp, const float *w, const float *mean, const float *rstd, int C) {
   __shared__ float red[WG];
   int n = blockIdx.x;
@@ -94,6 +111,15 @@ __global__ void layernorm_bwd_params(float *dw, float *db, const float *dout, co
 __global__ void add_bias(float *out, const float *bias, int64_t N, int OUT) {
   int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
   if (i < N * OUT) out[i] += bias[i % OUT];
+}
+__device__ float gelu_th(float x);
+// the MLP's epilogue in one pass: pre += bias, out = gelu(pre)
+__global__ void bias_gelu(float *out, float *pre, const float *bias, int64_t N, int OUT) {
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i >= N * OUT) return;
+  float x = pre[i] + (bias ? bias[i % OUT] : 0.f);
+  pre[i] = x;
+  out[i] = 0.5f * x * (1.f + gelu_th(x));
 }
 __global__ void bias_grad(float *dbias, const float *dout, int N, int OUT) {
   int o = blockIdx.x * WG + threadIdx.x;
@@ -252,20 +278,13 @@ __global__ void attention_decode(float *out, const float *qkv, const float *kc, 
 
 // ---- elementwise ----
 #define GELU_S 0.7978845608028654f
-__device__ float th(float x) { return tanhf(fminf(15.f, fmaxf(-15.f, GELU_S * (x + 0.044715f * x * x * x)))); }
-__global__ void gelu_fwd(float *out, const float *inp, int64_t N) {
-  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
-  if (i < N) out[i] = 0.5f * inp[i] * (1.f + th(inp[i]));
-}
+// tanh of GELU's argument, clamped: tanh is +-1 in fp32 past 15
+__device__ float gelu_th(float x) { return tanhf(fminf(15.f, fmaxf(-15.f, GELU_S * (x + 0.044715f * x * x * x)))); }
 __global__ void gelu_bwd(float *dinp, const float *inp, const float *dout, int64_t N) {
   int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
   if (i >= N) return;
-  float x = inp[i], t = th(x);
+  float x = inp[i], t = gelu_th(x);
   dinp[i] += (0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * GELU_S * (1.f + 3.f * 0.044715f * x * x)) * dout[i];
-}
-__global__ void add_k(float *out, const float *a, const float *b, int64_t N) {
-  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
-  if (i < N) out[i] = a[i] + b[i];
 }
 
 // ---- cross-entropy: one block per row; backward in place is safe (each element read then written by one thread) ----
@@ -281,17 +300,20 @@ __global__ void ce_fwd(float *losses, const float *logits, const int *targets, i
   s = block_sum(s, red);
   if (threadIdx.x == 0) losses[n] = tg < 0 ? 0.f : logf(s) + mx - z[tg];
 }
-__global__ void ce_bwd(float *dlogits, const float *logits, const int *targets, float scale, int V) {
+// the fused classifier: the row's loss, then its gradient over the logits (in place when d == z)
+__global__ void ce_bwd(float *dlogits, float *losses, const float *logits, const int *targets, float scale, int V) {
   __shared__ float red[WG];
   int n = blockIdx.x, tg = targets[n];
   const float *z = logits + (int64_t)n * V;
   float *d = dlogits + (int64_t)n * V;
+  float zt = tg < 0 ? 0.f : z[tg]; // read before the sum's barriers, so before any thread writes
   float mx = -3e38f;
   for (int i = threadIdx.x; i < V; i += WG) mx = fmaxf(mx, z[i]);
   mx = block_max(mx, red);
   float s = 0;
   for (int i = threadIdx.x; i < V; i += WG) s += expf(z[i] - mx);
   s = block_sum(s, red);
+  if (threadIdx.x == 0) losses[n] = tg < 0 ? 0.f : logf(s) + mx - zt;
   for (int i = threadIdx.x; i < V; i += WG) d[i] = tg < 0 ? 0.f : scale * expf(z[i] - mx) / s - (i == tg ? scale : 0.f);
 }
 
@@ -334,7 +356,11 @@ void launch_layernorm_backward(cudaStream_t s, float *dinp, float *dw, float *db
   layernorm_bwd_in<<<N, WG, 0, s>>>(dinp, dout, inp, w, mean, rstd, C);
   layernorm_bwd_params<<<blocks(C), WG, 0, s>>>(dw, db, dout, inp, mean, rstd, N, C);
 }
+void launch_residual_layernorm_forward(cudaStream_t s, float *res, float *out, float *mean, float *rstd, const float *a, const float *b, const float *w, const float *bias, int N, int C) {
+  residual_layernorm_fwd<<<N, WG, 0, s>>>(res, out, mean, rstd, a, b, w, bias, C);
+}
 void launch_add_bias(cudaStream_t s, float *out, const float *bias, int N, int OUT) { add_bias<<<blocks((int64_t)N * OUT), WG, 0, s>>>(out, bias, N, OUT); }
+void launch_bias_gelu(cudaStream_t s, float *out, float *pre, const float *bias, int N, int OUT) { bias_gelu<<<blocks((int64_t)N * OUT), WG, 0, s>>>(out, pre, bias, N, OUT); }
 void launch_bias_grad(cudaStream_t s, float *dbias, const float *dout, int N, int OUT) { bias_grad<<<blocks(OUT), WG, 0, s>>>(dbias, dout, N, OUT); }
 void launch_attention_forward(cudaStream_t s, float *out, float *lse, const float *qkv, int B, int T, int NH, int HS) {
   BY_HS(HS, attention_fwd, blocks(B * NH * T), s, out, lse, qkv, B, T, NH, HS);
@@ -348,12 +374,10 @@ void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float
   kv_write<<<blocks((int64_t)B * T * NH * HS), WG, 0, s>>>(kc, vc, qkv, B, T, pos, NH, HS, maxT);
   BY_HS(HS, attention_decode, blocks(B * NH * T), s, out, qkv, kc, vc, B, T, pos, NH, HS, maxT);
 }
-void launch_gelu_forward(cudaStream_t s, float *out, const float *inp, int64_t N) { gelu_fwd<<<blocks(N), WG, 0, s>>>(out, inp, N); }
 void launch_gelu_backward(cudaStream_t s, float *dinp, const float *inp, const float *dout, int64_t N) { gelu_bwd<<<blocks(N), WG, 0, s>>>(dinp, inp, dout, N); }
-void launch_add(cudaStream_t s, float *out, const float *a, const float *b, int64_t N) { add_k<<<blocks(N), WG, 0, s>>>(out, a, b, N); }
 void launch_ce_forward(cudaStream_t s, float *losses, const float *logits, const int *targets, int N, int V) { ce_fwd<<<N, WG, 0, s>>>(losses, logits, targets, V); }
-void launch_ce_backward(cudaStream_t s, float *dlogits, const float *logits, const int *targets, float scale, int N, int V) {
-  ce_bwd<<<N, WG, 0, s>>>(dlogits, logits, targets, scale, V);
+void launch_ce_backward(cudaStream_t s, float *dlogits, float *losses, const float *logits, const int *targets, float scale, int N, int V) {
+  ce_bwd<<<N, WG, 0, s>>>(dlogits, losses, logits, targets, scale, V);
 }
 void launch_sum_squares(cudaStream_t s, float *out, float *partial, int partials, const float *x, int64_t N) {
   sum_squares_partial<<<partials, WG, 0, s>>>(partial, x, N);

@@ -58,16 +58,18 @@ export async function createCudaBackend(opts: CudaBackendOptions = {}): Promise<
     layernormForward: (out, mean, rstd, inp, w, b, N, C) => call('layernormForward', p(out), p(mean), p(rstd), p(inp), p(w), p(b), N, C),
     layernormBackward: (dinp, dw, db, dout, inp, w, mean, rstd, N, C) =>
       call('layernormBackward', p(dinp), p(dw), p(db), p(dout), p(inp), p(w), p(mean), p(rstd), N, C),
+    residualLayernormForward: (res, out, mean, rstd, a, b, w, bias, N, C) =>
+      call('residualLayernormForward', p(res), p(out), p(mean), p(rstd), p(a), p(b), p(w), p(bias), N, C),
     matmulForward: (out, inp, w, bias, N, IN, OUT) => call('matmulForward', p(out), p(inp), p(w), p(bias), N, IN, OUT, mode),
+    matmulGeluForward: (out, pre, inp, w, bias, N, IN, OUT) => call('matmulGeluForward', p(out), p(pre), p(inp), p(w), p(bias), N, IN, OUT, mode),
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => call('matmulBackward', p(dinp), p(dw), p(dbias), p(dout), p(inp), p(w), N, IN, OUT, mode),
     attentionForward: (out, lse, qkv, B, T, NH, HS) => call('attentionForward', p(out), p(lse), p(qkv), B, T, NH, HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) => call('attentionBackward', p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS),
     attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) => call('attentionDecode', p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT),
-    geluForward: (out, inp, N) => call('geluForward', p(out), p(inp), N),
     geluBackward: (dinp, inp, dout, N) => call('geluBackward', p(dinp), p(inp), p(dout), N),
-    add: (out, a, b, N) => call('add', p(out), p(a), p(b), N),
     crossEntropyForward: (losses, logits, targets, N, V) => call('crossEntropyForward', p(losses), p(logits), p(targets), N, V),
-    crossEntropyBackward: (dlogits, logits, targets, scale, N, V) => call('crossEntropyBackward', p(dlogits), p(logits), p(targets), scale, N, V),
+    crossEntropyBackward: (dlogits, losses, logits, targets, scale, N, V) =>
+      call('crossEntropyBackward', p(dlogits), p(losses), p(logits), p(targets), scale, N, V),
     sumSquares: (out, x, N) => call('sumSquares', p(out), p(x), N),
     // 1 - beta from the host in double precision, rounded once, as torch passes it
     adamw: (params, grads, m, v, N, lr, b1, b2, eps, wd, step, gs) =>

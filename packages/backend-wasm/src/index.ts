@@ -166,6 +166,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     freeLists.get(bytes)!.push(b.ptr);
   }
 
+  // The contract's fused kernels run here as their two halves: on CPU threads the saved pass is a
+  // small share of a step, next to the matmuls.
   const k: Kernels = {
     encoderForward: (out, tokens, wte, wpe, B, T, C) => void dispatch('encoder_forward', [p(out), p(tokens), p(wte), p(wpe), B, T, C], B * T, 1, B * T * C),
     encoderBackward: (dwte, dwpe, dout, tokens, B, T, C) => void dispatch('encoder_backward', [p(dwte), p(dwpe), p(dout), p(tokens), B, T, C], C, 4, B * T * C),
@@ -174,7 +176,15 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       dispatch('layernorm_backward_input', [p(dinp), p(dout), p(inp), p(w), p(mean), p(rstd), N, C], N, 1, N * C * 6);
       dispatch('layernorm_backward_params', [p(dw), p(db), p(dout), p(inp), p(mean), p(rstd), N, C], C, 4, N * C * 4);
     },
+    residualLayernormForward(res, out, mean, rstd, a, b, w, bias, N, C) {
+      dispatch('add', [p(res), p(a), p(b)], N * C, 16, N * C);
+      dispatch('layernorm_forward', [p(out), p(mean), p(rstd), p(res), p(w), p(bias), N, C], N, 1, N * C * 4);
+    },
     matmulForward: (out, inp, w, bias, N, IN, OUT) => void dispatch('matmul_forward', [p(out), p(inp), p(w), p(bias), N, IN, OUT], OUT, 4, N * IN * OUT),
+    matmulGeluForward(out, pre, inp, w, bias, N, IN, OUT) {
+      dispatch('matmul_forward', [p(pre), p(inp), p(w), p(bias), N, IN, OUT], OUT, 4, N * IN * OUT);
+      dispatch('gelu_forward', [p(out), p(pre)], N * OUT, 16, N * OUT * 20);
+    },
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => {
       dispatch('matmul_backward_input', [p(dinp), p(dout), p(w), N, IN, OUT], N, 2, N * IN * OUT);
       const g = gatherScratch(2 * N);
@@ -185,12 +195,12 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       void dispatch('attention_backward', [p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS], B * NH, 1, B * NH * T * T * HS * 2),
     attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) =>
       void dispatch('attention_decode', [p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT], B * NH, 1, B * NH * T * (pos + T) * HS),
-    geluForward: (out, inp, N) => void dispatch('gelu_forward', [p(out), p(inp)], N, 16, N * 20),
     geluBackward: (dinp, inp, dout, N) => void dispatch('gelu_backward', [p(dinp), p(inp), p(dout)], N, 16, N * 20),
-    add: (out, a, b, N) => void dispatch('add', [p(out), p(a), p(b)], N, 16, N),
     crossEntropyForward: (losses, logits, targets, N, V) => void dispatch('cross_entropy_forward', [p(losses), p(logits), p(targets), N, V], N, 1, N * V * 4),
-    crossEntropyBackward: (dlogits, logits, targets, scale, N, V) =>
-      void dispatch('cross_entropy_backward', [p(dlogits), p(logits), p(targets), scale, N, V], N, 1, N * V * 6),
+    crossEntropyBackward(dlogits, losses, logits, targets, scale, N, V) {
+      dispatch('cross_entropy_forward', [p(losses), p(logits), p(targets), N, V], N, 1, N * V * 4);
+      dispatch('cross_entropy_backward', [p(dlogits), p(logits), p(targets), scale, N, V], N, 1, N * V * 6);
+    },
     sumSquares: (out, x, N) => {
       f32()[p(out) / 4] = dispatch('sum_squares', [p(x)], N, 1024, N);
     },

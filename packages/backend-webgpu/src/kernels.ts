@@ -6,9 +6,9 @@
 import type { Buf, Kernels } from '@gpt2/core';
 import { GpuBuf, type Runtime } from './runtime.js';
 import { biasBackward, matmulBackward, matmulForward } from './kernels/matmul.js';
-import { add, geluBackward, geluForward } from './kernels/elementwise.js';
+import { geluBackward } from './kernels/elementwise.js';
 import { encoderBackwardWpe, encoderBackwardWte, encoderForward } from './kernels/encoder.js';
-import { layernormBackward, layernormForward } from './kernels/layernorm.js';
+import { layernormBackward, layernormForward, residualLayernormForward } from './kernels/layernorm.js';
 import { attentionBackward, attentionDecode, attentionForward } from './kernels/attention.js';
 import { crossEntropyBackward, crossEntropyForward } from './kernels/crossentropy.js';
 import { CHUNK, sumPartials, sumSquaresPartial } from './kernels/sum-squares.js';
@@ -28,6 +28,14 @@ export function splitKernels(rt: Runtime, scratch: Scratch, halves: HalfWeights 
     for (let n0 = 0; n0 < N; n0 += maxRows) fn(n0, Math.min(maxRows, N - n0));
   };
   const wt = (w: GpuBuf) => (halves ? halves.of(w) : w);
+  // out (N,OUT) = inp @ w^T + bias (and gelu(out) into geluOut): rows of inp/out, then blocks of
+  // W's rows, each writing a column block of out
+  const forward = (out: Buf, geluOut: Buf | null, inp: Buf, w: Buf, bias: Buf | null, N: number, IN: number, OUT: number) =>
+    byRows(N, Math.max(IN, OUT), (n0, rows) =>
+      byRows(OUT, IN, (o0, oc) => {
+        const at = (x: Buf) => sub(x, n0 * OUT + o0, rows * OUT - o0);
+        matmulForward(rt, at(out), sub(inp, n0 * IN, rows * IN), wt(sub(w, o0 * IN, oc * IN)), bias && sub(bias, o0, oc), rows, IN, oc, halves !== null, OUT, geluOut && at(geluOut));
+      }));
 
   return {
     encoderForward(out, tokens, wte, wpe, B, T, C) {
@@ -48,11 +56,11 @@ export function splitKernels(rt: Runtime, scratch: Scratch, halves: HalfWeights 
     layernormBackward: (dinp, dw, db, dout, inp, w, mean, rstd, N, C) =>
       byRows(N, C, (n0, n) =>
         layernormBackward(rt, sub(dinp, n0 * C, n * C), g(dw), g(db), sub(dout, n0 * C, n * C), sub(inp, n0 * C, n * C), g(w), sub(mean, n0, n), sub(rstd, n0, n), n, C)),
-    // rows of inp/out, then blocks of W's rows: each block writes a column block of out
-    matmulForward: (out, inp, w, bias, N, IN, OUT) =>
-      byRows(N, Math.max(IN, OUT), (n0, rows) =>
-        byRows(OUT, IN, (o0, oc) =>
-          matmulForward(rt, sub(out, n0 * OUT + o0, rows * OUT - o0), sub(inp, n0 * IN, rows * IN), wt(sub(w, o0 * IN, oc * IN)), bias && sub(bias, o0, oc), rows, IN, oc, halves !== null, OUT))),
+    residualLayernormForward: (res, out, mean, rstd, a, b, w, bias, N, C) =>
+      byRows(N, C, (n0, n) =>
+        residualLayernormForward(rt, sub(res, n0 * C, n * C), sub(out, n0 * C, n * C), sub(mean, n0, n), sub(rstd, n0, n), sub(a, n0 * C, n * C), sub(b, n0 * C, n * C), g(w), g(bias), n, C)),
+    matmulForward: (out, inp, w, bias, N, IN, OUT) => forward(out, null, inp, w, bias, N, IN, OUT),
+    matmulGeluForward: (out, pre, inp, w, bias, N, IN, OUT) => forward(pre, out, inp, w, bias, N, IN, OUT),
     // per block of W's rows: dinp += dout[:, block] @ W[block]; dW[block] += dout[:, block]^T @ inp
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) =>
       byRows(N, Math.max(IN, OUT), (n0, rows) => {
@@ -79,14 +87,12 @@ export function splitKernels(rt: Runtime, scratch: Scratch, halves: HalfWeights 
       byRows(B, Math.max(3 * T * C, cache), (b0, nb) =>
         attentionDecode(rt, sub(out, b0 * T * C, nb * T * C), sub(qkv, b0 * 3 * T * C, nb * 3 * T * C), sub(kc, b0 * cache, nb * cache), sub(vc, b0 * cache, nb * cache), nb, T, pos, NH, HS, maxT));
     },
-    geluForward: (out, inp, N) => byRows(N, 1, (i, n) => geluForward(rt, sub(out, i, n), sub(inp, i, n), n)),
     geluBackward: (dinp, inp, dout, N) => byRows(N, 1, (i, n) => geluBackward(rt, sub(dinp, i, n), sub(inp, i, n), sub(dout, i, n), n)),
-    add: (out, a, b, N) => byRows(N, 1, (i, n) => add(rt, sub(out, i, n), sub(a, i, n), sub(b, i, n), n)),
     crossEntropyForward: (losses, logits, targets, N, V) =>
       byRows(N, V, (n0, rows) => crossEntropyForward(rt, sub(losses, n0, rows), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), rows, V)),
-    crossEntropyBackward: (dlogits, logits, targets, scale, N, V) =>
+    crossEntropyBackward: (dlogits, losses, logits, targets, scale, N, V) =>
       byRows(N, V, (n0, rows) =>
-        crossEntropyBackward(rt, (d, s) => rt.copy(d, s), sub(dlogits, n0 * V, rows * V), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), scale, rows, V)),
+        crossEntropyBackward(rt, sub(dlogits, n0 * V, rows * V), sub(losses, n0, rows), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), scale, rows, V)),
     // partial sums per range, side by side in one scratch buffer, then one final sum
     sumSquares(out, x, N) {
       const ranges: [number, number][] = [];

@@ -9,7 +9,9 @@
 //   gradients alike, so callers zero scratch gradients first and gradient accumulation is free.
 //   The one exception is crossEntropyBackward, which overwrites dlogits and may run in place
 //   (dlogits === logits), as llm.c's fused classifier does;
-// - `add` and elementwise kernels may run in place (out === a);
+// - fused where a pass over memory is saved (llm.c's fused kernels): the residual add with the
+//   layernorm after it, the MLP's first matmul with its GELU, the classifier's loss with its
+//   gradient;
 // - integer buffers (tokens, targets) are 'i32'; everything else is 'f32'.
 
 import { GPT2Error } from './errors.js';
@@ -36,8 +38,18 @@ export interface Kernels {
     dinp: Buf, dw: Buf, db: Buf, dout: Buf, inp: Buf, w: Buf, mean: Buf, rstd: Buf, N: number, C: number,
   ): void;
 
+  /**
+   * res (N,C) = a + b, then out = layernorm(res) as layernormForward (saving mean and rstd): a
+   * residual add fused with the layernorm that follows it. res may be a (in place).
+   */
+  residualLayernormForward(
+    res: Buf, out: Buf, mean: Buf, rstd: Buf, a: Buf, b: Buf, w: Buf, bias: Buf, N: number, C: number,
+  ): void;
+
   /** out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias (OUT). */
   matmulForward(out: Buf, inp: Buf, w: Buf, bias: Buf | null, N: number, IN: number, OUT: number): void;
+  /** pre (N,OUT) = inp @ w^T + bias, and out = gelu_new(pre): the MLP's first matmul fused with its GELU (pre is kept for geluBackward). */
+  matmulGeluForward(out: Buf, pre: Buf, inp: Buf, w: Buf, bias: Buf | null, N: number, IN: number, OUT: number): void;
   /** dinp (N,IN) += dout @ w; dw (OUT,IN) += dout^T @ inp; dbias (OUT) += sum_n dout. */
   matmulBackward(
     dinp: Buf, dw: Buf, dbias: Buf | null, dout: Buf, inp: Buf, w: Buf, N: number, IN: number, OUT: number,
@@ -63,18 +75,17 @@ export interface Kernels {
     maxT: number,
   ): void;
 
-  /** out = gelu_new(inp), GPT-2's tanh approximation. */
-  geluForward(out: Buf, inp: Buf, N: number): void;
-  /** dinp += gelu_new'(inp) * dout. */
+  /** dinp += gelu_new'(inp) * dout, for GPT-2's tanh-approximated GELU. */
   geluBackward(dinp: Buf, inp: Buf, dout: Buf, N: number): void;
-
-  /** out = a + b (may be in place). */
-  add(out: Buf, a: Buf, b: Buf, N: number): void;
 
   /** losses (N) = -log softmax(logits (N,V))[targets]; a negative target gives loss 0. */
   crossEntropyForward(losses: Buf, logits: Buf, targets: Buf, N: number, V: number): void;
-  /** dlogits (N,V) = scale * (softmax(logits) - onehot(targets)); rows with a negative target get 0. Overwrites; may be in place. */
-  crossEntropyBackward(dlogits: Buf, logits: Buf, targets: Buf, scale: number, N: number, V: number): void;
+  /**
+   * The fused classifier: losses (N) as crossEntropyForward, and dlogits (N,V) = scale *
+   * (softmax(logits) - onehot(targets)), rows with a negative target 0, in one pass over the
+   * logits. Overwrites; may be in place (dlogits === logits).
+   */
+  crossEntropyBackward(dlogits: Buf, losses: Buf, logits: Buf, targets: Buf, scale: number, N: number, V: number): void;
 
   /** out (1) = sum x^2 over N elements (overwrites). */
   sumSquares(out: Buf, x: Buf, N: number): void;

@@ -1,5 +1,6 @@
 // Softmax cross-entropy: one workgroup per row (max and sum by workgroup reductions). The
-// backward writes dlogits = scale * (softmax - onehot), in place when dlogits is the logits.
+// backward is the fused classifier: the row's loss, then dlogits = scale * (softmax - onehot)
+// in place when dlogits is the logits, in one pass over them.
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
 import { REDUCE } from './reduce.js';
 
@@ -18,14 +19,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   s = wg_sum(s, t);
 `;
 
-const FWD = header([['z', 'f32', 'read'], ['targets', 'i32', 'read'], ['losses', 'f32', 'read_write']], [['N', 'u32'], ['V', 'u32']]) + LINEAR + REDUCE + ROW + `
+// the row's loss, from thread 0, before any thread overwrites the row
+const LOSS = `
   if (t == 0u) {
     if (tgt < 0) { losses[P.o_losses + n] = 0.0; }
     else { losses[P.o_losses + n] = log(s) + mx - z[row + u32(tgt)]; }
   }
-}`;
+`;
 
-const BWD_INPLACE = header([['z', 'f32', 'read_write'], ['targets', 'i32', 'read']], [['N', 'u32'], ['V', 'u32'], ['scale', 'f32']]) + LINEAR + REDUCE + ROW + `
+const FWD = header([['z', 'f32', 'read'], ['targets', 'i32', 'read'], ['losses', 'f32', 'read_write']], [['N', 'u32'], ['V', 'u32']]) + LINEAR + REDUCE + ROW + LOSS + `}`;
+
+const BWD_INPLACE = header([['z', 'f32', 'read_write'], ['targets', 'i32', 'read'], ['losses', 'f32', 'read_write']], [['N', 'u32'], ['V', 'u32'], ['scale', 'f32']]) + LINEAR + REDUCE + ROW + LOSS + `
   workgroupBarrier();
   for (var i = t; i < P.V; i += ${WG}u) {
     var g = 0.0;
@@ -42,7 +46,7 @@ export function crossEntropyForward(rt: Runtime, losses: GpuBuf, logits: GpuBuf,
 }
 
 /** In place (dlogits === logits, as core calls it); otherwise the logits are copied into dlogits first. */
-export function crossEntropyBackward(rt: Runtime, copy: (dst: GpuBuf, src: GpuBuf) => void, dlogits: GpuBuf, logits: GpuBuf, targets: GpuBuf, scale: number, N: number, V: number): void {
-  if (dlogits.buffer !== logits.buffer || dlogits.offset !== logits.offset) copy(dlogits, logits);
-  rt.dispatch(rt.pipeline('ce_bwd', BWD_INPLACE), [dlogits, targets], [N, V, { f32: scale }], N);
+export function crossEntropyBackward(rt: Runtime, dlogits: GpuBuf, losses: GpuBuf, logits: GpuBuf, targets: GpuBuf, scale: number, N: number, V: number): void {
+  if (dlogits.buffer !== logits.buffer || dlogits.offset !== logits.offset) rt.copy(dlogits, logits);
+  rt.dispatch(rt.pipeline('ce_bwd', BWD_INPLACE), [dlogits, targets, losses], [N, V, { f32: scale }], N);
 }

@@ -1,4 +1,5 @@
-// Elementwise kernels: gelu forward/backward, add (and its in-place form), one thread per element.
+// GELU (GPT-2's tanh approximation): the function, which the MLP's matmul applies in its
+// epilogue (matmul.ts), and its backward, one thread per element.
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
 
 const MAIN = `@compute @workgroup_size(${WG})
@@ -6,14 +7,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = linear(wid, nwg, lid);
   if (i >= P.N) { return; }
 `;
-const GELU = `const S = 0.7978845608028654;
+export const GELU = `const S = 0.7978845608028654;
 fn th(x: f32) -> f32 { return tanh(clamp(S * (x + 0.044715 * x * x * x), -15.0, 15.0)); } // tanh is +-1 in fp32 past 15; unclamped, some drivers give inf/inf
+fn gelu(x: f32) -> f32 { return 0.5 * x * (1.0 + th(x)); }
 `;
-
-const GELU_FWD = header([['inp', 'f32', 'read'], ['out', 'f32', 'read_write']], [['N', 'u32']]) + LINEAR + GELU + MAIN + `
-  let x = inp[P.o_inp + i];
-  out[P.o_out + i] = 0.5 * x * (1.0 + th(x));
-}`;
 
 const GELU_BWD = header([['inp', 'f32', 'read'], ['dout', 'f32', 'read'], ['dinp', 'f32', 'read_write']], [['N', 'u32']]) + LINEAR + GELU + MAIN + `
   let x = inp[P.o_inp + i];
@@ -22,25 +19,8 @@ const GELU_BWD = header([['inp', 'f32', 'read'], ['dout', 'f32', 'read'], ['dinp
   dinp[P.o_dinp + i] += g * dout[P.o_dout + i];
 }`;
 
-const ADD = header([['a', 'f32', 'read'], ['b', 'f32', 'read'], ['out', 'f32', 'read_write']], [['N', 'u32']]) + LINEAR + MAIN + `
-  out[P.o_out + i] = a[P.o_a + i] + b[P.o_b + i];
-}`;
-
-const ADD_INPLACE = header([['b', 'f32', 'read'], ['out', 'f32', 'read_write']], [['N', 'u32']]) + LINEAR + MAIN + `
-  out[P.o_out + i] += b[P.o_b + i];
-}`;
-
 const groups = (N: number) => Math.ceil(N / WG);
-
-export function geluForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, N: number): void {
-  rt.dispatch(rt.pipeline('gelu_fwd', GELU_FWD), [inp, out], [N], groups(N));
-}
 
 export function geluBackward(rt: Runtime, dinp: GpuBuf, inp: GpuBuf, dout: GpuBuf, N: number): void {
   rt.dispatch(rt.pipeline('gelu_bwd', GELU_BWD), [inp, dout, dinp], [N], groups(N));
-}
-
-export function add(rt: Runtime, out: GpuBuf, a: GpuBuf, b: GpuBuf, N: number): void {
-  if (out.buffer === a.buffer && out.offset === a.offset) rt.dispatch(rt.pipeline('add_inplace', ADD_INPLACE), [b, out], [N], groups(N));
-  else rt.dispatch(rt.pipeline('add', ADD), [a, b, out], [N], groups(N));
 }

@@ -1,4 +1,6 @@
 // LayerNorm: one workgroup per row with workgroup reductions; dw/db one thread per channel.
+// The forward comes plain, or fused with the residual add before it (res = a + b, then the
+// layernorm of res), which saves the pass that would read res back.
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
 import { REDUCE } from './reduce.js';
 
@@ -10,15 +12,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = n * P.C;
 `;
 
-const FWD = header([['inp', 'f32', 'read'], ['w', 'f32', 'read'], ['b', 'f32', 'read'], ['out', 'f32', 'read_write'], ['mean', 'f32', 'read_write'], ['rstd', 'f32', 'read_write']], [['N', 'u32'], ['C', 'u32']]) + LINEAR + REDUCE + ROW + `
+type Source = 'plain' | 'residual' | 'residual_inplace';
+
+// The bindings each forward reads its row from; x(c) is element c of the row being normalised.
+const SOURCES: Record<Source, { bindings: [string, 'f32', 'read' | 'read_write'][]; first: string; x: string }> = {
+  plain: { bindings: [['inp', 'f32', 'read']], first: 'let x = inp[P.o_inp + row + c];', x: 'inp[P.o_inp + row + c]' },
+  residual: {
+    bindings: [['a', 'f32', 'read'], ['b', 'f32', 'read'], ['res', 'f32', 'read_write']],
+    first: 'let x = a[P.o_a + row + c] + b[P.o_b + row + c]; res[P.o_res + row + c] = x;',
+    x: 'res[P.o_res + row + c]',
+  },
+  residual_inplace: {
+    bindings: [['b', 'f32', 'read'], ['res', 'f32', 'read_write']],
+    first: 'let x = res[P.o_res + row + c] + b[P.o_b + row + c]; res[P.o_res + row + c] = x;',
+    x: 'res[P.o_res + row + c]',
+  },
+};
+
+// Each thread reads back only the elements it wrote itself, so no barrier is needed for res.
+const FWD = (src: Source) => header([...SOURCES[src].bindings, ['w', 'f32', 'read'], ['bias', 'f32', 'read'], ['out', 'f32', 'read_write'], ['mean', 'f32', 'read_write'], ['rstd', 'f32', 'read_write']], [['N', 'u32'], ['C', 'u32']]) + LINEAR + REDUCE + ROW + `
   var s = 0.0;
-  for (var c = t; c < P.C; c += ${WG}u) { s += inp[P.o_inp + row + c]; }
+  for (var c = t; c < P.C; c += ${WG}u) { ${SOURCES[src].first} s += x; }
   let m = wg_sum(s, t) / f32(P.C);
   var v = 0.0;
-  for (var c = t; c < P.C; c += ${WG}u) { let d = inp[P.o_inp + row + c] - m; v += d * d; }
+  for (var c = t; c < P.C; c += ${WG}u) { let d = ${SOURCES[src].x} - m; v += d * d; }
   let r = 1.0 / sqrt(wg_sum(v, t) / f32(P.C) + 1e-5);
   for (var c = t; c < P.C; c += ${WG}u) {
-    out[P.o_out + row + c] = (inp[P.o_inp + row + c] - m) * r * w[P.o_w + c] + b[P.o_b + c];
+    out[P.o_out + row + c] = (${SOURCES[src].x} - m) * r * w[P.o_w + c] + bias[P.o_bias + c];
   }
   if (t == 0u) { mean[P.o_mean + n] = m; rstd[P.o_rstd + n] = r; }
 }`;
@@ -57,8 +77,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   db[P.o_db + c] += sb;
 }`;
 
-export function layernormForward(rt: Runtime, out: GpuBuf, mean: GpuBuf, rstd: GpuBuf, inp: GpuBuf, w: GpuBuf, b: GpuBuf, N: number, C: number): void {
-  rt.dispatch(rt.pipeline('layernorm_fwd', FWD), [inp, w, b, out, mean, rstd], [N, C], N);
+export function layernormForward(rt: Runtime, out: GpuBuf, mean: GpuBuf, rstd: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf, N: number, C: number): void {
+  rt.dispatch(rt.pipeline('layernorm_fwd', FWD('plain')), [inp, w, bias, out, mean, rstd], [N, C], N);
+}
+
+/** res = a + b (res may be a), then out = layernorm(res). */
+export function residualLayernormForward(rt: Runtime, res: GpuBuf, out: GpuBuf, mean: GpuBuf, rstd: GpuBuf, a: GpuBuf, b: GpuBuf, w: GpuBuf, bias: GpuBuf, N: number, C: number): void {
+  if (res.buffer === a.buffer && res.offset === a.offset) {
+    rt.dispatch(rt.pipeline('layernorm_fwd_residual_inplace', FWD('residual_inplace')), [b, res, w, bias, out, mean, rstd], [N, C], N);
+  } else {
+    rt.dispatch(rt.pipeline('layernorm_fwd_residual', FWD('residual')), [a, b, res, w, bias, out, mean, rstd], [N, C], N);
+  }
 }
 
 export function layernormBackward(rt: Runtime, dinp: GpuBuf, dw: GpuBuf, db: GpuBuf, dout: GpuBuf, inp: GpuBuf, w: GpuBuf, mean: GpuBuf, rstd: GpuBuf, N: number, C: number): void {

@@ -5,8 +5,10 @@
 // Each thread loads four contiguous elements of each operand's tile per K slice: one vec4 when
 // that operand's contiguous dimension, row stride and offset are multiples of 4 (every GPT-2
 // product except those with V = 50257), else four scalars. The code is generated per variant.
-// B may be packed halves (--precision f16, half.ts) when it is a weight.
+// B may be packed halves (--precision f16, half.ts) when it is a weight. The forward product can
+// also write gelu(C) to a second output in its epilogue (the MLP's fused matmul + GELU).
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
+import { GELU } from './elementwise.js';
 import { halfAt } from './half.js';
 
 interface Variant {
@@ -16,7 +18,11 @@ interface Variant {
   vecB: boolean;
   half: boolean; // B is packed halves
   accumulate: boolean;
+  gelu: boolean; // also gout = gelu(C)
 }
+
+/** The output bindings: C, and gout = gelu(C) when fused. */
+const outputs = (gelu: boolean): [string, 'f32', 'read_write'][] => (gelu ? [['c', 'f32', 'read_write'], ['gout', 'f32', 'read_write']] : [['c', 'f32', 'read_write']]);
 
 // aQuad(i, n) / bQuad(i, n): elements i .. i+3 of the operand, the first n of them (0..4) real
 // and the rest zero. A vec4 load only ever sees n = 0 or 4 (its contiguous dimension is a
@@ -73,9 +79,9 @@ function tileLoad(alongK: boolean, tile: string, quad: string, dim: string, star
 function gemmCode(v: Variant): string {
   const bType = v.half ? (v.vecB ? 'vec2<u32>' : 'u32') : v.vecB ? 'vec4<f32>' : 'f32';
   return header(
-    [['a', v.vecA ? 'vec4<f32>' : 'f32', 'read'], ['b', bType, 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']],
+    [['a', v.vecA ? 'vec4<f32>' : 'f32', 'read'], ['b', bType, 'read'], ['bias', 'f32', 'read'], ...outputs(v.gelu)],
     [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32'], ['lda', 'u32'], ['ldc', 'u32']],
-  ) + LINEAR + quad('a', v.vecA, false) + quad('b', v.vecB, v.half) + `
+  ) + LINEAR + (v.gelu ? GELU : '') + quad('a', v.vecA, false) + quad('b', v.vecB, v.half) + `
 var<workgroup> As: array<f32, 1024>; // [k][m], 16 x 64
 var<workgroup> Bs: array<f32, 1024>; // [k][n], 16 x 64
 
@@ -114,6 +120,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       let ci = P.o_c + m * P.ldc + n;
       ${v.accumulate ? 'v += c[ci];' : ''}
       c[ci] = v;
+      ${v.gelu ? 'gout[P.o_gout + m * P.ldc + n] = gelu(v);' : ''}
     }
   }
 }
@@ -133,8 +140,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 // Fewer than 4 rows (decoding): a workgroup computes 8 outputs, 32 threads per output striding
 // over IN (coalesced reads of each weight row), then a workgroup-memory reduction.
-const GEMV = (half: boolean) => header([['a', 'f32', 'read'], ['b', half ? 'u32' : 'f32', 'read'], ['bias', 'f32', 'read'], ['c', 'f32', 'read_write']], [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32'], ['ldc', 'u32']]) + LINEAR
-  + (half ? halfAt('b') : 'fn bAt(i: u32) -> f32 { return b[P.o_b + i]; }\n') + `
+const GEMV = (half: boolean, gelu: boolean) => header([['a', 'f32', 'read'], ['b', half ? 'u32' : 'f32', 'read'], ['bias', 'f32', 'read'], ...outputs(gelu)], [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32'], ['ldc', 'u32']]) + LINEAR
+  + (gelu ? GELU : '') + (half ? halfAt('b') : 'fn bAt(i: u32) -> f32 { return b[P.o_b + i]; }\n') + `
 var<workgroup> part: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -155,6 +162,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       var v = part[lid.x];
       if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
       c[P.o_c + m * P.ldc + n] = v;
+      ${gelu ? 'gout[P.o_gout + m * P.ldc + n] = gelu(v);' : ''}
     }
     workgroupBarrier();
   }
@@ -172,25 +180,27 @@ function vectorizable(rt: Runtime, x: GpuBuf, contiguous: number, ld: number, ha
  * never a block. `half`: B is packed halves.
  */
 function gemm(rt: Runtime, c: GpuBuf, a: GpuBuf, b: GpuBuf, bias: GpuBuf | null, M: number, Nc: number, K: number,
-  transA: boolean, transB: boolean, accumulate: boolean, half: boolean, lda: number, ldc: number): void {
+  transA: boolean, transB: boolean, accumulate: boolean, half: boolean, lda: number, ldc: number, g: GpuBuf | null = null): void {
   const v: Variant = {
-    transA, transB, half, accumulate,
+    transA, transB, half, accumulate, gelu: g !== null,
     vecA: vectorizable(rt, a, transA ? M : K, lda, false),
     vecB: vectorizable(rt, b, transB ? K : Nc, transB ? K : Nc, half),
   };
-  const key = `gemm_${[v.transA, v.transB, v.vecA, v.vecB, v.half, v.accumulate].map(Number).join('')}`;
-  rt.dispatch(rt.pipeline(key, gemmCode(v)), [a, b, bias ?? a, c], [M, Nc, K, bias ? 1 : 0, lda, ldc], Math.ceil(M / 64) * Math.ceil(Nc / 64));
+  const key = `gemm_${[v.transA, v.transB, v.vecA, v.vecB, v.half, v.accumulate, v.gelu].map(Number).join('')}`;
+  rt.dispatch(rt.pipeline(key, gemmCode(v)), [a, b, bias ?? a, c, ...(g ? [g] : [])], [M, Nc, K, bias ? 1 : 0, lda, ldc], Math.ceil(M / 64) * Math.ceil(Nc / 64));
 }
 
 /**
  * out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias, where out may be a column block of a matrix
  * with row stride ldc (a weight split across bindings). `half`: w is packed halves (half.ts).
+ * `gelu`: also gelu(out) into it (same shape and stride).
  */
-export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number, half: boolean, ldc: number): void {
+export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number, half: boolean, ldc: number, gelu: GpuBuf | null): void {
   if (N < 4) {
-    rt.dispatch(rt.pipeline(half ? 'gemv_half' : 'gemv', GEMV(half)), [inp, w, bias ?? inp, out], [N, OUT, IN, bias ? 1 : 0, ldc], Math.ceil(OUT / 8));
+    const key = `gemv${half ? '_half' : ''}${gelu ? '_gelu' : ''}`;
+    rt.dispatch(rt.pipeline(key, GEMV(half, gelu !== null)), [inp, w, bias ?? inp, out, ...(gelu ? [gelu] : [])], [N, OUT, IN, bias ? 1 : 0, ldc], Math.ceil(OUT / 8));
   } else {
-    gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false, half, IN, ldc);
+    gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false, half, IN, ldc, gelu);
   }
 }
 

@@ -31,9 +31,8 @@ export async function runBench(f: BenchFlags): Promise<void> {
     const N = f.batch * f.seq;
     const step = async (k: number) => {
       const t0 = performance.now();
-      await model.forward(ids(N, k), f.batch, f.seq, ids(N, k + 1));
       model.zeroGrad();
-      model.backward();
+      await model.forwardBackward(ids(N, k), f.batch, f.seq, ids(N, k + 1));
       await model.update({ lr: 1e-4, weightDecay: 0.1, clip: 1 });
       return performance.now() - t0;
     };

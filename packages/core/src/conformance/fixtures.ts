@@ -83,13 +83,14 @@ function compareTensors(what: string, cfg: GPT2Config, flat: Float32Array, ref: 
 
 function gradsCase(f: Fixture, TOL: Tolerances): ModelCase {
   return {
-    name: `${f.name}: every parameter gradient`,
+    name: `${f.name}: every parameter gradient (forwardBackward)`,
     async run(be) {
+      // the training path: loss and gradient in one pass (forward() + backward() is the AdamW case's)
       const m = new GPT2(be, f.config, f.params);
       const { inputs, targets, B, T } = batch(f);
-      await m.forward(inputs, B, T, targets);
       m.zeroGrad();
-      m.backward();
+      const loss = await m.forwardBackward(inputs, B, T, targets);
+      assertClose(`${f.name} loss from forwardBackward`, [loss], f.ref.float32('loss'), TOL.loss);
       compareTensors(`${f.name} grad`, f.config, await m.readGrads(), f.ref, 'grads.', TOL.grad);
     },
   };

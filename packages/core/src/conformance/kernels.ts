@@ -151,32 +151,53 @@ function decodeCase(B: number, T0: number, steps: number, NH: number, HS: number
 
 function geluCase(N: number): KernelCase {
   return {
-    name: `gelu N=${N}`,
+    name: `geluBackward N=${N}`,
     async run(be) {
       const c = new Ctx(be, N);
-      const x = c.rand(N, 6), out = be.alloc(N), xB = c.buf(x);
-      be.kernels.geluForward(out, xB, N);
-      await c.expect('geluForward', out, ref.gelu(x), 1e-6);
-      const dout = c.rand(N), d0 = c.rand(N), dinp = c.buf(d0);
-      be.kernels.geluBackward(dinp, xB, c.buf(dout), N);
+      const x = c.rand(N, 6), dout = c.rand(N), d0 = c.rand(N), dinp = c.buf(d0);
+      be.kernels.geluBackward(dinp, c.buf(x), c.buf(dout), N);
       await c.expect('geluBackward', dinp, plus(d0, ref.geluGrad(x, dout)), 1e-6);
     },
   };
 }
 
-function elementwiseCase(N: number): KernelCase {
+// pre = inp @ w^T + bias and out = gelu(pre); inputs up to 6 wide, so GELU sees both tails
+function matmulGeluCase(N: number, IN: number, OUT: number): KernelCase {
   return {
-    name: `add, sumSquares N=${N}`,
+    name: `matmulGelu N=${N} IN=${IN} OUT=${OUT}`,
     async run(be) {
-      const c = new Ctx(be, N + 99);
-      const a = c.rand(N), b = c.rand(N), out = be.alloc(N), aB = c.buf(a);
-      be.kernels.add(out, aB, c.buf(b), N);
-      const sum = plus(a, b).map(Math.fround); // one fp32 rounding: exact
-      await c.expect('add', out, sum, 0, 0);
-      be.kernels.add(aB, aB, c.buf(b), N); // in place
-      await c.expect('add in place', aB, sum, 0, 0);
+      const c = new Ctx(be, N * 31 + IN + OUT);
+      const inp = c.rand(N * IN, 6), w = c.rand(OUT * IN, 1 / Math.sqrt(IN)), b = c.rand(OUT);
+      const out = be.alloc(N * OUT), pre = be.alloc(N * OUT);
+      be.kernels.matmulGeluForward(out, pre, c.buf(inp), c.buf(w), c.buf(b), N, IN, OUT);
+      const want = ref.matmul(inp, w, b, N, IN, OUT);
+      await c.expect('matmulGeluForward pre', pre, want, 1e-5);
+      // gelu of what the backend computed: the GELU's own error, not the matmul's twice over
+      await c.expect('matmulGeluForward out', out, ref.gelu(Float64Array.from(await be.read(pre))), 1e-6);
+    },
+  };
+}
+
+function residualLayernormCase(N: number, C: number): KernelCase {
+  return {
+    name: `residualLayernorm, sumSquares N=${N} C=${C}`,
+    async run(be) {
+      const c = new Ctx(be, N * 13 + C);
+      const a = c.rand(N * C, 3), b = c.rand(N * C, 3), w = c.rand(C, 2), bias = c.rand(C);
+      const res = plus(a, b).map(Math.fround); // one fp32 rounding: exact
+      const r = ref.layernorm(res, w, bias, N, C);
+      const aB = c.buf(a), bB = c.buf(b), wB = c.buf(w), biasB = c.buf(bias);
+      for (const inPlace of [false, true]) {
+        const resB = inPlace ? aB : be.alloc(N * C), out = be.alloc(N * C), mean = be.alloc(N), rstd = be.alloc(N);
+        be.kernels.residualLayernormForward(resB, out, mean, rstd, aB, bB, wB, biasB, N, C);
+        const how = inPlace ? ' (in place)' : '';
+        await c.expect(`residualLayernormForward res${how}`, resB, res, 0, 0);
+        await c.expect(`residualLayernormForward out${how}`, out, r.out, 1e-5);
+        await c.expect(`residualLayernormForward mean${how}`, mean, r.mean, 1e-5);
+        await c.expect(`residualLayernormForward rstd${how}`, rstd, r.rstd, 1e-5);
+      }
       const s = be.alloc(1);
-      be.kernels.sumSquares(s, c.buf(a), N);
+      be.kernels.sumSquares(s, c.buf(a), N * C);
       await c.expect('sumSquares', s, Float64Array.of(a.reduce((acc, x) => acc + x * x, 0)), 1e-5, 1e-5);
     },
   };
@@ -191,12 +212,15 @@ function crossEntropyCase(N: number, V: number): KernelCase {
       const losses = be.alloc(N), lB = c.buf(logits), tB = c.ibuf(targets);
       be.kernels.crossEntropyForward(losses, lB, tB, N, V);
       await c.expect('crossEntropyForward', losses, ref.crossEntropy(logits, targets, N, V), 1e-5);
-      const scale = 1 / N, want = ref.crossEntropyGrad(logits, targets, scale, N, V);
-      const d = c.buf(c.rand(N * V)); // overwritten, not accumulated
-      be.kernels.crossEntropyBackward(d, lB, tB, scale, N, V);
+      const scale = 1 / N, want = ref.crossEntropyGrad(logits, targets, scale, N, V), wantLoss = ref.crossEntropy(logits, targets, N, V);
+      const d = c.buf(c.rand(N * V)), l2 = c.buf(c.rand(N)); // overwritten, not accumulated
+      be.kernels.crossEntropyBackward(d, l2, lB, tB, scale, N, V);
       await c.expect('crossEntropyBackward', d, want, 1e-7);
-      be.kernels.crossEntropyBackward(lB, lB, tB, scale, N, V); // in place
+      await c.expect('crossEntropyBackward losses', l2, wantLoss, 1e-5);
+      const l3 = be.alloc(N);
+      be.kernels.crossEntropyBackward(lB, l3, lB, tB, scale, N, V); // in place
       await c.expect('crossEntropyBackward in place', lB, want, 1e-7);
+      await c.expect('crossEntropyBackward in place losses', l3, wantLoss, 1e-5);
     },
   };
 }
@@ -272,8 +296,12 @@ export function kernelCases(): KernelCase[] {
     decodeCase(1, 1, 6, 2, 8, 7),
     geluCase(1),
     geluCase(4099),
-    elementwiseCase(1),
-    elementwiseCase(1001),
+    matmulGeluCase(1, 7, 5),
+    matmulGeluCase(37, 48, 192),
+    matmulGeluCase(5, 64, 3072),
+    residualLayernormCase(1, 3),
+    residualLayernormCase(37, 48),
+    residualLayernormCase(8, 768),
     crossEntropyCase(1, 5),
     crossEntropyCase(37, 997),
     crossEntropyCase(2, 50257),

@@ -172,6 +172,30 @@ export class GPT2 {
    * cross-entropy loss over the counted targets, as HF's `model(ids, labels=...)`.
    */
   async forward(inputs: Int32Array, B: number, T: number, targets?: Int32Array): Promise<number | undefined> {
+    const a = this.run(inputs, B, T);
+    if (!targets) {
+      a.validTargets = 0;
+      return undefined;
+    }
+    this.setTargets(a, targets);
+    this.backend.kernels.crossEntropyForward(a.losses, a.logits, a.targets, B * T, this.config.vocabSize);
+    return this.meanLoss(a);
+  }
+
+  /**
+   * forward() with targets, then backward(scale), with the loss and its gradient taken in one
+   * pass over the logits (the fused classifier). Returns the mean loss; a training step's path.
+   */
+  async forwardBackward(inputs: Int32Array, B: number, T: number, targets: Int32Array, scale = 1): Promise<number> {
+    const a = this.run(inputs, B, T);
+    this.setTargets(a, targets);
+    if (a.validTargets === 0) return NaN; // nothing to learn from: the caller sees a non-finite loss
+    this.backward(scale);
+    return this.meanLoss(a);
+  }
+
+  /** The forward pass up to the logits (B,T,V). */
+  private run(inputs: Int32Array, B: number, T: number): Activations {
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V, nPositions } = this.config;
     if (T > nPositions) throw new GPT2Error(`A sequence of ${T} tokens is longer than the model's context of ${nPositions}; use a shorter block size.`);
     if (inputs.length !== B * T) throw new Error(`inputs hold ${inputs.length} ids, expected B*T = ${B * T}`);
@@ -180,33 +204,36 @@ export class GPT2 {
     const k = this.backend.kernels, p = this.views, P = this.layers, N = B * T, HS = C / NH;
     this.backend.upload(a.tokens, inputs);
     k.encoderForward(a.encoded, a.tokens, p.wte, p.wpe, B, T, C);
+    k.layernormForward(a.ln1[0], a.ln1Mean[0], a.ln1Rstd[0], a.encoded, P.ln1w[0], P.ln1b[0], N, C);
     for (let l = 0; l < L; l++) {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
-      k.layernormForward(a.ln1[l], a.ln1Mean[l], a.ln1Rstd[l], res, P.ln1w[l], P.ln1b[l], N, C);
       k.matmulForward(a.qkv[l], a.ln1[l], P.qkvw[l], P.qkvb[l], N, C, 3 * C);
       k.attentionForward(a.atty[l], a.lse[l], a.qkv[l], B, T, NH, HS);
       k.matmulForward(a.proj, a.atty[l], P.attprojw[l], P.attprojb[l], N, C, C);
-      k.add(a.res2[l], res, a.proj, N * C);
-      k.layernormForward(a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], a.res2[l], P.ln2w[l], P.ln2b[l], N, C);
-      k.matmulForward(a.fch[l], a.ln2[l], P.fcw[l], P.fcb[l], N, C, F);
-      k.geluForward(a.fchGelu[l], a.fch[l], N * F);
+      k.residualLayernormForward(a.res2[l], a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], res, a.proj, P.ln2w[l], P.ln2b[l], N, C);
+      k.matmulGeluForward(a.fchGelu[l], a.fch[l], a.ln2[l], P.fcw[l], P.fcb[l], N, C, F);
       k.matmulForward(a.proj, a.fchGelu[l], P.fcprojw[l], P.fcprojb[l], N, F, C);
-      k.add(a.res3[l], a.res2[l], a.proj, N * C);
+      // the residual add with the next layer's ln1, or with the final layernorm
+      if (l + 1 < L) k.residualLayernormForward(a.res3[l], a.ln1[l + 1], a.ln1Mean[l + 1], a.ln1Rstd[l + 1], a.res2[l], a.proj, P.ln1w[l + 1], P.ln1b[l + 1], N, C);
+      else k.residualLayernormForward(a.res3[l], a.lnf, a.lnfMean, a.lnfRstd, a.res2[l], a.proj, p.lnfw, p.lnfb, N, C);
     }
-    k.layernormForward(a.lnf, a.lnfMean, a.lnfRstd, a.res3[L - 1], p.lnfw, p.lnfb, N, C);
     k.matmulForward(a.logits, a.lnf, p.wte, null, N, C, V);
-    if (!targets) {
-      a.validTargets = 0;
-      return undefined;
-    }
+    return a;
+  }
+
+  private setTargets(a: Activations, targets: Int32Array): void {
+    const N = a.B * a.T;
     if (targets.length !== N) throw new Error(`targets hold ${targets.length} ids, expected ${N}`);
     this.checkTokens(targets, 'The targets', true);
     a.validTargets = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
     this.backend.upload(a.targets, targets);
-    k.crossEntropyForward(a.losses, a.logits, a.targets, N, V);
+  }
+
+  /** The mean of the per-token losses over the counted targets. */
+  private async meanLoss(a: Activations): Promise<number> {
     const losses = await this.backend.read(a.losses);
     let sum = 0;
-    for (let i = 0; i < N; i++) sum += losses[i];
+    for (let i = 0; i < a.B * a.T; i++) sum += losses[i];
     return a.validTargets > 0 ? sum / a.validTargets : NaN;
   }
 
@@ -242,7 +269,7 @@ export class GPT2 {
     const k = this.backend.kernels, p = this.views, be = this.backend;
     const { g } = this.ensureGrads();
     const P = this.layers, G = this.gradLayers!;
-    k.crossEntropyBackward(a.logits, a.logits, a.targets, scale / a.validTargets, N, V); // in place: logits -> dlogits
+    k.crossEntropyBackward(a.logits, a.losses, a.logits, a.targets, scale / a.validTargets, N, V); // in place: logits -> dlogits
     be.zero(a.dln);
     k.matmulBackward(a.dln, g.wte, null, a.logits, a.lnf, p.wte, N, C, V);
     be.zero(a.dres);
@@ -416,19 +443,17 @@ export class KVCache {
     const P = m.layers;
     be.upload(tok, tokens);
     k.encoderForward(x, tok, p.wte, be.view(p.wpe, this.pos * C, T * C), B, T, C);
+    k.layernormForward(ln, mean, rstd, x, P.ln1w[0], P.ln1b[0], N, C);
     for (let l = 0; l < L; l++) {
-      k.layernormForward(ln, mean, rstd, x, P.ln1w[l], P.ln1b[l], N, C);
       k.matmulForward(qkv, ln, P.qkvw[l], P.qkvb[l], N, C, 3 * C);
       k.attentionDecode(atty, qkv, this.k[l], this.v[l], B, T, this.pos, NH, HS, this.maxT);
       k.matmulForward(proj, atty, P.attprojw[l], P.attprojb[l], N, C, C);
-      k.add(x, x, proj, N * C);
-      k.layernormForward(ln, mean, rstd, x, P.ln2w[l], P.ln2b[l], N, C);
-      k.matmulForward(fch, ln, P.fcw[l], P.fcb[l], N, C, F);
-      k.geluForward(fchGelu, fch, N * F);
+      k.residualLayernormForward(x, ln, mean, rstd, x, proj, P.ln2w[l], P.ln2b[l], N, C);
+      k.matmulGeluForward(fchGelu, fch, ln, P.fcw[l], P.fcb[l], N, C, F);
       k.matmulForward(proj, fchGelu, P.fcprojw[l], P.fcprojb[l], N, F, C);
-      k.add(x, x, proj, N * C);
+      const next = l + 1 < L ? [P.ln1w[l + 1], P.ln1b[l + 1]] : [p.lnfw, p.lnfb];
+      k.residualLayernormForward(x, ln, mean, rstd, x, proj, next[0], next[1], N, C);
     }
-    k.layernormForward(ln, mean, rstd, x, p.lnfw, p.lnfb, N, C);
     if (T === 1) {
       k.matmulForward(s.logits, ln, p.wte, null, B, C, V);
     } else {

@@ -59,17 +59,16 @@ export class Trainer {
     return { step: this.step, rng: [...this.sampler.rng.state()] };
   }
 
-  /** One optimizer step. Throws NonFiniteLossError (before updating) if the loss is NaN or infinite. */
+  /** One optimizer step. Throws NonFiniteLossError (before updating the weights) if the loss is NaN or infinite. */
   async trainStep(): Promise<StepResult> {
     const o = this.opts, m = this.model, t0 = performance.now();
     m.zeroGrad();
     let loss = 0;
     for (let k = 0; k < o.gradAccum; k++) {
       const { inputs, targets } = this.sampler.next();
-      const l = (await m.forward(inputs, o.batchSize, o.blockSize, targets))!;
+      const l = await m.forwardBackward(inputs, o.batchSize, o.blockSize, targets, 1 / o.gradAccum);
       if (!Number.isFinite(l)) throw new NonFiniteLossError(this.step, l);
       loss += l / o.gradAccum;
-      m.backward(1 / o.gradAccum);
     }
     const lr = learningRate(o.schedule, o.lr, this.step, o.steps, o.warmup);
     const gradNorm = await m.gradNorm();

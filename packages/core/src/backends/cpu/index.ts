@@ -11,10 +11,26 @@ import { sumSquares } from './sum-squares.js';
 import { adamw } from './adamw.js';
 import { ROUNDED, roundOperand, type Precision } from '../../precision.js';
 
+// The fused kernels are the compositions that define them.
+const fused = (mm: Kernels['matmulForward']): Pick<Kernels, 'matmulGeluForward'> => ({
+  matmulGeluForward(out, pre, inp, w, bias, N, IN, OUT) {
+    mm(pre, inp, w, bias, N, IN, OUT);
+    geluForward(out, pre, N * OUT);
+  },
+});
+
 const kernels: Kernels = {
   encoderForward, encoderBackward, layernormForward, layernormBackward, matmulForward, matmulBackward,
-  attentionForward, attentionBackward, attentionDecode, geluForward, geluBackward, add,
-  crossEntropyForward, crossEntropyBackward, sumSquares, adamw,
+  attentionForward, attentionBackward, attentionDecode, geluBackward, crossEntropyForward, sumSquares, adamw,
+  ...fused(matmulForward),
+  residualLayernormForward(res, out, mean, rstd, a, b, w, bias, N, C) {
+    add(res, a, b, N * C);
+    layernormForward(out, mean, rstd, res, w, bias, N, C);
+  },
+  crossEntropyBackward(dlogits, losses, logits, targets, scale, N, V) {
+    crossEntropyForward(losses, logits, targets, N, V);
+    crossEntropyBackward(dlogits, logits, targets, scale, N, V);
+  },
 };
 
 /**
@@ -24,9 +40,11 @@ const kernels: Kernels = {
 function emulated(p: Precision): Kernels {
   const r = (b: Buf) => new CpuBuf(f32(b).map((x) => roundOperand(p, x)), 'f32');
   const all = ROUNDED[p] === 'all' ? r : (b: Buf) => b;
+  const mm: Kernels['matmulForward'] = (out, inp, w, bias, N, IN, OUT) => matmulForward(out, all(inp), r(w), bias, N, IN, OUT);
   return {
     ...kernels,
-    matmulForward: (out, inp, w, bias, N, IN, OUT) => matmulForward(out, all(inp), r(w), bias, N, IN, OUT),
+    ...fused(mm),
+    matmulForward: mm,
     matmulBackward(dinp, dw, dbias, dout, inp, w, N, IN, OUT) {
       matmulBackward(dinp, dw, null, all(dout), all(inp), r(w), N, IN, OUT);
       if (dbias) biasBackward(dbias, dout, N, OUT);
