@@ -163,13 +163,17 @@ static bool gemm(napi_env env, int mode, cublasOperation_t ta, cublasOperation_t
   return true;
 }
 
-// Row-major X (r, c) is column-major X^T (c, r), so out = inp @ W^T becomes out^T = W^T^T ... as below.
+// out (N, OUT) = inp (N, IN) @ W^T. Row-major X (r, c) is column-major X^T (c, r), so this is
+// out^T = W^T^T-as-stored @ inp^T: op(A) = T over W, op(B) = N over inp.
+static bool forward(napi_env env, int mode, float *out, const float *inp, const float *w, int N, int IN, int OUT) {
+  return gemm(env, mode, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, IN, w, IN, inp, IN, &ZERO, out, OUT);
+}
+
 static napi_value MatmulForward(napi_env env, napi_callback_info info) {
   double a[8];
   if (!args(env, info, a, 8)) return nullptr;
-  int N = N_(4), IN = N_(5), OUT = N_(6), mode = N_(7) % 3;
-  if (!gemm(env, mode, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, IN, F(2), IN, F(1), IN, &ZERO, F(0), OUT)) return nullptr;
-  if (a[3]) launch_add_bias(stream, F(0), F(3), N, OUT);
+  if (!forward(env, N_(7) % 3, F(0), F(1), F(2), N_(4), N_(5), N_(6))) return nullptr;
+  if (a[3]) launch_add_bias(stream, F(0), F(3), N_(4), N_(6));
   return undef(env);
 }
 
@@ -177,9 +181,8 @@ static napi_value MatmulForward(napi_env env, napi_callback_info info) {
 static napi_value MatmulGeluForward(napi_env env, napi_callback_info info) {
   double a[9];
   if (!args(env, info, a, 9)) return nullptr;
-  int N = N_(5), IN = N_(6), OUT = N_(7), mode = N_(8) % 3;
-  if (!gemm(env, mode, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, IN, F(3), IN, F(2), IN, &ZERO, F(1), OUT)) return nullptr;
-  launch_bias_gelu(stream, F(0), F(1), F(4), N, OUT);
+  if (!forward(env, N_(8) % 3, F(1), F(2), F(3), N_(5), N_(6), N_(7))) return nullptr;
+  launch_bias_gelu(stream, F(0), F(1), F(4), N_(5), N_(7));
   return undef(env);
 }
 

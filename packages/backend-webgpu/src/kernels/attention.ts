@@ -52,6 +52,23 @@ fn loadKV(b: u32, h: u32, k0: u32, n: u32, lx: u32) {
 }
 `;
 
+// For each key j (row j of Ks, Vs) that this thread's row r attends to, a tile of keys at a
+// time; closed by END_EACH_KEY. The barriers sit in uniform control flow.
+const EACH_KEY = `
+  let KT = 2048u / P.HS;
+  let kEnd = min(P.T, r0 + ${TILE}u); // the keys this workgroup's rows attend to
+  for (var k0 = 0u; k0 < kEnd; k0 += KT) {
+    let n = min(KT, kEnd - k0);
+    loadKV(b, h, k0, n, lid.x);
+    workgroupBarrier();
+    for (var j = 0u; live && j < n && k0 + j <= r; j++) {
+`;
+const END_EACH_KEY = `
+    }
+    workgroupBarrier();
+  }
+`;
+
 // One step of the online softmax over a row's scores: on a new maximum the running sum and the
 // output so far are rescaled; returns this score's weight, exp(s - max).
 const ONLINE = `
@@ -77,21 +94,10 @@ const FWD = header([['qkv', 'f32', 'read'], ['out', 'f32', 'read_write'], ['lse'
     let qi = P.o_qkv + (b * P.T + r) * 3u * C + h * P.HS;
     for (var d = 0u; d < P.HS; d++) { q[d] = qkv[qi + d]; }
   }
-  let KT = 2048u / P.HS;
-  let kEnd = min(P.T, r0 + ${TILE}u); // the keys this workgroup's rows attend to
-  for (var k0 = 0u; k0 < kEnd; k0 += KT) {
-    let n = min(KT, kEnd - k0);
-    loadKV(b, h, k0, n, lid.x);
-    workgroupBarrier();
-    for (var j = 0u; live && j < n && k0 + j <= r; j++) {
-      var s = 0.0;
+${EACH_KEY}      var s = 0.0;
       for (var d = 0u; d < P.HS; d++) { s += q[d] * Ks[j * P.HS + d]; }
       let p = online(s * scale, &m, &l, &o);
-      for (var d = 0u; d < P.HS; d++) { o[d] += p * Vs[j * P.HS + d]; }
-    }
-    workgroupBarrier();
-  }
-  if (live) {
+      for (var d = 0u; d < P.HS; d++) { o[d] += p * Vs[j * P.HS + d]; }${END_EACH_KEY}  if (live) {
     let oo = P.o_out + (b * P.T + r) * C + h * P.HS;
     for (var d = 0u; d < P.HS; d++) { out[oo + d] = o[d] / l; }
     lse[P.o_lse + (b * P.NH + h) * P.T + r] = m + log(l);
@@ -122,22 +128,11 @@ const BWD_Q = header(BWD_BINDINGS, SIZES) + LINEAR + KV_TILE + TILEMAIN + `
     let gi = P.o_dout + (b * P.T + r) * C + h * P.HS;
     for (var d = 0u; d < P.HS; d++) { q[d] = qkv[qi + d]; go[d] = dout[gi + d]; }
   }
-  let KT = 2048u / P.HS;
-  let kEnd = min(P.T, r0 + ${TILE}u);
-  for (var k0 = 0u; k0 < kEnd; k0 += KT) {
-    let n = min(KT, kEnd - k0);
-    loadKV(b, h, k0, n, lid.x);
-    workgroupBarrier();
-    for (var j = 0u; live && j < n && k0 + j <= r; j++) {
-      var s = 0.0;
+${EACH_KEY}      var s = 0.0;
       var dp = 0.0;
       for (var d = 0u; d < P.HS; d++) { s += q[d] * Ks[j * P.HS + d]; dp += go[d] * Vs[j * P.HS + d]; }
       let ds = exp(s * scale - L) * (dp - Dr) * scale;
-      for (var d = 0u; d < P.HS; d++) { dq[d] += ds * Ks[j * P.HS + d]; }
-    }
-    workgroupBarrier();
-  }
-  if (live) {
+      for (var d = 0u; d < P.HS; d++) { dq[d] += ds * Ks[j * P.HS + d]; }${END_EACH_KEY}  if (live) {
     let dqi = P.o_dqkv + (b * P.T + r) * 3u * C + h * P.HS;
     for (var d = 0u; d < P.HS; d++) { dqkv[dqi + d] += dq[d]; }
   }
