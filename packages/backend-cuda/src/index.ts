@@ -98,6 +98,6 @@ export async function createCudaBackend(opts: CudaBackendOptions = {}): Promise<
       if ((buf as CudaBuf).root) addon.free(p(buf));
     },
     dispose() {},
-    describe: () => ({ device, precision: precision === 'fp32' ? 'fp32 (TF32 off)' : `${precision} GEMMs, fp32 elsewhere` }),
+    describe: () => ({ device, precision: precision === 'fp32' ? 'fp32, TF32 off (--precision tf32|bf16 available)' : `${precision} GEMMs, fp32 elsewhere` }),
   };
 }

@@ -244,6 +244,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       device: `WebAssembly SIMD128${relaxed ? ' + relaxed SIMD (fused multiply-add)' : ''}`,
       threads: `${threads}${threadNote}`,
       memory: `${(memory.buffer.byteLength / 2 ** 20).toFixed(0)} MiB of 4096`,
+      precision: 'fp32 only',
     }),
   };
 }

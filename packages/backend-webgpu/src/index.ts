@@ -124,7 +124,7 @@ export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Prom
     describe: () => ({
       device: [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'WebGPU adapter',
       maxBinding: `${(rt.maxBinding / 2 ** 20).toFixed(0)} MiB`,
-      precision: precision === 'f16' ? 'f16 weights (packed halves), f32 arithmetic' : 'fp32',
+      precision: precision === 'f16' ? 'f16 weights (packed halves), f32 arithmetic' : 'fp32 (--precision f16 available)',
       'shader-f16': adapter.features.has('shader-f16') ? 'yes (not needed: f16 mode packs halves into u32)' : 'no',
     }),
   };

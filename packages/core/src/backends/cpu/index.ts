@@ -83,6 +83,6 @@ export function createCpuBackend(opts: CpuBackendOptions = {}): Backend {
     async sync(): Promise<void> {},
     free(): void {},
     dispose(): void {},
-    describe: () => ({ device: 'JavaScript on the main thread', threads: '1', precision: precision === 'fp32' ? 'fp32' : `${precision} (emulated)` }),
+    describe: () => ({ device: 'JavaScript on the main thread', threads: '1', precision: precision === 'fp32' ? 'fp32 (tf32|bf16|f16 emulated with --backend cpu)' : `${precision} (emulated)` }),
   };
 }
