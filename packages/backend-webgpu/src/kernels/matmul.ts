@@ -138,10 +138,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 `;
 
-// Fewer than 4 rows (decoding): a workgroup computes 8 outputs, 32 threads per output striding
-// over IN (coalesced reads of each weight row), then a workgroup-memory reduction.
-const GEMV = (half: boolean, gelu: boolean) => header([['a', 'f32', 'read'], ['b', half ? 'u32' : 'f32', 'read'], ['bias', 'f32', 'read'], ...outputs(gelu)], [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32'], ['ldc', 'u32']]) + LINEAR
-  + (gelu ? GELU : '') + (half ? halfAt('b') : 'fn bAt(i: u32) -> f32 { return b[P.o_b + i]; }\n') + `
+// Fewer than 4 rows (decoding): a workgroup computes 8 outputs, 32 threads per output reading
+// quads of its weight row in turn (512 contiguous bytes per step: vec4s, or packed halves as
+// vec2<u32>, when aligned), then a workgroup-memory reduction.
+const GEMV = (v: { half: boolean; gelu: boolean; vecA: boolean; vecB: boolean }) => header(
+  [['a', v.vecA ? 'vec4<f32>' : 'f32', 'read'], ['b', v.half ? (v.vecB ? 'vec2<u32>' : 'u32') : v.vecB ? 'vec4<f32>' : 'f32', 'read'], ['bias', 'f32', 'read'], ...outputs(v.gelu)],
+  [['M', 'u32'], ['Nc', 'u32'], ['K', 'u32'], ['hasBias', 'u32'], ['ldc', 'u32']],
+) + LINEAR + (v.gelu ? GELU : '') + quad('a', v.vecA, false) + quad('b', v.vecB, v.half) + `
 var<workgroup> part: array<f32, ${WG}>;
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -150,7 +153,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var m = 0u; m < P.M; m++) {
     var s = 0.0;
     if (n < P.Nc) {
-      for (var k = lane; k < P.K; k += 32u) { s += a[P.o_a + m * P.K + k] * bAt(n * P.K + k); }
+      for (var k = lane * 4u; k < P.K; k += 128u) {
+        let cnt = min(4u, P.K - k);
+        s += dot(aQuad(m * P.K + k, cnt), bQuad(n * P.K + k, cnt));
+      }
     }
     part[lid.x] = s;
     workgroupBarrier();
@@ -159,10 +165,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       workgroupBarrier();
     }
     if (lane == 0u && n < P.Nc) {
-      var v = part[lid.x];
-      if (P.hasBias == 1u) { v += bias[P.o_bias + n]; }
-      c[P.o_c + m * P.ldc + n] = v;
-      ${gelu ? 'gout[P.o_gout + m * P.ldc + n] = gelu(v);' : ''}
+      var r = part[lid.x];
+      if (P.hasBias == 1u) { r += bias[P.o_bias + n]; }
+      c[P.o_c + m * P.ldc + n] = r;
+      ${v.gelu ? 'gout[P.o_gout + m * P.ldc + n] = gelu(r);' : ''}
     }
     workgroupBarrier();
   }
@@ -197,8 +203,9 @@ function gemm(rt: Runtime, c: GpuBuf, a: GpuBuf, b: GpuBuf, bias: GpuBuf | null,
  */
 export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, bias: GpuBuf | null, N: number, IN: number, OUT: number, half: boolean, ldc: number, gelu: GpuBuf | null): void {
   if (N < 4) {
-    const key = `gemv${half ? '_half' : ''}${gelu ? '_gelu' : ''}`;
-    rt.dispatch(rt.pipeline(key, GEMV(half, gelu !== null)), [inp, w, bias ?? inp, out, ...(gelu ? [gelu] : [])], [N, OUT, IN, bias ? 1 : 0, ldc], Math.ceil(OUT / 8));
+    const v = { half, gelu: gelu !== null, vecA: vectorizable(rt, inp, IN, IN, false), vecB: vectorizable(rt, w, IN, IN, half) };
+    const key = `gemv_${[v.half, v.gelu, v.vecA, v.vecB].map(Number).join('')}`;
+    rt.dispatch(rt.pipeline(key, GEMV(v)), [inp, w, bias ?? inp, out, ...(gelu ? [gelu] : [])], [N, OUT, IN, bias ? 1 : 0, ldc], Math.ceil(OUT / 8));
   } else {
     gemm(rt, out, inp, w, bias, N, OUT, IN, false, true, false, half, IN, ldc, gelu);
   }
