@@ -55,6 +55,14 @@ static napi_value undef(napi_env env) {
   napi_get_undefined(env, &u);
   return u;
 }
+// A kernel function taking n numeric arguments a[0..n) (pointers via F/I, sizes via N_/L_).
+#define KERNEL(Name, n, call)                                      \
+  static napi_value Name(napi_env env, napi_callback_info info) { \
+    double a[n];                                                   \
+    if (!args(env, info, a, n)) return nullptr;                    \
+    call;                                                          \
+    return undef(env);                                             \
+  }
 
 // init(): the device's description; the stream, cuBLAS and scratch are made on the first call.
 static napi_value Init(napi_env env, napi_callback_info) {
@@ -198,36 +206,11 @@ static napi_value MatmulBackward(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-static napi_value EncoderForward(napi_env env, napi_callback_info info) {
-  double a[7];
-  if (!args(env, info, a, 7)) return nullptr;
-  launch_encoder_forward(stream, F(0), I(1), F(2), F(3), N_(4), N_(5), N_(6));
-  return undef(env);
-}
-static napi_value EncoderBackward(napi_env env, napi_callback_info info) {
-  double a[7];
-  if (!args(env, info, a, 7)) return nullptr;
-  launch_encoder_backward(stream, F(0), F(1), F(2), I(3), N_(4), N_(5), N_(6));
-  return undef(env);
-}
-static napi_value LayernormForward(napi_env env, napi_callback_info info) {
-  double a[8];
-  if (!args(env, info, a, 8)) return nullptr;
-  launch_layernorm_forward(stream, F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7));
-  return undef(env);
-}
-static napi_value ResidualLayernormForward(napi_env env, napi_callback_info info) {
-  double a[10];
-  if (!args(env, info, a, 10)) return nullptr;
-  launch_residual_layernorm_forward(stream, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9));
-  return undef(env);
-}
-static napi_value LayernormBackward(napi_env env, napi_callback_info info) {
-  double a[10];
-  if (!args(env, info, a, 10)) return nullptr;
-  launch_layernorm_backward(stream, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9));
-  return undef(env);
-}
+KERNEL(EncoderForward, 7, launch_encoder_forward(stream, F(0), I(1), F(2), F(3), N_(4), N_(5), N_(6)))
+KERNEL(EncoderBackward, 7, launch_encoder_backward(stream, F(0), F(1), F(2), I(3), N_(4), N_(5), N_(6)))
+KERNEL(LayernormForward, 8, launch_layernorm_forward(stream, F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7)))
+KERNEL(ResidualLayernormForward, 10, launch_residual_layernorm_forward(stream, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))
+KERNEL(LayernormBackward, 10, launch_layernorm_backward(stream, F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))
 static napi_value AttentionForward(napi_env env, napi_callback_info info) {
   double a[7];
   if (!args(env, info, a, 7)) return nullptr;
@@ -249,42 +232,12 @@ static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   launch_attention_backward(stream, scratchD, F(0), F(1), F(2), F(3), F(4), B, T, NH, HS);
   return undef(env);
 }
-static napi_value AttentionDecode(napi_env env, napi_callback_info info) {
-  double a[10];
-  if (!args(env, info, a, 10)) return nullptr;
-  launch_attention_decode(stream, F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9));
-  return undef(env);
-}
-static napi_value GeluBackward(napi_env env, napi_callback_info info) {
-  double a[4];
-  if (!args(env, info, a, 4)) return nullptr;
-  launch_gelu_backward(stream, F(0), F(1), F(2), L_(3));
-  return undef(env);
-}
-static napi_value CrossEntropyForward(napi_env env, napi_callback_info info) {
-  double a[5];
-  if (!args(env, info, a, 5)) return nullptr;
-  launch_ce_forward(stream, F(0), F(1), I(2), N_(3), N_(4));
-  return undef(env);
-}
-static napi_value CrossEntropyBackward(napi_env env, napi_callback_info info) {
-  double a[7];
-  if (!args(env, info, a, 7)) return nullptr;
-  launch_ce_backward(stream, F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6));
-  return undef(env);
-}
-static napi_value SumSquares(napi_env env, napi_callback_info info) {
-  double a[3];
-  if (!args(env, info, a, 3)) return nullptr;
-  launch_sum_squares(stream, F(0), scratchPartial, PARTIALS, F(1), L_(2));
-  return undef(env);
-}
-static napi_value Adamw(napi_env env, napi_callback_info info) {
-  double a[15];
-  if (!args(env, info, a, 15)) return nullptr;
-  launch_adamw(stream, F(0), F(1), F(2), F(3), L_(4), (float)a[5], (float)a[6], (float)a[7], (float)a[8], (float)a[9], (float)a[10], (float)a[11], (float)a[12], (float)a[13], (float)a[14]);
-  return undef(env);
-}
+KERNEL(AttentionDecode, 10, launch_attention_decode(stream, F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
+KERNEL(GeluBackward, 4, launch_gelu_backward(stream, F(0), F(1), F(2), L_(3)))
+KERNEL(CrossEntropyForward, 5, launch_ce_forward(stream, F(0), F(1), I(2), N_(3), N_(4)))
+KERNEL(CrossEntropyBackward, 7, launch_ce_backward(stream, F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6)))
+KERNEL(SumSquares, 3, launch_sum_squares(stream, F(0), scratchPartial, PARTIALS, F(1), L_(2)))
+KERNEL(Adamw, 15, launch_adamw(stream, F(0), F(1), F(2), F(3), L_(4), (float)a[5], (float)a[6], (float)a[7], (float)a[8], (float)a[9], (float)a[10], (float)a[11], (float)a[12], (float)a[13], (float)a[14]))
 
 #define EXPORT(name, fn)                                          \
   {                                                               \

@@ -153,28 +153,36 @@ __device__ __forceinline__ float online(float s, float &m, float &l, float *o, i
   l += p;
   return p;
 }
+// One query row's attention over n key/value rows (row j at kp/vp + j * stride): out = the
+// softmax(q.k * scale)-weighted sum of the values, by the online softmax; returns the row's
+// log-sum-exp. Shared by the forward pass and decoding, which differ only in where keys live.
+template <int HS_T>
+__device__ float attend_row(float *out, const float *qp, const float *kp, const float *vp, int64_t stride, int n, int hs) {
+  const int HS = HS_(HS_T, hs);
+  float sc = rsqrtf((float)HS), q[VEC(HS_T)], o[VEC(HS_T)], m = -3e38f, l = 0;
+#pragma unroll
+  for (int d = 0; d < HS; d++) { q[d] = qp[d]; o[d] = 0; }
+  for (int j = 0; j < n; j++) {
+    const float *k = kp + j * stride, *v = vp + j * stride;
+    float s = 0;
+#pragma unroll
+    for (int d = 0; d < HS; d++) s += q[d] * k[d];
+    float p = online<HS_T>(s * sc, m, l, o, HS);
+#pragma unroll
+    for (int d = 0; d < HS; d++) o[d] += p * v[d];
+  }
+#pragma unroll
+  for (int d = 0; d < HS; d++) out[d] = o[d] / l;
+  return m + logf(l);
+}
 template <int HS_T>
 __global__ void attention_fwd(float *out, float *lse, const float *qkv, int B, int T, int NH, int hs) {
   const int HS = HS_(HS_T, hs);
   int i = blockIdx.x * WG + threadIdx.x;
   if (i >= B * NH * T) return;
   int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS;
-  float sc = rsqrtf((float)HS), q[VEC(HS_T)], o[VEC(HS_T)], m = -3e38f, l = 0;
-  const float *qp = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
-#pragma unroll
-  for (int d = 0; d < HS; d++) { q[d] = qp[d]; o[d] = 0; }
-  for (int t2 = 0; t2 <= t; t2++) {
-    const float *k = qkv + ((int64_t)(b * T + t2) * 3 * C + C + h * HS);
-    float s = 0;
-#pragma unroll
-    for (int d = 0; d < HS; d++) s += q[d] * k[d];
-    float p = online<HS_T>(s * sc, m, l, o, HS);
-#pragma unroll
-    for (int d = 0; d < HS; d++) o[d] += p * k[C + d];
-  }
-#pragma unroll
-  for (int d = 0; d < HS; d++) out[(int64_t)(b * T + t) * C + h * HS + d] = o[d] / l;
-  lse[(b * NH + h) * T + t] = m + logf(l);
+  const float *row0 = qkv + (int64_t)b * T * 3 * C + h * HS; // (b, t=0, q of head h)
+  lse[(b * NH + h) * T + t] = attend_row<HS_T>(out + (int64_t)(b * T + t) * C + h * HS, row0 + (int64_t)t * 3 * C, row0 + C, row0 + 2 * C, 3 * C, t + 1, hs);
 }
 __global__ void attention_bwd_D(float *D, const float *dout, const float *out, int B, int T, int NH, int HS) {
   int i = blockIdx.x * WG + threadIdx.x;
@@ -248,22 +256,8 @@ __global__ void attention_decode(float *out, const float *qkv, const float *kc, 
   int i = blockIdx.x * WG + threadIdx.x;
   if (i >= B * NH * T) return;
   int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS;
-  float sc = rsqrtf((float)HS), q[VEC(HS_T)], o[VEC(HS_T)], m = -3e38f, l = 0;
-  const float *qp = qkv + ((int64_t)(b * T + t) * 3 * C + h * HS);
-#pragma unroll
-  for (int d = 0; d < HS; d++) { q[d] = qp[d]; o[d] = 0; }
   int64_t cache = (int64_t)(b * NH + h) * maxT * HS;
-  for (int t2 = 0; t2 <= pos + t; t2++) {
-    const float *k = kc + cache + (int64_t)t2 * HS, *v = vc + cache + (int64_t)t2 * HS;
-    float s = 0;
-#pragma unroll
-    for (int d = 0; d < HS; d++) s += q[d] * k[d];
-    float p = online<HS_T>(s * sc, m, l, o, HS);
-#pragma unroll
-    for (int d = 0; d < HS; d++) o[d] += p * v[d];
-  }
-#pragma unroll
-  for (int d = 0; d < HS; d++) out[(int64_t)(b * T + t) * C + h * HS + d] = o[d] / l;
+  attend_row<HS_T>(out + (int64_t)(b * T + t) * C + h * HS, qkv + (int64_t)(b * T + t) * 3 * C + h * HS, kc + cache, vc + cache, HS, pos + t + 1, hs);
 }
 
 // Launches kernel<HS> for a head size with a register build, else kernel<0>.
