@@ -3,7 +3,8 @@
 // stages the keys and values those rows attend to through workgroup memory a tile at a time.
 // dk and dv: a workgroup owns 64 key rows and stages the later queries, their output gradients,
 // log-sum-exps and D = dout . out the same way. No two threads write one row, so nothing races.
-// Decoding (few rows, a cache) stays one thread per row. Heads up to 128 wide (GPT-2: 64).
+// Decoding splits each row's cache positions over a workgroup instead. Heads up to 128 wide
+// (GPT-2: 64).
 import { GPT2Error } from '@gpt2/core';
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
 
@@ -205,13 +206,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   vc[P.o_vc + dst] = qkv[src + 2u * C];
 }`;
 
-const DECODE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read'], ['vc', 'f32', 'read'], ['out', 'f32', 'read_write']], [...SIZES, ['pos', 'u32'], ['maxT', 'u32']]) + LINEAR + ONLINE + ROWMAIN + `
+// Decoding (flash-decoding): one workgroup of SPLIT threads per query row, since a decode step
+// has only B * NH rows. Thread j takes cache positions j, j + SPLIT, ... with its own online
+// softmax; the partial maxima, sums and outputs are then merged through workgroup memory, the
+// outputs 32 dimensions at a time.
+const SPLIT = 64;
+const DECODE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read'], ['vc', 'f32', 'read'], ['out', 'f32', 'read_write']], [...SIZES, ['pos', 'u32'], ['maxT', 'u32']]) + LINEAR + ONLINE + `
+var<workgroup> Ms: array<f32, ${SPLIT}>;
+var<workgroup> Ls: array<f32, ${SPLIT}>;
+var<workgroup> Os: array<f32, ${SPLIT * 32}>; // [thread][32 dimensions]
+@compute @workgroup_size(${SPLIT})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let g = group(wid, nwg);
+  if (g >= P.B * P.NH * P.T) { return; }
+  let t = g % P.T;
+  let h = (g / P.T) % P.NH;
+  let b = g / (P.T * P.NH);
+  let C = P.NH * P.HS;
+  let scale = 1.0 / sqrt(f32(P.HS));
   let q = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
   let cache = (b * P.NH + h) * P.maxT * P.HS;
   var o: array<f32, ${MAX_HS}>;
   var m = -3.0e38;
   var l = 0.0;
-  for (var t2 = 0u; t2 <= P.pos + t; t2++) {
+  for (var t2 = lid.x; t2 <= P.pos + t; t2 += ${SPLIT}u) {
     let k = P.o_kc + cache + t2 * P.HS;
     var s = 0.0;
     for (var d = 0u; d < P.HS; d++) { s += qkv[q + d] * kc[k + d]; }
@@ -219,8 +237,25 @@ const DECODE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read'], ['vc', 'f3
     let v = P.o_vc + cache + t2 * P.HS;
     for (var d = 0u; d < P.HS; d++) { o[d] += p * vc[v + d]; }
   }
+  Ms[lid.x] = m;
+  Ls[lid.x] = l;
+  workgroupBarrier();
+  var gm = -3.0e38; // thread 0 always has position 0, so gm is a real score
+  for (var i = 0u; i < ${SPLIT}u; i++) { gm = max(gm, Ms[i]); }
+  var gl = 0.0;
+  for (var i = 0u; i < ${SPLIT}u; i++) { gl += Ls[i] * exp(Ms[i] - gm); }
+  let f = exp(m - gm); // 0 for a thread that had no positions
   let oo = P.o_out + (b * P.T + t) * C + h * P.HS;
-  for (var d = 0u; d < P.HS; d++) { out[oo + d] = o[d] / l; }
+  for (var d0 = 0u; d0 < P.HS; d0 += 32u) {
+    for (var d = 0u; d < 32u; d++) { Os[lid.x * 32u + d] = o[min(d0 + d, ${MAX_HS - 1}u)] * f; }
+    workgroupBarrier();
+    if (lid.x < 32u && d0 + lid.x < P.HS) {
+      var s = 0.0;
+      for (var i = 0u; i < ${SPLIT}u; i++) { s += Os[i * 32u + lid.x]; }
+      out[oo + d0 + lid.x] = s / gl;
+    }
+    workgroupBarrier();
+  }
 }`;
 
 const rows = (B: number, T: number, NH: number) => Math.ceil((B * NH * T) / WG);
@@ -244,5 +279,5 @@ export function attentionBackward(rt: Runtime, scratchD: GpuBuf, dqkv: GpuBuf, d
 export function attentionDecode(rt: Runtime, out: GpuBuf, qkv: GpuBuf, kc: GpuBuf, vc: GpuBuf, B: number, T: number, pos: number, NH: number, HS: number, maxT: number): void {
   checkHS(HS);
   rt.dispatch(rt.pipeline('attention_kv_write', KV_WRITE), [qkv, kc, vc], [B, T, NH, HS, pos, maxT], Math.ceil((B * T * NH * HS) / WG));
-  rt.dispatch(rt.pipeline('attention_decode', DECODE), [qkv, kc, vc, out], [B, T, NH, HS, pos, maxT], rows(B, T, NH));
+  rt.dispatch(rt.pipeline('attention_decode', DECODE), [qkv, kc, vc, out], [B, T, NH, HS, pos, maxT], B * NH * T);
 }

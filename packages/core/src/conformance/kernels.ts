@@ -294,6 +294,7 @@ export function kernelCases(): KernelCase[] {
     attentionCase(1, 70, 1, 128), // the widest head the GPU backends take
     decodeCase(2, 5, 4, 3, 16, 12),
     decodeCase(1, 1, 6, 2, 8, 7),
+    decodeCase(1, 70, 3, 2, 48, 80), // past 64 cache positions, and a head wider than 32
     geluCase(1),
     geluCase(4099),
     matmulGeluCase(1, 7, 5),
