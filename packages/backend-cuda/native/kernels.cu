@@ -282,16 +282,21 @@ __global__ void gelu_bwd(float *dinp, const float *inp, const float *dout, int64
 }
 
 // ---- cross-entropy: one block per row; backward in place is safe (each element read then written by one thread) ----
+// a row's maximum and sum of exp(z - max), by block reductions (every thread gets both)
+__device__ void row_softmax(const float *z, int V, float *red, float &mx, float &s) {
+  mx = -3e38f;
+  for (int i = threadIdx.x; i < V; i += WG) mx = fmaxf(mx, z[i]);
+  mx = block_max(mx, red);
+  s = 0;
+  for (int i = threadIdx.x; i < V; i += WG) s += expf(z[i] - mx);
+  s = block_sum(s, red);
+}
 __global__ void ce_fwd(float *losses, const float *logits, const int *targets, int V) {
   __shared__ float red[WG];
   int n = blockIdx.x, tg = targets[n];
   const float *z = logits + (int64_t)n * V;
-  float mx = -3e38f;
-  for (int i = threadIdx.x; i < V; i += WG) mx = fmaxf(mx, z[i]);
-  mx = block_max(mx, red);
-  float s = 0;
-  for (int i = threadIdx.x; i < V; i += WG) s += expf(z[i] - mx);
-  s = block_sum(s, red);
+  float mx, s;
+  row_softmax(z, V, red, mx, s);
   if (threadIdx.x == 0) losses[n] = tg < 0 ? 0.f : logf(s) + mx - z[tg];
 }
 // the fused classifier: the row's loss, then its gradient over the logits (in place when d == z)
@@ -300,13 +305,9 @@ __global__ void ce_bwd(float *dlogits, float *losses, const float *logits, const
   int n = blockIdx.x, tg = targets[n];
   const float *z = logits + (int64_t)n * V;
   float *d = dlogits + (int64_t)n * V;
-  float zt = tg < 0 ? 0.f : z[tg]; // read before the sum's barriers, so before any thread writes
-  float mx = -3e38f;
-  for (int i = threadIdx.x; i < V; i += WG) mx = fmaxf(mx, z[i]);
-  mx = block_max(mx, red);
-  float s = 0;
-  for (int i = threadIdx.x; i < V; i += WG) s += expf(z[i] - mx);
-  s = block_sum(s, red);
+  float zt = tg < 0 ? 0.f : z[tg]; // read before the reductions' barriers, so before any thread writes
+  float mx, s;
+  row_softmax(z, V, red, mx, s);
   if (threadIdx.x == 0) losses[n] = tg < 0 ? 0.f : logf(s) + mx - zt;
   for (int i = threadIdx.x; i < V; i += WG) d[i] = tg < 0 ? 0.f : scale * expf(z[i] - mx) / s - (i == tg ? scale : 0.f);
 }

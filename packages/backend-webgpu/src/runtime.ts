@@ -54,6 +54,7 @@ export class Runtime {
   private info = new Map<GPUComputePipeline, PipelineInfo>();
   private bindGroups = new Map<string, GPUBindGroup>();
   private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 0;
   /** A count of recorded writes per buffer: caches derived from a buffer (f16 weights) compare it. */
   private versions = new WeakMap<GPUBuffer, number>();
   private uniform?: GPUBuffer;
@@ -119,7 +120,6 @@ export class Runtime {
     }
     return bg;
   }
-  private nextBufferId = 0;
 
   /** Records a dispatch of `workgroups` workgroups (folded into 2D past 65535) over these buffers and uniforms. */
   dispatch(pipeline: GPUComputePipeline, bufs: GpuBuf[], params: Param[], workgroups: number): void {

@@ -9,16 +9,19 @@ import { GPT2Error } from '@gpt2/core';
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
 
 const MAX_HS = 128;
-const ROWMAIN = `@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let i = linear(wid, nwg, lid);
-  if (i >= P.B * P.NH * P.T) { return; }
-  let t = i % P.T;
-  let h = (i / P.T) % P.NH;
-  let b = i / (P.T * P.NH);
+// Row i of the B * NH * T (b, h, t) rows, with the head's width and score scale.
+const ROW_OF = (i: string) => `
+  if (${i} >= P.B * P.NH * P.T) { return; }
+  let t = ${i} % P.T;
+  let h = (${i} / P.T) % P.NH;
+  let b = ${i} / (P.T * P.NH);
   let C = P.NH * P.HS;
   let scale = 1.0 / sqrt(f32(P.HS));
 `;
+// one thread per row
+const ROWMAIN = `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let i = linear(wid, nwg, lid);${ROW_OF('i')}`;
 const SIZES: [string, 'u32'][] = [['B', 'u32'], ['T', 'u32'], ['NH', 'u32'], ['HS', 'u32']];
 
 // A workgroup of TILE threads owns rows r0 .. r0+63 of head (b, h); row r is this thread's.
@@ -217,14 +220,7 @@ var<workgroup> Ls: array<f32, ${SPLIT}>;
 var<workgroup> Os: array<f32, ${SPLIT * 32}>; // [thread][32 dimensions]
 @compute @workgroup_size(${SPLIT})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-  let g = group(wid, nwg);
-  if (g >= P.B * P.NH * P.T) { return; }
-  let t = g % P.T;
-  let h = (g / P.T) % P.NH;
-  let b = g / (P.T * P.NH);
-  let C = P.NH * P.HS;
-  let scale = 1.0 / sqrt(f32(P.HS));
-  let q = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
+  let g = group(wid, nwg); // one workgroup per row${ROW_OF('g')}  let q = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
   let cache = (b * P.NH + h) * P.maxT * P.HS;
   var o: array<f32, ${MAX_HS}>;
   var m = -3.0e38;
