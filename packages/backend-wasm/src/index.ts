@@ -1,7 +1,7 @@
 // The WebAssembly backend: AssemblyScript kernels (SIMD128; fused multiply-adds when the engine
 // has relaxed SIMD) over one WebAssembly.Memory shared with a pool of workers. Kernels run when
 // called, split across the threads; `read` copies out. Buffers are byte offsets into the memory.
-import { GPT2Error, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
+import { GPT2Error, OutOfMemoryError, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
 import { CTRL_BYTES, CTRL_INTS, DONE, GRAIN, KERNEL, KERNEL_NAMES, MAX_ARGS, NARGS, SEQ, STOP, UNITS, share, type KernelFn, type KernelName } from './kernels-abi.js';
 
 export interface WasmBackendOptions {
@@ -138,8 +138,9 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
           memory.grow(need);
         } catch {
           top -= bytes;
-          throw new GPT2Error(
-            `The wasm backend ran out of memory: ${(top / 2 ** 30).toFixed(2)} GiB in use and ${(bytes / 2 ** 20).toFixed(0)} MiB more asked, past WebAssembly's 4 GiB; use a smaller model, batch or block size.`,
+          throw new OutOfMemoryError(
+            `The wasm backend ran out of memory: ${(top / 2 ** 30).toFixed(2)} GiB in use and ${(bytes / 2 ** 20).toFixed(0)} MiB more asked, past WebAssembly's 4 GiB (the cpu backend has no such limit)`,
+            bytes,
           );
         }
       }

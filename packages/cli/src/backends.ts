@@ -1,28 +1,31 @@
-// The backends this CLI can run on, registered with core's resolver in 'auto' priority order
-// (GPU backends first as they land, then wasm, then the reference cpu backend).
-import { createCpuBackend, registerBackend, registeredBackends, resolveBackend, unsupportedPrecision, GPT2Error, type Precision, type ResolvedBackend } from '@gpt2/core';
+// The backends this CLI can run on, registered with core's resolver in 'auto' priority order:
+// cuda -> webgpu (hardware adapters) -> cpu (native) -> wasm -> reference.
+import { createReferenceBackend, registerBackend, registeredBackends, resolveBackend, unsupportedPrecision, GPT2Error, type Precision, type ResolvedBackend } from '@gpt2/core';
+import { createCpuBackend } from '@gpt2/backend-cpu';
 import { createCudaBackend } from '@gpt2/backend-cuda';
 import { createWasmBackend } from '@gpt2/backend-wasm';
 import { createWebGPUBackend } from '@gpt2/backend-webgpu';
 
-export const BACKEND_CHOICES = ['auto', 'cuda', 'webgpu', 'wasm', 'cpu'];
+export const BACKEND_CHOICES = ['auto', 'cuda', 'webgpu', 'cpu', 'wasm', 'reference'];
 
 let registered = false;
 
 /**
- * Registers every backend; `threads` (0 = all cores) goes to the wasm backend. Reduced precision:
- * cuda offers tf32 and bf16, webgpu f16; the cpu backend only emulates them (slowly), so it does
- * so when chosen by name, never as `auto`'s fallback.
+ * Registers every backend; `threads` (0 = all cores) goes to the cpu and wasm backends. Reduced
+ * precision: cuda offers tf32 and bf16, webgpu f16; the reference backend only emulates them
+ * (slowly), so it does so when chosen by name, never as `auto`'s fallback.
  */
 export function registerAll(threads = 0): void {
   if (registered) return;
   registered = true;
+  const t = threads > 0 ? { threads } : {};
   registerBackend('cuda', ({ precision }) => createCudaBackend({ precision }), 40);
   registerBackend('webgpu', ({ auto, precision }) => createWebGPUBackend({ rejectSoftware: auto, precision }), 30);
-  registerBackend('wasm', ({ precision }) => createWasmBackend({ ...(threads > 0 ? { threads } : {}), precision }), 20);
-  registerBackend('cpu', async ({ auto, precision }) => {
-    if (auto && precision !== 'fp32') throw unsupportedPrecision('cpu', precision, ['fp32']);
-    return createCpuBackend({ precision });
+  registerBackend('cpu', ({ auto, precision }) => createCpuBackend({ ...t, precision, rejectSlowBlas: auto }), 25);
+  registerBackend('wasm', ({ precision }) => createWasmBackend({ ...t, precision }), 20);
+  registerBackend('reference', async ({ auto, precision }) => {
+    if (auto && precision !== 'fp32') throw unsupportedPrecision('reference', precision, ['fp32']);
+    return createReferenceBackend({ precision });
   }, 10);
 }
 

@@ -9,7 +9,7 @@ const ref = parseSafetensors(readFileSync(join(FIXTURES, 'gpt2-tiny/reference.sa
 
 describe('gpt2 CLI', () => {
   // webgpu only where an adapter exists (SwiftShader in CI: slow, about 40 s)
-  const backends = ['cpu', 'wasm', ...(process.env.VK_ICD_FILENAMES || process.env.GPT2_EXPECT_WEBGPU ? ['webgpu'] : [])];
+  const backends = ['cpu', 'wasm', 'reference', ...(process.env.VK_ICD_FILENAMES || process.env.GPT2_EXPECT_WEBGPU ? ['webgpu'] : [])];
   it.each(backends)('generate --backend %s: greedy tokens from "The meaning of life is" equal the fixture', async (backend) => {
     const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json', '--backend', backend]);
     expect(r.code, r.stderr).toBe(0);
@@ -18,16 +18,17 @@ describe('gpt2 CLI', () => {
     expect(out.tokensPerSecond).toBeGreaterThan(0);
   }, 600_000);
 
-  it('generate --backend cpu --precision f16 (emulated): greedy tokens still equal the fixture', async () => {
-    const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json', '--backend', 'cpu', '--precision', 'f16']);
+  it('generate --backend reference --precision f16 (emulated): greedy tokens still equal the fixture', async () => {
+    const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json', '--backend', 'reference', '--precision', 'f16']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).samples[0].tokens).toEqual([...ref.int32('greedy.tokens')]);
   });
 
-  it('generate: the same seed gives the same sampled text on cpu and wasm', async () => {
+  it('generate: the same seed gives the same sampled text on cpu, wasm and reference', async () => {
     const args = ['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'Once upon a time', '--temperature', '1', '--top-k', '50', '--max-new-tokens', '16', '--nsamples', '2', '--seed', '7', '--no-stop-at-eos', '--json'];
-    const cpu = JSON.parse((await gpt2([...args, '--backend', 'cpu'])).stdout), wasm = JSON.parse((await gpt2([...args, '--backend', 'wasm'])).stdout);
-    expect(wasm.samples).toEqual(cpu.samples);
+    const [cpu, wasm, reference] = await Promise.all(['cpu', 'wasm', 'reference'].map(async (b) => JSON.parse((await gpt2([...args, '--backend', b])).stdout)));
+    expect(cpu.samples).toEqual(reference.samples);
+    expect(wasm.samples).toEqual(reference.samples);
   });
 
   it('generate: streams text, several samples with a delimiter, and the same seed repeats', async () => {
@@ -36,7 +37,7 @@ describe('gpt2 CLI', () => {
     expect(a.code, a.stderr).toBe(0);
     expect(a.stdout).toBe(b.stdout);
     expect(a.stdout.split('====================').length).toBe(4);
-    expect(a.stderr).toMatch(/tokens\/s on wasm, seed 42/);
+    expect(a.stderr).toMatch(/tokens\/s on cpu, seed 42/);
   });
 
   it('tokenize: ids equal tiktoken r50k_base', async () => {
@@ -85,7 +86,7 @@ describe('gpt2 CLI', () => {
   it.each([
     [['generate', '--bogus'], 2, /^error: unknown option '--bogus'/],
     [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--top-p', '0'], 2, /--top-p <x>' argument '0' is invalid/],
-    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'tpu'], 2, /Allowed choices are auto, cuda, webgpu, wasm, cpu/],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'tpu'], 2, /Allowed choices are auto, cuda, webgpu, cpu, wasm, reference/],
     [['generate', '--model', './no/such/dir'], 1, /^error: Model directory \.\/no\/such\/dir does not exist/],
     [['generate', '--model', join(FIXTURES, 'gpt2-odd')], 1, /has no vocab\.json \+ merges\.txt .* add the tokenizer files/],
     [['tokenize', '--model', join(FIXTURES, 'gpt2-tiny')], 1, /^error: Give exactly one of --text or --file\./],

@@ -28,7 +28,7 @@ const num = (min: number, max = Infinity, openMin = false) => (v: string) => {
 };
 const collect = (v: string, prev: string[]) => [...prev, v];
 const backendOption = () => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto');
-const threadsOption = () => new Option('--threads <n>', 'CPU threads for the wasm backend (default: all cores)').argParser(int(1));
+const threadsOption = () => new Option('--threads <n>', 'CPU threads for the cpu and wasm backends (default: all cores)').argParser(int(1));
 const precisionOption = () =>
   new Option('--precision <mode>', 'matmul precision: tf32 or bf16 on cuda, f16 on webgpu (README, "Precision")').choices(PRECISIONS).default('fp32');
 

@@ -138,7 +138,7 @@ const registry = new Map<string, Registration>();
 
 /**
  * Makes a backend available to resolveBackend. Higher priority is tried first by 'auto'
- * (cuda 40, webgpu 30, wasm 20, cpu 10). Backend packages register nothing on import; the
+ * (cuda 40, webgpu 30, cpu 25, wasm 20, reference 10). Backend packages register nothing on import; the
  * application calls this with their factory.
  */
 export function registerBackend(name: string, factory: BackendFactory, priority: number): void {

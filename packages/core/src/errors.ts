@@ -5,3 +5,11 @@ export class GPT2Error extends Error {
     this.name = 'GPT2Error';
   }
 }
+
+/** A backend could not allocate a buffer: `bytes` were asked. The model adds what it needs in all. */
+export class OutOfMemoryError extends GPT2Error {
+  constructor(message: string, readonly bytes: number) {
+    super(message);
+    this.name = 'OutOfMemoryError';
+  }
+}

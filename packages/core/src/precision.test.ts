@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parsePrecision, roundF16, roundOperand, TOLERANCES } from './precision.js';
-import { createCpuBackend } from './backends/cpu/index.js';
+import { createReferenceBackend } from './backends/reference/index.js';
 import { GPT2 } from './model/gpt2.js';
 import { loadFixture } from './conformance/fixtures.js';
 
@@ -37,7 +37,7 @@ describe('emulated modes', () => {
     const want = f.ref.float32('logits');
     const [B, T] = f.ref.tensors.get('inputs')!.shape;
     for (const p of ['tf32', 'bf16', 'f16'] as const) {
-      const m = new GPT2(createCpuBackend({ precision: p }), f.config, f.params);
+      const m = new GPT2(createReferenceBackend({ precision: p }), f.config, f.params);
       await m.forward(f.ref.int32('inputs'), B, T);
       const got = await m.logits();
       let err = 0;

@@ -7,7 +7,7 @@
 // - f16:  the weight operand stored as IEEE half (10-bit mantissa, 5-bit exponent) for the forward
 //         and input-gradient products (half the weight traffic when decoding); activations and the
 //         weight-gradient product stay fp32. webgpu.
-// The cpu backend can emulate each mode (createCpuBackend({ precision })): that emulation is the
+// The reference backend can emulate each mode (createReferenceBackend({ precision })): that emulation is the
 // readable definition, and it runs the conformance suite at the tolerances below in every CI run.
 import { GPT2Error } from './errors.js';
 
@@ -64,7 +64,7 @@ export function roundOperand(p: Precision, x: number): number {
 
 /**
  * Conformance tolerances per mode (absolute, with a relative part where a pair). fp32's are
- * DESIGN.md's. The others are 4x the largest error the cpu emulation makes on the fixtures
+ * DESIGN.md's. The others are 4x the largest error the reference emulation makes on the fixtures
  * (README, "Precision"), as headroom for hardware that truncates instead of rounding to nearest
  * and sums in another order. AdamW magnifies tiny gradients' rounding to a full lr-sized step,
  * hence the parameter tolerances. `greedy`: gpt2-tiny's 24 greedy tokens must match exactly

@@ -1,7 +1,7 @@
 // gpt2 bench: speed of a randomly initialised model of a named shape, as JSON.
 //   --task train:    ms per optimizer step and tokens/s at (batch, seq)
 //   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding
-import { argmax, GPT2, GPT2Error, type Precision } from '@gpt2/core';
+import { argmax, generationMemory, GPT2, GPT2Error, trainingMemory, type Precision } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { initConfig } from '../model-source.js';
 
@@ -18,6 +18,9 @@ export interface BenchFlags {
   newTokens: number;
   json?: boolean;
 }
+
+// the process's peak resident memory next to what the model's buffers need by arithmetic (memory.ts)
+const memory = (predicted: number) => ({ peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024), predictedMB: Math.round(predicted / 2 ** 20) });
 
 export async function runBench(f: BenchFlags): Promise<void> {
   const config = initConfig(f.init); // bad input fails before any backend starts
@@ -40,7 +43,10 @@ export async function runBench(f: BenchFlags): Promise<void> {
     const times: number[] = [];
     for (let k = 1; k <= f.steps; k++) times.push(await step(k));
     const ms = times.reduce((a, b) => a + b, 0) / times.length;
-    result = { ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1) };
+    result = {
+      ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1),
+      ...memory(trainingMemory(config, f.batch, f.seq).total),
+    };
   } else if (f.task === 'generate') {
     if (f.promptTokens + f.newTokens > config.nPositions) throw new GPT2Error(`--prompt-tokens + --new-tokens must fit in the context of ${config.nPositions}.`);
     const run = async () => {
@@ -60,6 +66,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
     result = {
       ...base, batch: f.batch, promptTokens: f.promptTokens, newTokens: f.newTokens, prefillMs: +prefillMs.toFixed(1),
       msPerToken: +(decodeMs / f.newTokens).toFixed(2), tokensPerSecond: +((f.batch * f.newTokens * 1000) / decodeMs).toFixed(2),
+      ...memory(generationMemory(config, f.batch, config.nPositions).total),
     };
   } else {
     throw new GPT2Error(`Unknown bench task '${f.task}'; choose train or generate (the tokenizer benchmark is pnpm bench:tokenizer).`);

@@ -1,5 +1,5 @@
 // Naive float64 reference kernels for the kernel-level conformance cases. They are written
-// independently of every backend (the cpu one included): attention materialises the full (T,T)
+// independently of every backend (the reference one included): attention materialises the full (T,T)
 // score matrix and backpropagates through the softmax Jacobian, matmuls are textbook triple
 // loops. `reference.test.ts` checks every backward here against finite differences, so these
 // are verified, not assumed.

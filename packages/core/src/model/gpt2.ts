@@ -1,7 +1,8 @@
 // GPT-2 over the Kernels contract: forward, hand-written backward, AdamW, and cached decoding.
 // The graph is llm.c's train_gpt2.c; every tensor is a view into a few flat device buffers.
 import type { Backend, Buf } from '../backend.js';
-import { GPT2Error } from '../errors.js';
+import { GPT2Error, OutOfMemoryError } from '../errors.js';
+import { describeMemory, generationMemory, trainingMemory } from './memory.js';
 import { Rng } from '../sample/rng.js';
 import type { GPT2Config } from './config.js';
 import { paramLayout, slices, type ParamLayout, type ParamName } from './params.js';
@@ -123,9 +124,29 @@ export class GPT2 {
     }
   }
 
+  /**
+   * Runs an allocating step; a backend's OutOfMemoryError gains what the whole run needs and what to
+   * lower. `B`, `T` give the training shape, or with `generate` the batch and context of a cache.
+   */
+  allocating<R>(fn: () => R, B: number, T: number, generate = false): R {
+    try {
+      return fn();
+    } catch (err) {
+      if (!(err instanceof OutOfMemoryError)) throw err;
+      const plan = generate ? generationMemory(this.config, B, T) : trainingMemory(this.config, B, T);
+      const what = generate ? `generating with this model at batch ${B} and context ${T}` : B ? `training this model at B=${B}, T=${T}` : 'training this model, before activations,';
+      const lower = generate ? 'lower --batch-size or --max-new-tokens' : 'lower --batch or --seq (--block-size)';
+      throw new GPT2Error(`${err.message}; ${what} needs about ${describeMemory(plan)}: ${lower}, or use a smaller model.`, { cause: err });
+    }
+  }
+
   private ensureActivations(B: number, T: number): Activations {
     if (this.acts && this.acts.B === B && this.acts.T === T) return this.acts;
     this.freeActivations();
+    return this.allocating(() => this.makeActivations(B, T), B, T);
+  }
+
+  private makeActivations(B: number, T: number): Activations {
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = this.config;
     const N = B * T, owned = this.actBufs;
     const be = { alloc: (n: number, dtype?: 'i32') => { const b = this.backend.alloc(n, dtype); owned.push(b); return b; } };
@@ -245,7 +266,7 @@ export class GPT2 {
 
   private ensureGrads(): { grads: Buf; g: Views } {
     if (!this.grads) {
-      this.grads = this.backend.alloc(this.bufferLength);
+      this.grads = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
       this.gradViews = this.makeViews(this.grads);
       this.gradLayers = this.makeLayerViews(this.grads);
     }
@@ -327,8 +348,8 @@ export class GPT2 {
 
   private ensureMoments(): { m: Views; v: Views } {
     if (!this.moments) {
-      this.m = this.backend.alloc(this.bufferLength);
-      this.v = this.backend.alloc(this.bufferLength);
+      this.m = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
+      this.v = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
       this.moments = { m: this.makeViews(this.m), v: this.makeViews(this.v) };
     }
     return this.moments;
@@ -363,7 +384,7 @@ export class GPT2 {
   /** A KV cache for generating `B` sequences of up to `maxT` (<= n_positions) tokens. */
   createCache(B: number, maxT = this.config.nPositions): KVCache {
     if (maxT > this.config.nPositions) throw new Error(`cache length ${maxT} exceeds n_positions ${this.config.nPositions}`);
-    return new KVCache(this, B, maxT);
+    return this.allocating(() => new KVCache(this, B, maxT), B, maxT, true);
   }
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it, beforeAll } from 'vitest';
-import { createCpuBackend } from '../backends/cpu/index.js';
+import { createReferenceBackend } from '../backends/reference/index.js';
 import { loadFixture } from '../conformance/fixtures.js';
 import { GPT2 } from '../model/gpt2.js';
 import { loadTokenizerDir } from '../node.js';
@@ -12,7 +12,7 @@ let tok: Tokenizer;
 let greedyPrompt: Int32Array, greedyWant: Int32Array;
 beforeAll(async () => {
   const f = loadFixture('gpt2-tiny');
-  model = new GPT2(createCpuBackend(), f.config, f.params);
+  model = new GPT2(createReferenceBackend(), f.config, f.params);
   tok = await loadTokenizerDir(f.dir);
   greedyPrompt = f.ref.int32('greedy.prompt');
   greedyWant = f.ref.int32('greedy.tokens');

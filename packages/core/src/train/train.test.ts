@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createCpuBackend } from '../backends/cpu/index.js';
+import { createReferenceBackend } from '../backends/reference/index.js';
 import { loadFixture } from '../conformance/fixtures.js';
 import { GPT2 } from '../model/gpt2.js';
 import { BatchSampler, evalBatches, splitTokens } from './data.js';
@@ -43,17 +43,17 @@ describe('data', () => {
 describe('Trainer', () => {
   it('resuming from a saved state gives exactly the losses of an uninterrupted run', async () => {
     const f = loadFixture('gpt2-odd');
-    const full = new Trainer(new GPT2(createCpuBackend(), f.config, f.params), data, opts);
+    const full = new Trainer(new GPT2(createReferenceBackend(), f.config, f.params), data, opts);
     const want: number[] = [];
     for (let i = 0; i < 6; i++) want.push((await full.trainStep()).loss);
     expect(want[5]).toBeLessThan(want[0]);
 
-    const first = new Trainer(new GPT2(createCpuBackend(), f.config, f.params), data, opts);
+    const first = new Trainer(new GPT2(createReferenceBackend(), f.config, f.params), data, opts);
     const got: number[] = [];
     for (let i = 0; i < 3; i++) got.push((await first.trainStep()).loss);
     // what a checkpoint holds: parameters, AdamW moments and step, trainer state
     const params = await first.model.readParams(), optim = (await first.model.readOptimizerState())!, state = first.state();
-    const resumedModel = new GPT2(createCpuBackend(), f.config, params);
+    const resumedModel = new GPT2(createReferenceBackend(), f.config, params);
     resumedModel.loadOptimizerState(optim);
     const resumed = new Trainer(resumedModel, data, opts, state);
     for (let i = 0; i < 3; i++) got.push((await resumed.trainStep()).loss);
@@ -62,7 +62,7 @@ describe('Trainer', () => {
 
   it('averages accumulated micro-batches: 2 x B=1 gives the gradient of one B=2 batch', async () => {
     const f = loadFixture('gpt2-odd');
-    const one = new GPT2(createCpuBackend(), f.config, f.params), two = new GPT2(createCpuBackend(), f.config, f.params);
+    const one = new GPT2(createReferenceBackend(), f.config, f.params), two = new GPT2(createReferenceBackend(), f.config, f.params);
     const b = new BatchSampler(data, 2, 16, 9).next();
     await one.forward(b.inputs, 2, 16, b.targets);
     one.zeroGrad();
@@ -80,7 +80,7 @@ describe('Trainer', () => {
 describe('perplexity', () => {
   it('equals the labels=ids loss when the text fits, and scores each token once when it does not', async () => {
     const f = loadFixture('gpt2-odd'); // n_positions 40
-    const m = new GPT2(createCpuBackend(), f.config, f.params);
+    const m = new GPT2(createReferenceBackend(), f.config, f.params);
     const ids = data.subarray(0, 30);
     const fit = await perplexity(m, ids);
     const whole = await m.forward(ids.subarray(0, 29), 1, 29, ids.subarray(1, 30));

@@ -1,5 +1,5 @@
 import type { Backend, Buf, DType, Kernels } from '../../backend.js';
-import { CpuBuf, f32 } from './buf.js';
+import { RefBuf, f32 } from './buf.js';
 import { encoderForward, encoderBackward } from './encoder.js';
 import { layernormForward, layernormBackward } from './layernorm.js';
 import { matmulForward, matmulBackward, biasBackward } from './matmul.js';
@@ -38,7 +38,7 @@ const kernels: Kernels = {
  * and multiplied in fp32 by the same kernels; bias gradients come from the unrounded dout.
  */
 function emulated(p: Precision): Kernels {
-  const r = (b: Buf) => new CpuBuf(f32(b).map((x) => roundOperand(p, x)), 'f32');
+  const r = (b: Buf) => new RefBuf(f32(b).map((x) => roundOperand(p, x)), 'f32');
   const all = ROUNDED[p] === 'all' ? r : (b: Buf) => b;
   const mm: Kernels['matmulForward'] = (out, inp, w, bias, N, IN, OUT) => matmulForward(out, all(inp), r(w), bias, N, IN, OUT);
   return {
@@ -52,37 +52,37 @@ function emulated(p: Precision): Kernels {
   };
 }
 
-export interface CpuBackendOptions {
+export interface ReferenceBackendOptions {
   /** Emulates a reduced-precision mode's GEMM rounding (slow; for tests and for comparing modes). */
   precision?: Precision;
 }
 
 /** The reference backend: plain TypeScript over typed arrays, single-threaded, synchronous. */
-export function createCpuBackend(opts: CpuBackendOptions = {}): Backend {
+export function createReferenceBackend(opts: ReferenceBackendOptions = {}): Backend {
   const precision = opts.precision ?? 'fp32';
   return {
-    name: 'cpu',
+    name: 'reference',
     kernels: precision === 'fp32' ? kernels : emulated(precision),
     alloc(length: number, dtype: DType = 'f32'): Buf {
-      return new CpuBuf(dtype === 'f32' ? new Float32Array(length) : new Int32Array(length), dtype);
+      return new RefBuf(dtype === 'f32' ? new Float32Array(length) : new Int32Array(length), dtype);
     },
     view(buf: Buf, offset: number, length: number): Buf {
-      const b = buf as CpuBuf;
+      const b = buf as RefBuf;
       if (offset < 0 || offset + length > b.length) throw new RangeError(`view [${offset}, ${offset + length}) outside buffer of ${b.length}`);
-      return new CpuBuf(b.data.subarray(offset, offset + length), b.dtype);
+      return new RefBuf(b.data.subarray(offset, offset + length), b.dtype);
     },
     upload(dst: Buf, src: Float32Array | Int32Array): void {
-      (dst as CpuBuf).data.set(src);
+      (dst as RefBuf).data.set(src);
     },
     async read(src: Buf): Promise<Float32Array> {
       return f32(src).slice();
     },
     zero(buf: Buf): void {
-      (buf as CpuBuf).data.fill(0);
+      (buf as RefBuf).data.fill(0);
     },
     async sync(): Promise<void> {},
     free(): void {},
     dispose(): void {},
-    describe: () => ({ device: 'JavaScript on the main thread', threads: '1', precision: precision === 'fp32' ? 'fp32 (tf32|bf16|f16 emulated with --backend cpu)' : `${precision} (emulated)` }),
+    describe: () => ({ device: 'JavaScript on the main thread', threads: '1', precision: precision === 'fp32' ? 'fp32 (tf32|bf16|f16 emulated with --backend reference)' : `${precision} (emulated)` }),
   };
 }

@@ -1,0 +1,178 @@
+// The Node-API face of the cpu backend: host memory, copies, and one function per kernel.
+// Pointers cross to JavaScript as doubles (exact below 2^53). Kernels run when called, on the
+// calling thread and the OpenMP pool; nothing is queued. The BLAS is loaded by init().
+#include <node_api.h>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include "blas.h"
+#include "kernels.h"
+
+#ifndef GPT2_MARCH
+#define GPT2_MARCH "native"
+#endif
+
+static napi_value throwError(napi_env env, const std::string &msg) {
+  napi_throw_error(env, nullptr, msg.c_str());
+  return nullptr;
+}
+static napi_value undef(napi_env env) {
+  napi_value u;
+  napi_get_undefined(env, &u);
+  return u;
+}
+static napi_value num(napi_env env, double x) {
+  napi_value v;
+  napi_create_double(env, x, &v);
+  return v;
+}
+static napi_value str(napi_env env, const std::string &s) {
+  napi_value v;
+  napi_create_string_utf8(env, s.c_str(), s.size(), &v);
+  return v;
+}
+
+// Reads n numeric arguments into a (argv gets the raw values too).
+static bool args(napi_env env, napi_callback_info info, double *a, size_t n, napi_value *argv = nullptr) {
+  napi_value v[24];
+  size_t argc = 24;
+  napi_get_cb_info(env, info, &argc, v, nullptr, nullptr);
+  if (argc < n) {
+    throwError(env, "gpt2_cpu: too few arguments");
+    return false;
+  }
+  for (size_t i = 0; i < n; i++) {
+    napi_valuetype t;
+    napi_typeof(env, v[i], &t);
+    if (t == napi_number) napi_get_value_double(env, v[i], &a[i]);
+    else a[i] = 0;
+    if (argv) argv[i] = v[i];
+  }
+  return true;
+}
+#define F(i) ((float *)(uintptr_t)a[i])
+#define I(i) ((int *)(uintptr_t)a[i])
+#define N_(i) ((int)a[i])
+#define L_(i) ((int64_t)a[i])
+// A kernel function taking n numeric arguments a[0..n) (pointers via F/I, sizes via N_/L_).
+#define KERNEL(Name, n, call)                                      \
+  static napi_value Name(napi_env env, napi_callback_info info) { \
+    double a[n];                                                   \
+    if (!args(env, info, a, n)) return nullptr;                    \
+    call;                                                          \
+    return undef(env);                                             \
+  }
+
+// the vector instructions this build was compiled for
+static std::string isa() {
+  std::string s = "x86-64";
+#if defined(__aarch64__)
+  s = "arm64";
+#if defined(__ARM_NEON)
+  s += " NEON";
+#endif
+#endif
+#if defined(__AVX512F__)
+  s += " AVX-512";
+#if defined(__AVX512BF16__)
+  s += " +BF16";
+#endif
+#elif defined(__AVX2__)
+  s += " AVX2";
+#elif defined(__SSE4_2__)
+  s += " SSE4.2";
+#endif
+#if defined(__FMA__)
+  s += " FMA";
+#endif
+  return s + " (-march=" GPT2_MARCH ")";
+}
+
+// init(): loads the BLAS; returns [library, path, isa, maxThreads, reference (1/0)] or throws why not.
+static napi_value Init(napi_env env, napi_callback_info) {
+  std::string why = blas.load();
+  if (!why.empty()) return throwError(env, why);
+  napi_value arr;
+  napi_create_array_with_length(env, 5, &arr);
+  napi_set_element(env, arr, 0, str(env, blas.library));
+  napi_set_element(env, arr, 1, str(env, blas.path));
+  napi_set_element(env, arr, 2, str(env, isa()));
+  napi_set_element(env, arr, 3, num(env, omp_get_num_procs()));
+  napi_set_element(env, arr, 4, num(env, blas.reference ? 1 : 0));
+  return arr;
+}
+
+KERNEL(SetThreads, 1, omp_set_num_threads(N_(0) > 0 ? N_(0) : 1))
+
+// alloc(bytes): zeroed memory (calloc maps large blocks lazily); throws when the system refuses
+static napi_value Alloc(napi_env env, napi_callback_info info) {
+  double a[1];
+  if (!args(env, info, a, 1)) return nullptr;
+  void *p = std::calloc(1, (size_t)a[0] > 0 ? (size_t)a[0] : 4);
+  if (!p) return throwError(env, "out of memory");
+  return num(env, (double)(uintptr_t)p);
+}
+KERNEL(Free, 1, std::free((void *)(uintptr_t)a[0]))
+KERNEL(Zero, 2, std::memset((void *)(uintptr_t)a[0], 0, (size_t)a[1]))
+
+// upload(ptr, typedArray)
+static napi_value Upload(napi_env env, napi_callback_info info) {
+  double a[2];
+  napi_value argv[2];
+  if (!args(env, info, a, 2, argv)) return nullptr;
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value ab;
+  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, &ab, &offset) != napi_ok) return throwError(env, "upload expects a typed array");
+  std::memcpy((void *)(uintptr_t)a[0], data, length * 4);
+  return undef(env);
+}
+
+// read(ptr, n): a new Float32Array copy of n floats
+static napi_value Read(napi_env env, napi_callback_info info) {
+  double a[2];
+  if (!args(env, info, a, 2)) return nullptr;
+  size_t n = (size_t)a[1];
+  void *data;
+  napi_value ab, arr;
+  if (napi_create_arraybuffer(env, n * 4, &data, &ab) != napi_ok) return throwError(env, "cannot allocate the JavaScript array to read into");
+  std::memcpy(data, (void *)(uintptr_t)a[0], n * 4);
+  napi_create_typedarray(env, napi_float32_array, n, ab, 0, &arr);
+  return arr;
+}
+
+KERNEL(EncoderForward, 7, encoder_forward(F(0), I(1), F(2), F(3), N_(4), N_(5), N_(6)))
+KERNEL(EncoderBackward, 7, encoder_backward(F(0), F(1), F(2), I(3), N_(4), N_(5), N_(6)))
+KERNEL(LayernormForward, 8, layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7)))
+KERNEL(LayernormBackward, 10, layernorm_backward(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))
+KERNEL(ResidualLayernormForward, 10, residual_layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))
+KERNEL(MatmulForward, 7, matmul_forward(F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6)))
+KERNEL(MatmulGeluForward, 8, matmul_gelu_forward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7)))
+KERNEL(MatmulBackward, 9, matmul_backward(F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7), N_(8)))
+KERNEL(AttentionForward, 7, attention_forward(F(0), F(1), F(2), N_(3), N_(4), N_(5), N_(6)))
+KERNEL(AttentionBackward, 9, attention_backward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7), N_(8)))
+KERNEL(AttentionDecode, 10, attention_decode(F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
+KERNEL(GeluBackward, 4, gelu_backward(F(0), F(1), F(2), L_(3)))
+KERNEL(CrossEntropyForward, 5, crossentropy_forward(F(0), F(1), I(2), N_(3), N_(4)))
+KERNEL(CrossEntropyBackward, 7, crossentropy_backward(F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6)))
+KERNEL(SumSquares, 3, F(0)[0] = sum_squares(F(1), L_(2)))
+KERNEL(Adamw, 15, adamw(F(0), F(1), F(2), F(3), L_(4), a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14]))
+
+#define EXPORT(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_default, nullptr}
+static napi_value ModuleInit(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      EXPORT("init", Init), EXPORT("setThreads", SetThreads), EXPORT("alloc", Alloc), EXPORT("free", Free), EXPORT("zero", Zero),
+      EXPORT("upload", Upload), EXPORT("read", Read), EXPORT("encoderForward", EncoderForward),
+      EXPORT("encoderBackward", EncoderBackward), EXPORT("layernormForward", LayernormForward),
+      EXPORT("layernormBackward", LayernormBackward), EXPORT("residualLayernormForward", ResidualLayernormForward),
+      EXPORT("matmulForward", MatmulForward), EXPORT("matmulGeluForward", MatmulGeluForward), EXPORT("matmulBackward", MatmulBackward),
+      EXPORT("attentionForward", AttentionForward), EXPORT("attentionBackward", AttentionBackward),
+      EXPORT("attentionDecode", AttentionDecode), EXPORT("geluBackward", GeluBackward),
+      EXPORT("crossEntropyForward", CrossEntropyForward), EXPORT("crossEntropyBackward", CrossEntropyBackward),
+      EXPORT("sumSquares", SumSquares), EXPORT("adamw", Adamw),
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+NAPI_MODULE(NODE_GYP_MODULE_NAME, ModuleInit)

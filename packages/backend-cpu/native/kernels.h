@@ -1,0 +1,75 @@
+// The contract's kernels (packages/core/src/backend.ts) in C++, one file per kernel family named as
+// in every backend: outputs first, then inputs, then llm.c's sizes. Every loop that splits work
+// over threads uses a static OpenMP schedule and every reduction has a fixed order, so results are
+// the same run to run for a given thread count (exact resume depends on it).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <omp.h>
+
+// encoder.cc
+void encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe, int B, int T, int C);
+void encoder_backward(float *dwte, float *dwpe, const float *dout, const int *tokens, int B, int T, int C);
+// layernorm.cc
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b, int N, int C);
+void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd, const float *a, const float *b, const float *w,
+                                const float *bias, int N, int C);
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, const float *mean,
+                        const float *rstd, int N, int C);
+// matmul.cc
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
+void matmul_gelu_forward(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N, int IN, int OUT);
+// attention.cc
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int NH, int HS);
+void attention_decode(float *out, const float *qkv, float *kcache, float *vcache, int B, int T, int pos, int NH, int HS, int maxT);
+// gelu.cc
+void gelu_forward(float *out, const float *inp, int64_t N);
+void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t N);
+// crossentropy.cc
+void crossentropy_forward(float *losses, const float *logits, const int *targets, int N, int V);
+void crossentropy_backward(float *dlogits, float *losses, const float *logits, const int *targets, float scale, int N, int V);
+// sum-squares.cc
+float sum_squares(const float *x, int64_t N);
+// adamw.cc
+void adamw(float *params, const float *grads, float *m, float *v, int64_t N, float lr, float beta1, float beta2, float omb1, float omb2,
+           float eps, float wd, float c1, float c2, float gradScale);
+
+// inside a parallel region: this thread's share [begin, end) of n items, split into contiguous
+// near-equal parts
+inline void share(int64_t n, int64_t &begin, int64_t &end) {
+  int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+  begin = n * tid / nt;
+  end = n * (tid + 1) / nt;
+}
+
+// matmul + GELU's epilogue (gelu.cc): pre (N,OUT) rows n0..n1, columns j0..j1 += bias, out = gelu(pre)
+void bias_gelu(float *out, float *pre, const float *bias, int64_t n0, int64_t n1, int OUT, int64_t j0, int64_t j1);
+
+// 16 floats, one AVX-512 register (two on AVX2 machines): GCC's portable vector extension, so the
+// same source compiles for whichever vector unit -march names
+typedef float v16 __attribute__((vector_size(64)));
+static inline v16 load16(const float *p) {
+  v16 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+// keeps a loaded vector in a register: without it GCC re-reads operands it could keep, which makes
+// the small-N GEMM load-bound
+#if defined(__x86_64__)
+#define IN_REGISTER(v) asm("" : "+v"(v))
+#elif defined(__aarch64__)
+#define IN_REGISTER(v) asm("" : "+w"(v))
+#else
+#define IN_REGISTER(v)
+#endif
+static inline void store16(float *p, v16 v) { __builtin_memcpy(p, &v, sizeof v); }
+typedef float v8 __attribute__((vector_size(32)));
+typedef float v4 __attribute__((vector_size(16)));
+// the sum of a vector's lanes as a tree: a few shuffles and adds, not a 16-long dependency chain
+static inline float hsum(v16 v) {
+  v8 a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+  v4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+  return (b[0] + b[2]) + (b[1] + b[3]);
+}

@@ -1,0 +1,115 @@
+// Linear layers, weights [OUT, IN] (nn.Linear, llm.c): out = inp @ W^T + bias.
+// Many rows (training, prefill): the system BLAS's sgemm, each thread computing its own block of
+// the product with a single-threaded call, so one OpenMP pool does all the work.
+// Few rows (decoding, N <= SMALL_N): our own kernel, which reads each weight row once and dots it
+// with every input row held in L1: it runs at memory bandwidth, where sgemm with one row does not.
+#include "blas.h"
+#include "kernels.h"
+
+static const int SMALL_N = 8;
+static const int GRAIN = 16; // threads split columns in multiples of 16 floats (one cache line)
+
+// this thread's share of n columns, in GRAIN multiples
+static inline void share_cols(int64_t n, int64_t &c0, int64_t &c1) {
+  share((n + GRAIN - 1) / GRAIN, c0, c1);
+  c0 = c0 * GRAIN < n ? c0 * GRAIN : n;
+  c1 = c1 * GRAIN < n ? c1 * GRAIN : n;
+}
+
+// out (R,OUT) columns j0..j1 for R <= SMALL_N input rows, two weight rows at a time
+template <int R>
+static void rows_forward(float *out, const float *inp, const float *w, const float *bias, int IN, int OUT, int64_t j0, int64_t j1) {
+  for (int64_t j = j0; j < j1; j += 2) {
+    const bool two = j + 1 < j1;
+    const float *w0 = w + j * IN, *w1 = two ? w0 + IN : w0;
+    v16 a0[R] = {}, a1[R] = {};
+    int i = 0;
+    for (; i + 16 <= IN; i += 16) {
+      v16 x0 = load16(w0 + i), x1 = load16(w1 + i);
+      IN_REGISTER(x0);
+      IN_REGISTER(x1);
+      for (int r = 0; r < R; r++) {
+        v16 xr = load16(inp + (int64_t)r * IN + i);
+        IN_REGISTER(xr);
+        a0[r] += xr * x0;
+        a1[r] += xr * x1;
+      }
+    }
+    for (int r = 0; r < R; r++) {
+      const float *x = inp + (int64_t)r * IN;
+      float s0 = hsum(a0[r]), s1 = hsum(a1[r]);
+      for (int k = i; k < IN; k++) {
+        s0 += x[k] * w0[k];
+        s1 += x[k] * w1[k];
+      }
+      out[(int64_t)r * OUT + j] = s0 + (bias ? bias[j] : 0.f);
+      if (two) out[(int64_t)r * OUT + j + 1] = s1 + (bias ? bias[j + 1] : 0.f);
+    }
+  }
+}
+
+static void small_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT, int64_t j0, int64_t j1) {
+  switch (N) {
+    case 1: rows_forward<1>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 2: rows_forward<2>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 3: rows_forward<3>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 4: rows_forward<4>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 5: rows_forward<5>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 6: rows_forward<6>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 7: rows_forward<7>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    default: rows_forward<8>(out, inp, w, bias, IN, OUT, j0, j1); break;
+  }
+}
+
+// out[:, j0:j1] = inp @ W[j0:j1]^T (+ bias): this thread's block of the forward product
+static void block_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT, int64_t j0, int64_t j1) {
+  if (j1 <= j0) return;
+  if (N <= SMALL_N) return small_forward(out, inp, w, bias, N, IN, OUT, j0, j1);
+  blas.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, j1 - j0, IN, 1.f, inp, IN, w + j0 * IN, IN, 0.f, out + j0, OUT);
+  if (bias)
+    for (int64_t n = 0; n < N; n++) {
+      float *o = out + n * OUT;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; j++) o[j] += bias[j];
+    }
+}
+
+// out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias (OUT)
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+#pragma omp parallel
+  {
+    int64_t j0, j1;
+    share_cols(OUT, j0, j1);
+    block_forward(out, inp, w, bias, N, IN, OUT, j0, j1);
+  }
+}
+
+// pre = inp @ W^T + bias, out = gelu(pre): each thread applies the epilogue to its own block
+void matmul_gelu_forward(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+#pragma omp parallel
+  {
+    int64_t j0, j1;
+    share_cols(OUT, j0, j1);
+    block_forward(pre, inp, w, nullptr, N, IN, OUT, j0, j1);
+    bias_gelu(out, pre, bias, 0, N, OUT, j0, j1);
+  }
+}
+
+// dinp (N,IN) += dout (N,OUT) @ w (OUT,IN), split by columns of dinp;
+// dw (OUT,IN) += dout^T @ inp (N,IN), split by rows of dw; dbias (OUT) += column sums of dout
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N, int IN, int OUT) {
+#pragma omp parallel
+  {
+    int64_t i0, i1, j0, j1;
+    share_cols(IN, i0, i1);
+    if (i1 > i0) blas.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, i1 - i0, OUT, 1.f, dout, OUT, w + i0, IN, 1.f, dinp + i0, IN);
+    share(OUT, j0, j1);
+    if (j1 > j0) blas.sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, IN, N, 1.f, dout + j0, OUT, inp, IN, 1.f, dw + j0 * IN, IN);
+    if (dbias && j1 > j0)
+      for (int64_t n = 0; n < N; n++) {
+        const float *d = dout + n * OUT;
+#pragma omp simd
+        for (int64_t j = j0; j < j1; j++) dbias[j] += d[j];
+      }
+  }
+}

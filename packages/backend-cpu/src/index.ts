@@ -1,0 +1,144 @@
+// The native cpu backend: C++ kernels (native/*.cc) with OpenMP threads and the system BLAS's sgemm,
+// in a Node-API addon built by `pnpm build`. Buffers are plain host memory (no 4 GiB limit), handed
+// to JavaScript as pointers; kernels run when called, so `read` and `sync` never wait.
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { GPT2Error, OutOfMemoryError, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
+
+interface Addon {
+  init(): [library: string, path: string, isa: string, procs: number, reference: number];
+  setThreads(n: number): void;
+  alloc(bytes: number): number;
+  free(ptr: number): void;
+  upload(ptr: number, data: Float32Array | Int32Array): void;
+  read(ptr: number, n: number): Float32Array;
+  zero(ptr: number, bytes: number): void;
+  [kernel: string]: (...args: never[]) => unknown;
+}
+
+class NativeBuf implements Buf {
+  constructor(readonly ptr: number, readonly length: number, readonly dtype: DType, readonly root: boolean) {}
+}
+const p = (b: Buf | null) => (b ? (b as NativeBuf).ptr : 0);
+
+const BUILD = new URL('../build/', import.meta.url);
+const ADDON = fileURLToPath(new URL('gpt2_cpu.node', BUILD));
+const NOT_BUILT = fileURLToPath(new URL('not-built.txt', BUILD));
+
+export interface CpuBackendOptions {
+  /** OpenMP threads for every kernel and GEMM; default: every core. */
+  threads?: number;
+  /** Only fp32 (the reference backend emulates the reduced-precision modes). */
+  precision?: Precision;
+  /** Refuse netlib's reference BLAS, several times slower than the wasm backend (set by `auto`). */
+  rejectSlowBlas?: boolean;
+}
+
+let addon: Addon | undefined;
+let current = 0; // the addon's thread count: one per process, set before each call when backends differ
+
+function load(): Addon {
+  if (addon) return addon;
+  if (!existsSync(ADDON)) {
+    const why = existsSync(NOT_BUILT) ? readFileSync(NOT_BUILT, 'utf8').trim() : 'it was not built';
+    throw new GPT2Error(`The native cpu backend is not built (${why.split('\n')[0]}); install g++ and run pnpm build.`);
+  }
+  // OpenMP's idle threads would spin for ~ms after each kernel, stealing the cores from the next
+  // one; a short spin keeps hand-offs fast without that (read by libgomp when the addon loads)
+  process.env.GOMP_SPINCOUNT ??= '10000';
+  try {
+    addon = createRequire(import.meta.url)(ADDON) as Addon;
+  } catch (err) {
+    throw new GPT2Error(`The native cpu addon could not load: ${(err as Error).message}; rebuild it with pnpm build.`);
+  }
+  return addon;
+}
+
+export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Backend> {
+  const precision = opts.precision ?? 'fp32';
+  if (precision !== 'fp32') throw unsupportedPrecision('cpu', precision, ['fp32']);
+  const a = load();
+  let info: ReturnType<Addon['init']>;
+  try {
+    info = a.init();
+  } catch (err) {
+    throw new GPT2Error(`The native cpu backend needs a BLAS: ${(err as Error).message}.`);
+  }
+  const [library, path, isa, , reference] = info;
+  if (reference && opts.rejectSlowBlas) {
+    throw new GPT2Error(`the only BLAS found (${path}) is netlib's reference BLAS, slower than the wasm backend; install OpenBLAS (apt-get install libopenblas0)`);
+  }
+  const threads = Math.max(1, Math.min(opts.threads ?? availableParallelism(), 256));
+  const call = (name: string, ...args: number[]) => {
+    if (current !== threads) a.setThreads((current = threads));
+    (a[name] as (...x: number[]) => void)(...args);
+  };
+  const k: Kernels = {
+    encoderForward: (out, tokens, wte, wpe, B, T, C) => call('encoderForward', p(out), p(tokens), p(wte), p(wpe), B, T, C),
+    encoderBackward: (dwte, dwpe, dout, tokens, B, T, C) => call('encoderBackward', p(dwte), p(dwpe), p(dout), p(tokens), B, T, C),
+    layernormForward: (out, mean, rstd, inp, w, b, N, C) => call('layernormForward', p(out), p(mean), p(rstd), p(inp), p(w), p(b), N, C),
+    layernormBackward: (dinp, dw, db, dout, inp, w, mean, rstd, N, C) =>
+      call('layernormBackward', p(dinp), p(dw), p(db), p(dout), p(inp), p(w), p(mean), p(rstd), N, C),
+    residualLayernormForward: (res, out, mean, rstd, x, y, w, bias, N, C) =>
+      call('residualLayernormForward', p(res), p(out), p(mean), p(rstd), p(x), p(y), p(w), p(bias), N, C),
+    matmulForward: (out, inp, w, bias, N, IN, OUT) => call('matmulForward', p(out), p(inp), p(w), p(bias), N, IN, OUT),
+    matmulGeluForward: (out, pre, inp, w, bias, N, IN, OUT) => call('matmulGeluForward', p(out), p(pre), p(inp), p(w), p(bias), N, IN, OUT),
+    matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => call('matmulBackward', p(dinp), p(dw), p(dbias), p(dout), p(inp), p(w), N, IN, OUT),
+    attentionForward: (out, lse, qkv, B, T, NH, HS) => call('attentionForward', p(out), p(lse), p(qkv), B, T, NH, HS),
+    attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) => call('attentionBackward', p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS),
+    attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) => call('attentionDecode', p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT),
+    geluBackward: (dinp, inp, dout, N) => call('geluBackward', p(dinp), p(inp), p(dout), N),
+    crossEntropyForward: (losses, logits, targets, N, V) => call('crossEntropyForward', p(losses), p(logits), p(targets), N, V),
+    crossEntropyBackward: (dlogits, losses, logits, targets, scale, N, V) =>
+      call('crossEntropyBackward', p(dlogits), p(losses), p(logits), p(targets), scale, N, V),
+    sumSquares: (out, x, N) => call('sumSquares', p(out), p(x), N),
+    // 1 - beta and the bias corrections from the host in double precision, rounded once, as torch passes them
+    adamw: (params, grads, m, v, N, lr, b1, b2, eps, wd, step, gs) =>
+      call('adamw', p(params), p(grads), p(m), p(v), N, lr, b1, b2, 1 - b1, 1 - b2, eps, wd, 1 - Math.pow(b1, step), 1 - Math.pow(b2, step), gs),
+  };
+  let held = 0; // bytes this backend holds
+  const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+  return {
+    name: 'cpu',
+    kernels: k,
+    alloc(length: number, dtype: DType = 'f32') {
+      const bytes = Math.max(4, length * 4);
+      // calloc maps lazily and Linux overcommits: refuse what the machine cannot hold before the OOM killer does
+      if (!Number.isSafeInteger(bytes) || held + bytes > totalmem()) {
+        throw new OutOfMemoryError(`The cpu backend cannot allocate ${gib(bytes)}: it holds ${gib(held)} already and this machine has ${gib(totalmem())} of memory`, bytes);
+      }
+      let ptr: number;
+      try {
+        ptr = a.alloc(bytes);
+      } catch {
+        throw new OutOfMemoryError(`The cpu backend could not allocate ${gib(bytes)} (the system refused; ${gib(held)} held already)`, bytes);
+      }
+      held += bytes;
+      return new NativeBuf(ptr, length, dtype, true);
+    },
+    view(buf, offset, length) {
+      const b = buf as NativeBuf;
+      if (offset < 0 || offset + length > b.length) throw new RangeError(`view [${offset}, ${offset + length}) outside buffer of ${b.length}`);
+      return new NativeBuf(b.ptr + offset * 4, length, b.dtype, false);
+    },
+    upload: (dst, src) => a.upload(p(dst), src),
+    read: async (src) => a.read(p(src), src.length),
+    zero: (buf) => a.zero(p(buf), buf.length * 4),
+    sync: async () => {},
+    free(buf) {
+      const b = buf as NativeBuf;
+      if (!b.root) return;
+      a.free(b.ptr);
+      held -= Math.max(4, b.length * 4);
+    },
+    dispose() {},
+    describe: () => ({
+      device: `native C++ (${isa}), OpenMP`,
+      threads: `${threads}`,
+      blas: `${library}, ${path}, called single-threaded from each of our ${threads} threads`,
+      precision: 'fp32 only',
+    }),
+  };
+}

@@ -1,0 +1,43 @@
+// What a model needs in memory, from the same shapes GPT2 allocates (gpt2.ts): for the message a
+// failed allocation ends in, and for benchmarks that print peak memory next to the arithmetic.
+import type { GPT2Config } from './config.js';
+import { paramLayout } from './params.js';
+
+export interface MemoryPlan {
+  /** Bytes of each part; `activations` for training at (B, T), or the KV cache and scratch for generation. */
+  params: number;
+  grads: number;
+  moments: number;
+  activations: number;
+  total: number;
+}
+
+const GiB = 2 ** 30;
+
+/** Training at (B, T): parameters, gradients, AdamW's two moments and the activations GPT2 keeps. */
+export function trainingMemory(cfg: GPT2Config, B: number, T: number): MemoryPlan {
+  const { total } = paramLayout(cfg);
+  const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = cfg;
+  const N = B * T;
+  // per layer: ln1, qkv (3), atty, res2, ln2, res3 (N,C each); fch, fchGelu (N,F); 4 means/rstds (N); lse (N,NH)
+  const perLayer = 8 * N * C + 2 * N * F + 4 * N + N * NH;
+  // tokens, targets, encoded, proj, lnf (+2), logits, losses, and the backward scratch (dres, dln, datty, dqkv (3), dfch, dfchGelu)
+  const rest = 2 * N + 3 * N * C + 2 * N + N * V + N + 6 * N * C + 2 * N * F;
+  const params = total * 4, activations = (L * perLayer + rest) * 4;
+  return { params, grads: params, moments: 2 * params, activations, total: 4 * params + activations };
+}
+
+/** Generation for B sequences of up to maxT tokens: parameters, the KV cache and one step's scratch. */
+export function generationMemory(cfg: GPT2Config, B: number, maxT: number): MemoryPlan {
+  const { total } = paramLayout(cfg);
+  const { nEmbd: C, nLayer: L, nInner: F, vocabSize: V } = cfg;
+  const params = total * 4, activations = (2 * L * B * maxT * C + B * maxT * (7 * C + 2 * F + 3) + B * V) * 4;
+  return { params, grads: 0, moments: 0, activations, total: params + activations };
+}
+
+/** "6.1 GiB in all (parameters 1.4 GiB, gradients 1.4 GiB, AdamW moments 2.8 GiB, activations 0.5 GiB)" */
+export function describeMemory(p: MemoryPlan): string {
+  const g = (b: number) => `${(b / GiB).toFixed(1)} GiB`;
+  const parts = [`parameters ${g(p.params)}`, ...(p.grads ? [`gradients ${g(p.grads)}`, `AdamW moments ${g(p.moments)}`] : []), `activations ${g(p.activations)}`];
+  return `${g(p.total)} in all (${parts.join(', ')})`;
+}
