@@ -1,0 +1,36 @@
+// The memory arithmetic matches what GPT2 really allocates: every byte counted through a backend
+// that records its allocations, for a training step and for a generation cache.
+import { describe, expect, it } from 'vitest';
+import { createReferenceBackend } from '../backends/reference/index.js';
+import { loadFixture } from '../conformance/fixtures.js';
+import type { Backend } from '../backend.js';
+import { GPT2 } from './gpt2.js';
+import { generationMemory, trainingMemory } from './memory.js';
+
+function counting(): { be: Backend; bytes: () => number } {
+  const be = createReferenceBackend();
+  let total = 0;
+  const alloc = be.alloc.bind(be);
+  be.alloc = (n, dtype) => ((total += n * 4), alloc(n, dtype));
+  return { be, bytes: () => total };
+}
+
+describe('memory plan', () => {
+  const f = loadFixture('gpt2-odd');
+  it('training: parameters, gradients, moments and activations are what GPT2 allocates', async () => {
+    const { be, bytes } = counting();
+    const model = new GPT2(be, f.config, f.params);
+    const B = 2, T = 7, ids = new Int32Array(B * T).fill(1);
+    model.zeroGrad();
+    await model.forwardBackward(ids, B, T, ids);
+    await model.update({ lr: 1e-3 });
+    expect(bytes() - 4).toBe(trainingMemory(f.config, B, T).total); // less the 1-element gradient-norm buffer
+  });
+  it('generation: parameters, the KV cache and one feed of the prompt', async () => {
+    const { be, bytes } = counting();
+    const model = new GPT2(be, f.config, f.params);
+    const B = 3, maxT = 20, cache = model.createCache(B, maxT);
+    await cache.feed(new Int32Array(B * maxT).fill(1), maxT);
+    expect(bytes()).toBe(generationMemory(f.config, B, maxT).total);
+  });
+});
