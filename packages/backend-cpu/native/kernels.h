@@ -56,11 +56,9 @@ static inline v16 load16(const float *p) {
   return v;
 }
 // keeps a loaded vector in a register: without it GCC re-reads operands it could keep, which makes
-// the small-N GEMM load-bound
-#if defined(__x86_64__)
+// the small-N GEMM load-bound (only where one register holds 16 floats: AVX-512)
+#if defined(__AVX512F__)
 #define IN_REGISTER(v) asm("" : "+v"(v))
-#elif defined(__aarch64__)
-#define IN_REGISTER(v) asm("" : "+w"(v))
 #else
 #define IN_REGISTER(v)
 #endif

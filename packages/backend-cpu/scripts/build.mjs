@@ -3,6 +3,8 @@
 // portable baseline (x86-64-v3, say, for a release that runs elsewhere). No BLAS is needed to build:
 // it is loaded at run time. Without a compiler (or with one that fails) it prints one line, writes
 // the reason to build/not-built.txt and succeeds: the backend then reports itself unavailable.
+// `--out DIR --march ARCH --portable` builds elsewhere for other machines (the release does): libstdc++
+// linked in, and the OpenMP runtime looked up beside the addon first ($ORIGIN).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -10,7 +12,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const build = join(root, 'build');
+const arg = (name) => (process.argv.includes(name) ? process.argv[process.argv.indexOf(name) + 1] : undefined);
+const build = arg('--out') ?? join(root, 'build');
 mkdirSync(build, { recursive: true });
 rmSync(join(build, 'not-built.txt'), { force: true });
 
@@ -27,7 +30,7 @@ const nodeInclude = [process.env.npm_config_nodedir && join(process.env.npm_conf
   .find((d) => existsSync(join(d, 'node_api.h')));
 if (!nodeInclude) notBuilt("Node's headers (node_api.h) were not found; install them (Debian: libnode-dev) or set npm_config_nodedir, then rebuild");
 
-const march = process.env.GPT2_CPU_MARCH || 'native';
+const march = arg('--march') ?? (process.env.GPT2_CPU_MARCH || 'native');
 const flags = ['-O3', '-std=c++17', '-fPIC', '-fopenmp', '-fno-math-errno', `-march=${march}`, `-DGPT2_MARCH="${march}"`, '-DNODE_GYP_MODULE_NAME=gpt2_cpu', `-I${nodeInclude}`];
 const sources = readdirSync(join(root, 'native')).filter((f) => f.endsWith('.cc'));
 
@@ -49,6 +52,7 @@ await Promise.all(Array.from({ length: Math.min(availableParallelism(), sources.
   }
 }));
 if (errors.length) notBuilt(`${cxx} failed: ${errors.join('\n')}`);
-const link = await run(['-shared', '-fopenmp', '-o', join(build, 'gpt2_cpu.node'), ...sources.map((f) => join(build, f.replace(/\.cc$/, '.o'))), '-ldl']);
+const portable = process.argv.includes('--portable') ? ['-static-libstdc++', '-static-libgcc', "-Wl,-rpath,$ORIGIN"] : [];
+const link = await run(['-shared', '-fopenmp', ...portable, '-o', join(build, 'gpt2_cpu.node'), ...sources.map((f) => join(build, f.replace(/\.cc$/, '.o'))), '-ldl']);
 if (link) notBuilt(`${cxx} failed to link: ${link}`);
-console.log(`backend-cpu: built build/gpt2_cpu.node with ${cxx} -march=${march}`);
+console.log(`backend-cpu: built ${join(build, 'gpt2_cpu.node')} with ${cxx} -march=${march}`);

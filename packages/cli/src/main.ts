@@ -10,6 +10,7 @@ import { runDownload } from './commands/download.js';
 import { runEval } from './commands/eval.js';
 import { runGenerate } from './commands/generate.js';
 import { runInfo } from './commands/info.js';
+import { runSelftestCommand } from './commands/selftest.js';
 import { runTokenize } from './commands/tokenize.js';
 import { runTraining, type TrainFlags } from './commands/train.js';
 import { findCheckpoint } from './run-dir.js';
@@ -161,6 +162,15 @@ export function buildProgram(): Command {
     .option('--json', 'print as JSON')
     .action(async function (this: Command) {
       await runInfo(this.opts());
+    });
+
+  program.command('selftest').description('the conformance suite (kernels and models against float64 references) on every backend here, or one')
+    .addOption(new Option('--backend <name>', 'backend to test (default: every one that starts)').choices(['all', ...BACKEND_CHOICES.filter((b) => b !== 'auto')]).default('all'))
+    .addOption(threadsOption())
+    .addOption(precisionOption())
+    .option('--json', 'print the results as JSON')
+    .action(async function (this: Command) {
+      await runSelftestCommand(this.opts());
     });
 
   program.command('bench').description('speed of a randomly initialised model, as JSON')

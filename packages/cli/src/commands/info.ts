@@ -5,6 +5,9 @@ import { registeredBackends, resolveBackend } from '@gpt2/core';
 import { registerAll } from '../backends.js';
 import { hubOptionsFromEnv } from '../hub.js';
 
+// the release's bundle defines the version (scripts/release.mjs); in the repository it is package.json's
+declare const GPT2_VERSION: string | undefined;
+
 export async function runInfo(f: { json?: boolean }): Promise<void> {
   registerAll();
   const backends: { name: string; available: boolean; details?: Record<string, string>; reason?: string }[] = [];
@@ -28,7 +31,7 @@ export async function runInfo(f: { json?: boolean }): Promise<void> {
   const req = createRequire(import.meta.url);
   const hub = hubOptionsFromEnv();
   const info = {
-    version: (req('../../package.json') as { version: string }).version,
+    version: typeof GPT2_VERSION === 'string' ? GPT2_VERSION : (req('../../package.json') as { version: string }).version,
     node: process.version,
     platform: `${process.platform} ${process.arch}`,
     cpus: cpus().length,

@@ -13,9 +13,12 @@ export interface CliResult {
   stderr: string;
 }
 
-export function gpt2(args: string[], opts: { env?: Record<string, string>; cwd?: string; onStderr?: (chunk: string, kill: (s: NodeJS.Signals) => void) => void } = {}): Promise<CliResult> {
+export function gpt2(
+  args: string[],
+  opts: { env?: Record<string, string>; cwd?: string; bin?: string; onStderr?: (chunk: string, kill: (s: NodeJS.Signals) => void) => void } = {},
+): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env } });
+    const child = spawn(process.execPath, [opts.bin ?? BIN, ...args], { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env } });
     let stdout = '', stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => {

@@ -3,12 +3,12 @@
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import type { Backend } from '../backend.js';
 import type { Precision } from '../precision.js';
-import { kernelCases, matmulCases } from './kernels.js';
-import { modelCases } from './fixtures.js';
+import { conformanceCases } from './selftest.js';
 
 export { kernelCases, matmulCases } from './kernels.js';
 export { modelCases, loadFixture, fixtureNames, fixturesDir } from './fixtures.js';
-export { assertClose } from './compare.js';
+export { assertClose, withWorst, type Worst } from './compare.js';
+export { conformanceCases, runSelftest, type CaseResult } from './selftest.js';
 
 export interface ConformanceOptions {
   /** When set, every case is registered as skipped with this reason (e.g. "no GPU adapter"). */
@@ -33,11 +33,12 @@ export function runConformance(name: string, makeBackend: () => Promise<Backend>
       afterAll(() => be?.dispose());
     }
     const test = opts.skip ? it.skip : it;
+    const { kernels, model } = conformanceCases(p);
     describe('kernels', () => {
-      for (const c of p === 'fp32' ? kernelCases() : matmulCases(p)) test(c.name, () => c.run(be));
+      for (const c of kernels) test(c.name, () => c.run(be));
     });
     describe('model vs fixtures', () => {
-      for (const c of modelCases(p)) test(c.name, () => c.run(be));
+      for (const c of model) test(c.name, () => c.run(be));
     });
   });
 }

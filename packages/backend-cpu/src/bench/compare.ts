@@ -1,0 +1,31 @@
+// pnpm --filter @gpt2/backend-cpu bench:compare — `gpt2 bench` on the cpu, wasm and reference
+// backends one after another in one run (each in its own process, so peak RSS is its own): a
+// 124M training step at B=4, T=64 and decoding at batch 1 and 8 (32-token prompt, 128 new
+// tokens). GPT2_BENCH_BACKENDS and GPT2_BENCH_CASES pick a subset. One JSON array.
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const bin = fileURLToPath(new URL('../../../cli/dist/bin.js', import.meta.url));
+const CASES: Record<string, string[]> = {
+  train: ['--task', 'train', '--init', 'gpt2', '--batch', '4', '--seq', '64', '--steps', '3'],
+  'generate-1': ['--task', 'generate', '--init', 'gpt2', '--batch', '1', '--prompt-tokens', '32', '--new-tokens', '128'],
+  'generate-8': ['--task', 'generate', '--init', 'gpt2', '--batch', '8', '--prompt-tokens', '32', '--new-tokens', '128'],
+  'train-4x1024': ['--task', 'train', '--init', 'gpt2', '--batch', '4', '--seq', '1024', '--steps', '2'],
+  'train-medium-1x1024': ['--task', 'train', '--init', 'gpt2-medium', '--batch', '1', '--seq', '1024', '--steps', '2'],
+};
+const backends = (process.env.GPT2_BENCH_BACKENDS ?? 'cpu,wasm').split(',');
+const cases = (process.env.GPT2_BENCH_CASES ?? 'train,generate-1,generate-8').split(',');
+const rows: object[] = [];
+for (const c of cases) {
+  for (const backend of backends) {
+    // the reference backend takes minutes a step at 124M: one step
+    const args = backend === 'reference' ? CASES[c].map((a, i, all) => (all[i - 1] === '--steps' ? '1' : a)) : CASES[c];
+    try {
+      rows.push({ case: c, ...JSON.parse(execFileSync(process.execPath, [bin, 'bench', '--backend', backend, ...args, '--json'], { encoding: 'utf8' })) });
+    } catch (err) {
+      rows.push({ case: c, backend, error: ((err as { stderr?: string }).stderr ?? String(err)).trim().split('\n')[0] });
+    }
+    console.error(JSON.stringify(rows[rows.length - 1]));
+  }
+}
+console.log(JSON.stringify(rows, null, 2));

@@ -1,0 +1,39 @@
+// The conformance suite without vitest: the same cases runConformance registers (one definition,
+// conformanceCases), run one after another on a backend with each case's worst error kept, for
+// `gpt2 selftest` and the release's check of a machine's GPU and drivers.
+import type { Backend } from '../backend.js';
+import type { Precision } from '../precision.js';
+import { kernelCases, matmulCases, type KernelCase } from './kernels.js';
+import { modelCases } from './fixtures.js';
+import { withWorst, type Worst } from './compare.js';
+
+/** The suite at a precision: every kernel case in fp32 (only the matmul cases in a reduced mode), then the model cases. */
+export function conformanceCases(p: Precision = 'fp32'): { kernels: KernelCase[]; model: KernelCase[] } {
+  return { kernels: p === 'fp32' ? kernelCases() : matmulCases(p), model: modelCases(p) };
+}
+
+export interface CaseResult {
+  name: string;
+  group: 'kernels' | 'model';
+  passed: boolean;
+  ms: number;
+  /** The comparison nearest to (or furthest past) its tolerance. */
+  worst?: Worst;
+  error?: string;
+}
+
+/** Runs every case on `be`, calling `onResult` after each; never throws for a failed case. */
+export async function runSelftest(be: Backend, p: Precision = 'fp32', onResult?: (r: CaseResult) => void): Promise<CaseResult[]> {
+  const { kernels, model } = conformanceCases(p);
+  const results: CaseResult[] = [];
+  for (const [group, cases] of [['kernels', kernels], ['model', model]] as const) {
+    for (const c of cases) {
+      const t0 = performance.now();
+      const { worst, error } = await withWorst(() => c.run(be));
+      const r: CaseResult = { name: c.name, group, passed: !error, ms: Math.round(performance.now() - t0), worst, ...(error ? { error: error.message } : {}) };
+      results.push(r);
+      onResult?.(r);
+    }
+  }
+  return results;
+}
