@@ -174,13 +174,13 @@ export function buildProgram(): Command {
     });
 
   program.command('bench').description('speed of a randomly initialised model, as JSON')
-    .addOption(new Option('--task <task>', 'what to time').choices(['train', 'generate']).default('train'))
+    .addOption(new Option('--task <task>', 'what to time').choices(['train', 'generate', 'matmul']).default('train'))
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(precisionOption())
     .option('--init <size|config.json>', 'model shape', 'gpt2')
     .option('--batch <n>', 'batch size', int(1), 4)
-    .option('--seq <n>', 'sequence length (train)', int(1), 64)
+    .option('--seq <n>', 'sequence length (train; matmul times batch*seq rows too)', int(1), 64)
     .option('--steps <n>', 'timed steps after one warm-up step (train)', int(1), 3)
     .option('--prompt-tokens <n>', 'prompt length (generate)', int(1), 32)
     .option('--new-tokens <n>', 'tokens to decode (generate)', int(1), 128)

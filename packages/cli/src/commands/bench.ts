@@ -1,7 +1,9 @@
 // gpt2 bench: speed of a randomly initialised model of a named shape, as JSON.
 //   --task train:    ms per optimizer step and tokens/s at (batch, seq)
 //   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding
-import { argmax, generationMemory, GPT2, GPT2Error, trainingMemory, type Precision } from '@gpt2/core';
+//   --task matmul:   GFLOP/s of the forward product and the backward pair at GPT-2's shapes, for
+//                    1, 8 and batch*seq rows (with GPT2_PEAK_TFLOPS, also as a fraction of that peak)
+import { argmax, generationMemory, GPT2, GPT2Error, trainingMemory, type Backend, type Precision } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { initConfig } from '../model-source.js';
 
@@ -22,9 +24,51 @@ export interface BenchFlags {
 // the process's peak resident memory next to what the model's buffers need by arithmetic (memory.ts)
 const memory = (predicted: number) => ({ peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024), predictedMB: Math.round(predicted / 2 ** 20) });
 
+/** GFLOP/s of out = inp @ W^T (forward) and of dinp, dW (backward) at GPT-2 124M's shapes, timed to completion (sync). */
+async function matmulFigures(be: Backend, rows: number) {
+  const SHAPES: [number, number][] = [[768, 2304], [768, 3072], [3072, 768], [768, 50257]]; // IN x OUT
+  const rand = (n: number) => Float32Array.from({ length: n }, (_, i) => (((i * 2654435761) % 1000) / 1000 - 0.5));
+  const time = async (fn: () => void) => {
+    fn();
+    await be.sync(); // warm-up
+    let reps = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < 300 || reps < 3) {
+      fn();
+      await be.sync();
+      reps++;
+    }
+    return (performance.now() - t0) / reps;
+  };
+  const forward: Record<string, number> = {}, backward: Record<string, number> = {};
+  for (const [IN, OUT] of SHAPES) {
+    const w = be.alloc(IN * OUT), dw = be.alloc(IN * OUT);
+    be.upload(w, rand(IN * OUT));
+    for (const N of [...new Set([1, 8, rows])]) {
+      const x = be.alloc(N * IN), out = be.alloc(N * OUT), dx = be.alloc(N * IN);
+      be.upload(x, rand(N * IN));
+      be.upload(out, rand(N * OUT));
+      const key = `${N}x${IN}x${OUT}`;
+      forward[key] = +((2 * N * IN * OUT) / (await time(() => be.kernels.matmulForward(out, x, w, null, N, IN, OUT))) / 1e6).toFixed(1);
+      if (N >= 64) backward[key] = +((4 * N * IN * OUT) / (await time(() => be.kernels.matmulBackward(dx, dw, null, out, x, w, N, IN, OUT))) / 1e6).toFixed(1);
+      for (const b of [x, out, dx]) be.free(b);
+    }
+    be.free(w);
+    be.free(dw);
+  }
+  const peak = Number(process.env.GPT2_PEAK_TFLOPS) || 0;
+  const best = Math.max(...Object.values(forward), ...Object.values(backward));
+  return { unit: 'GFLOP/s', shape: 'N x IN x OUT', device: be.describe(), forward, backward, ...(peak ? { peakTFLOPS: peak, bestFractionOfPeak: +(best / 1000 / peak).toFixed(3) } : {}) };
+}
+
 export async function runBench(f: BenchFlags): Promise<void> {
   const config = initConfig(f.init); // bad input fails before any backend starts
   const { backend } = await openBackend(f);
+  if (f.task === 'matmul') {
+    process.stdout.write(JSON.stringify({ task: 'matmul', backend: backend.name, precision: f.precision ?? 'fp32', ...(await matmulFigures(backend, f.batch * f.seq)) }, null, f.json ? 0 : 2) + '\n');
+    backend.dispose();
+    return;
+  }
   const model = new GPT2(backend, config, GPT2.initParams(config, 1));
   const ids = (n: number, salt: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % config.vocabSize);
   const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', model: f.init, params: model.numParams };
@@ -69,7 +113,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
       ...memory(generationMemory(config, f.batch, config.nPositions).total),
     };
   } else {
-    throw new GPT2Error(`Unknown bench task '${f.task}'; choose train or generate (the tokenizer benchmark is pnpm bench:tokenizer).`);
+    throw new GPT2Error(`Unknown bench task '${f.task}'; choose train, generate or matmul (the tokenizer benchmark is pnpm bench:tokenizer).`);
   }
   process.stdout.write((f.json ? JSON.stringify(result) : JSON.stringify(result, null, 2)) + '\n');
   backend.dispose();
