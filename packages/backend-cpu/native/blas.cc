@@ -1,6 +1,9 @@
 #include "blas.h"
 #include <dlfcn.h>
 #include <link.h>
+#include <cstdlib>
+#include <iterator>
+#include <vector>
 
 Blas blas;
 
@@ -22,8 +25,11 @@ std::string Blas::load() {
       "libopenblas.so.0", "libopenblas.so", "libblis.so.4", "libblis.so", "libmkl_rt.so.2", "libmkl_rt.so", "libblas.so.3", "libcblas.so.3",
 #endif
   };
+  // GPT2_BLAS names one library to use instead (a path or a soname), e.g. MKL's or BLIS's
+  const char *chosen = std::getenv("GPT2_BLAS");
+  const char *one[] = {chosen};
   void *lib = nullptr;
-  for (const char *n : names) {
+  for (const char *n : chosen && *chosen ? std::vector<const char *>(one, one + 1) : std::vector<const char *>(std::begin(names), std::end(names))) {
     if ((lib = dlopen(n, RTLD_NOW | RTLD_LOCAL))) {
       sgemm = (decltype(sgemm))dlsym(lib, "cblas_sgemm");
       if (sgemm) break;
@@ -31,6 +37,7 @@ std::string Blas::load() {
       lib = nullptr;
     }
   }
+  if (!sgemm && chosen && *chosen) return std::string("GPT2_BLAS names ") + chosen + ", which could not be loaded or has no cblas_sgemm; point it at a BLAS library (libopenblas.so.0, say) or unset it";
   if (!sgemm) {
 #ifdef __APPLE__
     return "no BLAS with cblas_sgemm was found (Accelerate, OpenBLAS or BLIS); install OpenBLAS (brew install openblas) and add its lib folder to DYLD_LIBRARY_PATH";

@@ -37,3 +37,19 @@ describe.skipIf(reason)('cpu backend memory', () => {
     model.dispose();
   });
 });
+
+describe('cpu backend build and load failures', () => {
+  it('without a C++ compiler the build prints one line, succeeds, and leaves the reason for the backend', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const out = mkdtempSync(join(tmpdir(), 'gpt2-cpu-build-'));
+    const script = new URL('../scripts/build.mjs', import.meta.url).pathname;
+    const r = spawnSync(process.execPath, [script, '--out', out], { env: { PATH: '/nonexistent' }, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('backend-cpu: not built: no C++ compiler was found when `pnpm build` ran (install g++: apt-get install g++), then rebuild');
+    expect(readFileSync(join(out, 'not-built.txt'), 'utf8')).toMatch(/^no C\+\+ compiler/);
+    rmSync(out, { recursive: true, force: true });
+  });
+});

@@ -75,6 +75,17 @@ describe('gpt2 CLI', () => {
     expect(out.perplexity).toBeCloseTo(Math.exp(out.loss), 6);
   });
 
+  it('cpu without a BLAS: info says why, auto moves on, --backend cpu ends in one sentence', async () => {
+    const env = { GPT2_BLAS: '/nonexistent/libopenblas.so.0' };
+    const info = await gpt2(['info', '--json'], { env });
+    const cpu = JSON.parse(info.stdout).backends.find((b: { name: string }) => b.name === 'cpu');
+    expect(cpu).toMatchObject({ available: false, reason: expect.stringMatching(/needs a BLAS: GPT2_BLAS names \/nonexistent\/libopenblas.so.0, which could not be loaded/) });
+    expect(JSON.parse(info.stdout).auto).not.toBe('cpu');
+    const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'cpu', '--max-new-tokens', '2'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: The cpu backend could not start: The native cpu backend needs a BLAS: .* or unset it\.\n$/);
+  });
+
   it('bench: train and generate print their JSON figures', async () => {
     const t = await gpt2(['bench', '--task', 'train', '--init', join(FIXTURES, 'gpt2-odd/config.json'), '--batch', '2', '--seq', '16', '--steps', '2', '--json']);
     expect(t.code, t.stderr).toBe(0);
