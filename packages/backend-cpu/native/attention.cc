@@ -95,7 +95,7 @@ static void attend(float *out, int64_t os, float *lse, const float *q, int64_t q
         for (int j = 0; j < nv; j++) mx = s[j] > mx ? s[j] : mx;
         float *oi = o + i * HS;
         if (mx > m[i]) { // a new maximum rescales what was summed so far
-          float r = std::exp(m[i] - mx);
+          float r = expf(m[i] - mx);
           l[i] *= r;
           for (int d = 0; d < HS; d++) oi[d] *= r;
           m[i] = mx;
@@ -103,7 +103,7 @@ static void attend(float *out, int64_t os, float *lse, const float *q, int64_t q
         float sum = 0;
 #pragma omp simd reduction(+ : sum)
         for (int j = 0; j < nv; j++) {
-          p[j] = std::exp(s[j] - mx);
+          p[j] = expf(s[j] - mx);
           sum += p[j];
         }
         l[i] += sum;
@@ -181,7 +181,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
         scores(s, qv, kt, HS);
         scores(dp, gt, vt, HS);
         for (int j = 0; j < nv; j++) {
-          p[j] = std::exp(s[j] - L[t]);
+          p[j] = expf(s[j] - L[t]);
           ds[j] = p[j] * (dp[j] - D[t]) * sc;
         }
         accumulate(dq + t * C3, ds, k + j0 * C3, C3, nv, HS);

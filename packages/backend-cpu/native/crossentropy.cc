@@ -8,7 +8,7 @@ static inline void row_softmax(const float *z, int V, float &mx, float &s) {
   for (int i = 0; i < V; i++) mx = z[i] > mx ? z[i] : mx;
   s = 0;
 #pragma omp simd reduction(+ : s)
-  for (int i = 0; i < V; i++) s += std::exp(z[i] - mx);
+  for (int i = 0; i < V; i++) s += expf(z[i] - mx);
 }
 
 // losses (N) = logsumexp(logits[n]) - logits[n, target]; 0 for a negative target
@@ -44,7 +44,7 @@ void crossentropy_backward(float *dlogits, float *losses, const float *logits, c
     losses[n] = std::log(s) + mx - zt;
     float inv = scale / s;
 #pragma omp simd
-    for (int i = 0; i < V; i++) d[i] = std::exp(z[i] - mx) * inv;
+    for (int i = 0; i < V; i++) d[i] = expf(z[i] - mx) * inv;
     d[t] -= scale;
   }
 }

@@ -5,7 +5,17 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cmath>
 #include <omp.h>
+
+// glibc's vector expf (libmvec), declared as its math.h declares it under -ffast-math, so GCC
+// vectorises the loops that call expf (softmax, GELU) without fast-math's other assumptions
+#if defined(__x86_64__) && defined(__GLIBC__)
+extern "C" {
+#pragma omp declare simd notinbranch
+float expf(float) noexcept;
+}
+#endif
 
 // encoder.cc
 void encoder_forward(float *out, const int *tokens, const float *wte, const float *wpe, int B, int T, int C);

@@ -53,6 +53,6 @@ await Promise.all(Array.from({ length: Math.min(availableParallelism(), sources.
 }));
 if (errors.length) notBuilt(`${cxx} failed: ${errors.join('\n')}`);
 const portable = process.argv.includes('--portable') ? ['-static-libstdc++', '-static-libgcc', "-Wl,-rpath,$ORIGIN"] : [];
-const link = await run(['-shared', '-fopenmp', ...portable, '-o', join(build, 'gpt2_cpu.node'), ...sources.map((f) => join(build, f.replace(/\.cc$/, '.o'))), '-ldl']);
+const link = await run(['-shared', '-fopenmp', ...portable, '-o', join(build, 'gpt2_cpu.node'), ...sources.map((f) => join(build, f.replace(/\.cc$/, '.o'))), '-ldl', ...(process.platform === 'linux' ? ['-lmvec'] : [])]);
 if (link) notBuilt(`${cxx} failed to link: ${link}`);
 console.log(`backend-cpu: built ${join(build, 'gpt2_cpu.node')} with ${cxx} -march=${march}`);

@@ -2,7 +2,8 @@
 // from @gpt2/core/selftest) on each backend that starts here, or on one; a table of cases with
 // the worst error of each, as a fraction of its tolerance. Exit 0 only when every case passes.
 import { GPT2Error, registeredBackends, resolveBackend, type Precision } from '@gpt2/core';
-import { runSelftest, type CaseResult } from '@gpt2/core/selftest';
+import { existsSync } from 'node:fs';
+import { fixturesDir, runSelftest, type CaseResult } from '@gpt2/core/selftest';
 import { registerAll } from '../backends.js';
 
 export interface SelftestFlags {
@@ -21,6 +22,9 @@ function row(r: CaseResult): string {
 }
 
 export async function runSelftestCommand(f: SelftestFlags): Promise<void> {
+  if (!existsSync(fixturesDir())) {
+    throw new GPT2Error(`The conformance fixtures were not found at ${fixturesDir()}; set GPT2_FIXTURES to a fixtures folder (the repository's fixtures/).`);
+  }
   registerAll(f.threads ?? 0);
   const precision = f.precision ?? 'fp32';
   const names = f.backend === 'all' ? registeredBackends() : [f.backend];

@@ -5,6 +5,8 @@ import type { Backend } from '../backend.js';
 import type { Precision } from '../precision.js';
 import { kernelCases, matmulCases, type KernelCase } from './kernels.js';
 import { modelCases } from './fixtures.js';
+
+export { fixturesDir } from './fixtures.js';
 import { withWorst, type Worst } from './compare.js';
 
 /** The suite at a precision: every kernel case in fp32 (only the matmul cases in a reduced mode), then the model cases. */
