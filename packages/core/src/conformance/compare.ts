@@ -38,10 +38,12 @@ export function assertClose(what: string, got: ArrayLike<number>, want: ArrayLik
       worst = i;
       worstExcess = err - tol;
     }
-    const r = Number.isNaN(err) ? Infinity : tol > 0 ? err / tol : err > 0 ? Infinity : 0;
-    if (recorder && r > marginRatio) {
-      margin = i;
-      marginRatio = r;
+    if (recorder) {
+      const r = Number.isNaN(err) ? Infinity : tol > 0 ? err / tol : err > 0 ? Infinity : 0;
+      if (r > marginRatio) {
+        margin = i;
+        marginRatio = r;
+      }
     }
   }
   if (recorder && margin >= 0) {
