@@ -7,6 +7,8 @@
 #include <string>
 #include "blas.h"
 #include "kernels.h"
+#include "onednn.h"
+#include <stdexcept>
 
 #ifndef GPT2_MARCH
 #define GPT2_MARCH "native"
@@ -54,12 +56,17 @@ static bool args(napi_env env, napi_callback_info info, double *a, size_t n, nap
 #define I(i) ((int *)(uintptr_t)a[i])
 #define N_(i) ((int)a[i])
 #define L_(i) ((int64_t)a[i])
-// A kernel function taking n numeric arguments a[0..n) (pointers via F/I, sizes via N_/L_).
+// A kernel function taking n numeric arguments a[0..n) (pointers via F/I, sizes via N_/L_); a
+// library failure (oneDNN's) becomes a JavaScript error.
 #define KERNEL(Name, n, call)                                      \
   static napi_value Name(napi_env env, napi_callback_info info) { \
     double a[n];                                                   \
     if (!args(env, info, a, n)) return nullptr;                    \
-    call;                                                          \
+    try {                                                          \
+      call;                                                        \
+    } catch (const std::exception &e) {                            \
+      return throwError(env, e.what());                            \
+    }                                                              \
     return undef(env);                                             \
   }
 
@@ -102,6 +109,27 @@ static napi_value Init(napi_env env, napi_callback_info) {
   return arr;
 }
 
+// initOnednn(): loads oneDNN; returns [version, path, isa, bf16 (1/0)] or throws why not.
+static napi_value InitOnednn(napi_env env, napi_callback_info) {
+  std::string why = onednn.load();
+  if (!why.empty()) return throwError(env, why);
+  napi_value arr;
+  napi_create_array_with_length(env, 4, &arr);
+  napi_set_element(env, arr, 0, str(env, onednn.version));
+  napi_set_element(env, arr, 1, str(env, onednn.path));
+  napi_set_element(env, arr, 2, str(env, onednn.isa));
+  napi_set_element(env, arr, 3, num(env, onednn.bf16 ? 1 : 0));
+  return arr;
+}
+
+// onednnImpl(bf16): the implementation oneDNN chose for the last matmul in that mode ("" before any)
+static napi_value OnednnImpl(napi_env env, napi_callback_info info) {
+  double a[1];
+  if (!args(env, info, a, 1)) return nullptr;
+  return str(env, onednn.impl(a[0] ? Dt::bf16 : Dt::f32));
+}
+
+KERNEL(SetGemm, 2, set_gemm(a[0] != 0, a[1] != 0))
 KERNEL(SetThreads, 1, omp_set_num_threads(N_(0) > 0 ? N_(0) : 1))
 
 // alloc(bytes): zeroed memory (calloc maps large blocks lazily); throws when the system refuses
@@ -162,7 +190,8 @@ KERNEL(Adamw, 15, adamw(F(0), F(1), F(2), F(3), L_(4), a[5], a[6], a[7], a[8], a
 #define EXPORT(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_default, nullptr}
 static napi_value ModuleInit(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      EXPORT("init", Init), EXPORT("setThreads", SetThreads), EXPORT("alloc", Alloc), EXPORT("free", Free), EXPORT("zero", Zero),
+      EXPORT("init", Init), EXPORT("setThreads", SetThreads), EXPORT("initOnednn", InitOnednn),
+      EXPORT("onednnImpl", OnednnImpl), EXPORT("setGemm", SetGemm), EXPORT("alloc", Alloc), EXPORT("free", Free), EXPORT("zero", Zero),
       EXPORT("upload", Upload), EXPORT("read", Read), EXPORT("encoderForward", EncoderForward),
       EXPORT("encoderBackward", EncoderBackward), EXPORT("layernormForward", LayernormForward),
       EXPORT("layernormBackward", LayernormBackward), EXPORT("residualLayernormForward", ResidualLayernormForward),

@@ -27,6 +27,7 @@ void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, const float *mean,
                         const float *rstd, int N, int C);
 // matmul.cc
+void set_gemm(bool onednn, bool bf16); // products of many rows through oneDNN (else the BLAS), bf16 operands
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
 void matmul_gelu_forward(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N, int IN, int OUT);

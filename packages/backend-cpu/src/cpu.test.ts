@@ -1,22 +1,48 @@
-// The whole conformance suite on the native cpu backend, with 2 threads and with 1. Where the addon
-// or a BLAS is missing the suite skips with the reason, except where GPT2_EXPECT_CPU is set (CI
-// installs g++ and OpenBLAS, so there a missing backend fails).
+// The whole conformance suite on the native cpu backend: its products through the BLAS with 2
+// threads and with 1, through oneDNN in fp32, and in bf16 at that mode's tolerances. Where the addon,
+// a BLAS, oneDNN or a CPU with bf16 instructions is missing those suites skip with the reason,
+// except where GPT2_EXPECT_CPU / GPT2_EXPECT_ONEDNN are set (CI installs g++, OpenBLAS and oneDNN,
+// so there a missing library fails).
 import { describe, expect, it } from 'vitest';
 import { runConformance } from '@gpt2/core/conformance';
-import { createCpuBackend } from '../dist/index.js';
+import { createCpuBackend, type CpuBackendOptions } from '../dist/index.js';
 
-let reason: string | undefined;
-try {
-  (await createCpuBackend()).dispose();
-} catch (err) {
-  reason = (err as Error).message;
+async function why(opts: CpuBackendOptions): Promise<string | undefined> {
+  try {
+    (await createCpuBackend(opts)).dispose();
+  } catch (err) {
+    return (err as Error).message;
+  }
 }
+const reason = await why({ gemm: 'blas' });
+const noOnednn = reason ?? (await why({ gemm: 'onednn' }));
+const noBf16 = noOnednn ?? (await why({ precision: 'bf16' }));
 if (reason && process.env.GPT2_EXPECT_CPU) {
   describe('cpu backend', () => it('starts (GPT2_EXPECT_CPU is set)', () => expect(reason).toBeUndefined()));
 } else {
-  runConformance('cpu, 2 threads', () => createCpuBackend({ threads: 2 }), { skip: reason });
-  runConformance('cpu, 1 thread', () => createCpuBackend({ threads: 1 }), { skip: reason });
+  runConformance('cpu (BLAS), 2 threads', () => createCpuBackend({ threads: 2, gemm: 'blas' }), { skip: reason });
+  runConformance('cpu (BLAS), 1 thread', () => createCpuBackend({ threads: 1, gemm: 'blas' }), { skip: reason });
 }
+if (noOnednn && process.env.GPT2_EXPECT_ONEDNN) {
+  describe('cpu backend with oneDNN', () => it('loads oneDNN (GPT2_EXPECT_ONEDNN is set)', () => expect(noOnednn).toBeUndefined()));
+} else {
+  runConformance('cpu (oneDNN)', () => createCpuBackend({ threads: 2, gemm: 'onednn' }), { skip: noOnednn });
+  runConformance('cpu', () => createCpuBackend({ threads: 2, precision: 'bf16' }), { precision: 'bf16', skip: noBf16 });
+}
+
+describe.skipIf(reason)('cpu backend precision', () => {
+  it('--precision bf16 without oneDNN says in one sentence what it needs and what to install', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const index = new URL('../dist/index.js', import.meta.url).href;
+    const code = `import(${JSON.stringify(index)}).then((m) => m.createCpuBackend({ precision: 'bf16' })).then(() => console.log('started'), (e) => console.log(e.message));`;
+    // a oneDNN that cannot load (GPT2_ONEDNN names a missing file), and oneDNN turned off
+    const missing = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, GPT2_ONEDNN: '/nonexistent/libdnnl.so.2' }, encoding: 'utf8' });
+    expect(missing.stdout.trim()).toBe('--precision bf16 on the cpu backend needs oneDNN on a CPU with AVX512-BF16 or AMX: GPT2_ONEDNN names /nonexistent/libdnnl.so.2, which could not be loaded; point it at libdnnl or unset it.');
+    const off = spawnSync(process.execPath, ['-e', code], { env: { ...process.env, GPT2_CPU_GEMM: 'blas' }, encoding: 'utf8' });
+    expect(off.stdout.trim()).toBe('--precision bf16 on the cpu backend needs oneDNN on a CPU with AVX512-BF16 or AMX: GPT2_CPU_GEMM=blas turns oneDNN off.');
+    await expect(createCpuBackend({ precision: 'tf32' })).rejects.toThrow('The cpu backend offers --precision fp32 or bf16, not tf32');
+  });
+});
 
 describe.skipIf(reason)('cpu backend memory', () => {
   it('an allocation past the machine ends in one sentence: bytes asked, what the run needs in all, what to lower', async () => {

@@ -1,5 +1,5 @@
-// The native cpu backend: C++ kernels (native/*.cc) with OpenMP threads and the system BLAS's sgemm,
-// in a Node-API addon built by `pnpm build`. Buffers are plain host memory (no 4 GiB limit), handed
+// The native cpu backend: C++ kernels (native/*.cc) with OpenMP threads and the system BLAS's sgemm
+// or oneDNN's matmul (bf16 needs oneDNN), in a Node-API addon built by `pnpm build`. Buffers are plain host memory (no 4 GiB limit), handed
 // to JavaScript as pointers; kernels run when called, so `read` and `sync` never wait.
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
@@ -9,7 +9,10 @@ import { GPT2Error, OutOfMemoryError, unsupportedPrecision, type Backend, type B
 
 interface Addon {
   init(): [library: string, path: string, isa: string, procs: number, reference: number];
+  initOnednn(): [version: string, path: string, isa: string, bf16: number];
+  onednnImpl(bf16: number): string;
   setThreads(n: number): void;
+  setGemm(onednn: number, bf16: number): void;
   alloc(bytes: number): number;
   free(ptr: number): void;
   upload(ptr: number, data: Float32Array | Int32Array): void;
@@ -30,14 +33,20 @@ const NOT_BUILT = fileURLToPath(new URL('not-built.txt', BUILD));
 export interface CpuBackendOptions {
   /** OpenMP threads for every kernel and GEMM; default: every core. */
   threads?: number;
-  /** Only fp32 (the reference backend emulates the reduced-precision modes). */
+  /** fp32, or bf16 (GEMM operands rounded to bfloat16, fp32 accumulation) through oneDNN on a CPU with AVX512-BF16 or AMX. */
   precision?: Precision;
+  /**
+   * Which library multiplies many rows in fp32: 'blas', 'onednn', or 'auto' (default; GPT2_CPU_GEMM
+   * sets it too): oneDNN where it loads, else the BLAS. bf16 always uses oneDNN.
+   */
+  gemm?: 'auto' | 'blas' | 'onednn';
   /** Refuse netlib's reference BLAS, several times slower than the wasm backend (set by `auto`). */
   rejectSlowBlas?: boolean;
 }
 
 let addon: Addon | undefined;
-let current = 0; // the addon's thread count: one per process, set before each call when backends differ
+let current = ''; // the addon's thread count and GEMM mode: one per process, set before each call when backends differ
+const BF16_NEEDS = '--precision bf16 on the cpu backend needs oneDNN on a CPU with AVX512-BF16 or AMX';
 
 function load(): Addon {
   if (addon) return addon;
@@ -58,21 +67,44 @@ function load(): Addon {
 
 export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Backend> {
   const precision = opts.precision ?? 'fp32';
-  if (precision !== 'fp32') throw unsupportedPrecision('cpu', precision, ['fp32']);
+  if (precision !== 'fp32' && precision !== 'bf16') throw unsupportedPrecision('cpu', precision, ['fp32', 'bf16']);
+  const gemm = opts.gemm ?? (process.env.GPT2_CPU_GEMM || 'auto');
+  if (!['auto', 'blas', 'onednn'].includes(gemm)) throw new GPT2Error(`GPT2_CPU_GEMM is '${gemm}'; set it to auto, blas or onednn, or unset it.`);
   const a = load();
-  let info: ReturnType<Addon['init']>;
+  let dnnl: ReturnType<Addon['initOnednn']> | undefined;
+  let noDnnl = 'GPT2_CPU_GEMM=blas turns oneDNN off';
+  if (gemm !== 'blas') {
+    try {
+      dnnl = a.initOnednn();
+    } catch (err) {
+      noDnnl = (err as Error).message;
+    }
+  }
+  if (gemm === 'onednn' && !dnnl) throw new GPT2Error(`GPT2_CPU_GEMM=onednn, but ${noDnnl}.`);
+  if (precision === 'bf16' && !dnnl) throw new GPT2Error(`${BF16_NEEDS}: ${noDnnl}.`);
+  if (precision === 'bf16' && !dnnl![3]) {
+    throw new GPT2Error(`${BF16_NEEDS}; this CPU has neither (oneDNN dispatches to ${dnnl![2]}): use --precision fp32.`);
+  }
+  const onednn = dnnl !== undefined && (precision === 'bf16' || gemm !== 'blas');
+  let info: ReturnType<Addon['init']> | undefined;
   try {
     info = a.init();
   } catch (err) {
-    throw new GPT2Error(`The native cpu backend needs a BLAS: ${(err as Error).message}.`);
+    // oneDNN does every product the BLAS would (our own kernel does the few-row ones)
+    if (!onednn) throw new GPT2Error(`The native cpu backend needs a BLAS or oneDNN: ${(err as Error).message}.`);
   }
-  const [library, path, isa, , reference] = info;
-  if (reference && opts.rejectSlowBlas) {
+  const [library, path, isa, , reference] = info ?? ['', '', '', 0, 0];
+  if (reference && opts.rejectSlowBlas && !onednn) {
     throw new GPT2Error(`the only BLAS found (${path}) is netlib's reference BLAS, slower than the wasm backend; install OpenBLAS (apt-get install libopenblas0)`);
   }
   const threads = Math.max(1, Math.min(opts.threads ?? availableParallelism(), 256));
+  const mode = `${threads} ${onednn} ${precision}`;
   const call = (name: string, ...args: number[]) => {
-    if (current !== threads) a.setThreads((current = threads));
+    if (current !== mode) {
+      a.setThreads(threads);
+      a.setGemm(onednn ? 1 : 0, precision === 'bf16' ? 1 : 0);
+      current = mode;
+    }
     (a[name] as (...x: number[]) => void)(...args);
   };
   const k: Kernels = {
@@ -134,11 +166,17 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
       held -= Math.max(4, b.length * 4);
     },
     dispose() {},
-    describe: () => ({
-      device: `native C++ (${isa}), OpenMP`,
-      threads: `${threads}`,
-      blas: `${library}, ${path}, called single-threaded from each of our ${threads} threads`,
-      precision: 'fp32 only',
-    }),
+    describe: () => {
+      const impl = onednn ? a.onednnImpl(precision === 'bf16' ? 1 : 0) : '';
+      return {
+        device: `native C++ (${isa || 'no BLAS'}), OpenMP`,
+        threads: `${threads}`,
+        gemm: onednn
+          ? `oneDNN ${dnnl![0]} (${dnnl![1]}), dispatching to ${dnnl![2]}${impl ? `, last matmul: ${impl}` : ''}; decoding rows: our own kernel`
+          : `the BLAS, called single-threaded from each of our ${threads} threads${dnnl ? '' : ` (oneDNN: ${noDnnl})`}`,
+        ...(library ? { blas: `${library}, ${path}` } : {}),
+        precision: precision === 'bf16' ? 'bf16 GEMM operands, fp32 accumulation (oneDNN)' : dnnl?.[3] ? 'fp32 (bf16 offered)' : 'fp32',
+      };
+    },
   };
 }

@@ -12,7 +12,7 @@ let registered = false;
 
 /**
  * Registers every backend; `threads` (0 = all cores) goes to the cpu and wasm backends. Reduced
- * precision: cuda offers tf32 and bf16, webgpu f16; the reference backend only emulates them
+ * precision: cuda offers tf32 and bf16, cpu bf16 (with oneDNN), webgpu f16; the reference backend only emulates them
  * (slowly), so it does so when chosen by name, never as `auto`'s fallback.
  */
 export function registerAll(threads = 0): void {

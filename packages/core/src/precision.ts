@@ -3,7 +3,7 @@
 // - fp32: nothing rounded. The default, and what DESIGN.md's fixture tolerances hold.
 // - tf32: both operands of every GEMM rounded to TF32 (10-bit mantissa), as tensor cores do. cuda.
 // - bf16: both operands of every GEMM rounded to bfloat16 (7-bit mantissa), as
-//         torch.autocast(dtype=torch.bfloat16) does for linear layers. cuda.
+//         torch.autocast(dtype=torch.bfloat16) does for linear layers. cuda, and cpu through oneDNN.
 // - f16:  the weight operand stored as IEEE half (10-bit mantissa, 5-bit exponent) for the forward
 //         and input-gradient products (half the weight traffic when decoding); activations and the
 //         weight-gradient product stay fp32. webgpu.
@@ -25,7 +25,7 @@ export function parsePrecision(s: string): Precision {
 /** The error a backend gives for a mode it does not implement. */
 export function unsupportedPrecision(backend: string, p: Precision, offered: readonly Precision[]): GPT2Error {
   return new GPT2Error(
-    `The ${backend} backend offers --precision ${offered.join(' or ')}, not ${p}; tf32 and bf16 run on cuda, f16 on webgpu.`,
+    `The ${backend} backend offers --precision ${offered.join(' or ')}, not ${p}; tf32 runs on cuda, bf16 on cuda and on cpu (with oneDNN), f16 on webgpu.`,
   );
 }
 
