@@ -31,7 +31,7 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 const backendOption = () => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto');
 const threadsOption = () => new Option('--threads <n>', 'CPU threads for the cpu and wasm backends (default: all cores)').argParser(int(1));
 const precisionOption = () =>
-  new Option('--precision <mode>', 'matmul precision: tf32 or bf16 on cuda, f16 on webgpu (README, "Precision")').choices(PRECISIONS).default('fp32');
+  new Option('--precision <mode>', 'matmul precision: tf32 or bf16 on cuda, bf16 on cpu (oneDNN), f16 on webgpu (README, "Precision")').choices(PRECISIONS).default('fp32');
 
 function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
   const ft = kind === 'finetune';
@@ -184,6 +184,7 @@ export function buildProgram(): Command {
     .option('--steps <n>', 'timed steps after one warm-up step (train)', int(1), 3)
     .option('--prompt-tokens <n>', 'prompt length (generate)', int(1), 32)
     .option('--new-tokens <n>', 'tokens to decode (generate)', int(1), 128)
+    .option('--profile', 'train: also ms per step in each kernel (cpu and reference, whose kernels run when called)')
     .option('--json', 'one line of JSON')
     .action(async function (this: Command) {
       await runBench(this.opts());

@@ -1,5 +1,6 @@
 // gpt2 bench: speed of a randomly initialised model of a named shape, as JSON.
-//   --task train:    ms per optimizer step and tokens/s at (batch, seq)
+//   --task train:    ms per optimizer step and tokens/s at (batch, seq); with --profile, the ms per
+//                    step each kernel takes (backends whose kernels run when called)
 //   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding
 //   --task matmul:   GFLOP/s of the forward product and the backward pair at GPT-2's shapes, for
 //                    1, 8 and batch*seq rows (with GPT2_PEAK_TFLOPS, also as a fraction of that peak)
@@ -18,7 +19,23 @@ export interface BenchFlags {
   steps: number;
   promptTokens: number;
   newTokens: number;
+  profile?: boolean;
   json?: boolean;
+}
+
+/** Times every kernel call (exact where kernels run when called); returns the running totals in ms. */
+function profileKernels(be: Backend): Record<string, number> {
+  if (be.name !== 'cpu' && be.name !== 'reference') throw new GPT2Error(`--profile times kernels that run when called: use it with --backend cpu or reference, not ${be.name}.`);
+  const ms: Record<string, number> = {};
+  const k = be.kernels as unknown as Record<string, (...a: unknown[]) => void>;
+  for (const [name, fn] of Object.entries(k)) {
+    k[name] = (...a: unknown[]) => {
+      const t0 = performance.now();
+      fn(...a);
+      ms[name] = (ms[name] ?? 0) + performance.now() - t0;
+    };
+  }
+  return ms;
 }
 
 // the process's peak resident memory next to what the model's buffers need by arithmetic (memory.ts)
@@ -69,6 +86,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
     backend.dispose();
     return;
   }
+  const kernelMs = f.profile && f.task === 'train' ? profileKernels(backend) : undefined;
   const model = new GPT2(backend, config, GPT2.initParams(config, 1));
   const ids = (n: number, salt: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % config.vocabSize);
   const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', model: f.init, params: model.numParams };
@@ -84,12 +102,15 @@ export async function runBench(f: BenchFlags): Promise<void> {
       return performance.now() - t0;
     };
     await step(0); // warm-up: allocation and JIT, not counted
+    if (kernelMs) for (const name in kernelMs) delete kernelMs[name];
     const times: number[] = [];
     for (let k = 1; k <= f.steps; k++) times.push(await step(k));
     const ms = times.reduce((a, b) => a + b, 0) / times.length;
+    const profile = kernelMs && Object.fromEntries(Object.entries(kernelMs).sort((a, b) => b[1] - a[1]).map(([name, t]) => [name, +(t / f.steps).toFixed(1)]));
+    if (profile) profile.other = +(ms - Object.values(kernelMs!).reduce((a, b) => a + b, 0) / f.steps).toFixed(1);
     result = {
       ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1),
-      ...memory(trainingMemory(config, f.batch, f.seq).total),
+      ...memory(trainingMemory(config, f.batch, f.seq).total), ...(profile ? { msPerStepByKernel: profile } : {}),
     };
   } else if (f.task === 'generate') {
     if (f.promptTokens + f.newTokens > config.nPositions) throw new GPT2Error(`--prompt-tokens + --new-tokens must fit in the context of ${config.nPositions}.`);
