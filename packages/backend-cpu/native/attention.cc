@@ -1,13 +1,19 @@
-// Causal self-attention, flash-style: queries in tiles of QB rows meet keys in tiles of KB = 64,
-// each query row keeps a running maximum, sum and output (the online softmax) and saves only its
-// log-sum-exp; no (T, T) matrix exists. A key tile is transposed once per query tile, so a row's 64
-// scores are four 16-wide vectors built by broadcast multiply-adds over the head dimension.
-// qkv (B,T,3C): q at [0,C), k at [C,2C), v at [2C,3C); head h at columns h*HS .. h*HS+HS.
+// Causal self-attention. qkv (B,T,3C): q at [0,C), k at [C,2C), v at [2C,3C); head h at columns
+// h*HS .. h*HS+HS; lse (B,NH,T) is each query row's log-sum-exp, all the backward needs.
+// Training (attention_forward/backward): each thread owns whole heads and takes their queries in
+// blocks of RB rows: the block's scores against every key it may see are one single-threaded
+// sgemm, a causal softmax in place, and the output another (the backward: five), so the
+// arithmetic runs at the BLAS's speed; the (RB, T) scores of one block stay in cache.
+// Generation (attention_decode): flash-style, queries in tiles of QB rows meet keys in tiles of
+// KB = 64, each query row keeps a running maximum, sum and output (the online softmax); a key tile
+// is transposed once per query tile, so a row's 64 scores are four 16-wide vectors built by
+// broadcast multiply-adds over the head dimension.
 #include <cmath>
 #include <vector>
+#include "blas.h"
 #include "kernels.h"
 
-static const int QB = 32, KB = 64;
+static const int QB = 32, KB = 64, RB = 128;
 
 // scratch that lives as long as the thread (OpenMP threads persist)
 static float *scratch(size_t n) {
@@ -65,8 +71,8 @@ static inline void accumulate(float *o, const float *p, const float *v, int64_t 
 }
 
 // Attends nq query rows of one head: query i (at q + i*qs) sees keys 0 .. i + off (key j at
-// k + j*ks, its value at v + j*ks); writes out + i*os and, when lse is given, lse[i].
-static void attend(float *out, int64_t os, float *lse, const float *q, int64_t qs, const float *k, const float *v, int64_t ks, int nq,
+// k + j*ks, its value at v + j*ks); writes out + i*os.
+static void attend(float *out, int64_t os, const float *q, int64_t qs, const float *k, const float *v, int64_t ks, int nq,
                    int off, int HS) {
   const float sc = 1.f / std::sqrt((float)HS);
   float *kt = scratch((size_t)HS * KB + QB * (HS + 2) + 2 * KB + HS);
@@ -113,20 +119,56 @@ static void attend(float *out, int64_t os, float *lse, const float *q, int64_t q
     for (int i = 0; i < nb; i++) {
       float *dst = out + (int64_t)(i0 + i) * os, inv = 1.f / l[i];
       for (int d = 0; d < HS; d++) dst[d] = o[i * HS + d] * inv;
-      if (lse) lse[i0 + i] = m[i] + std::log(l[i]);
     }
   }
 }
 
-// out (B,T,C), lse (B,NH,T); parallel over (b, h, query tile)
+// p (n, keys) = causal softmax of the scores s = q k^T * scale already in p, for query rows t0 ..
+// t0+n (row i sees keys 0 .. t0+i; the rest become 0). With lse given, the rows' log-sum-exp are
+// written there; else they are read from it (the backward's recomputation).
+static void causal_softmax(float *p, int n, int keys, int t0, float *lse, const float *lseIn) {
+  for (int i = 0; i < n; i++) {
+    float *r = p + (int64_t)i * keys;
+    const int nv = t0 + i + 1;
+    float m;
+    if (lseIn) {
+      m = lseIn[i];
+#pragma omp simd
+      for (int j = 0; j < nv; j++) r[j] = expf(r[j] - m);
+    } else {
+      m = -INFINITY;
+      for (int j = 0; j < nv; j++) m = r[j] > m ? r[j] : m;
+      float sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int j = 0; j < nv; j++) {
+        r[j] = expf(r[j] - m);
+        sum += r[j];
+      }
+      const float inv = 1.f / sum;
+#pragma omp simd
+      for (int j = 0; j < nv; j++) r[j] *= inv;
+      lse[i] = m + std::log(sum);
+    }
+    for (int j = nv; j < keys; j++) r[j] = 0.f;
+  }
+}
+
+// out (B,T,C), lse (B,NH,T); parallel over (b, h), query blocks of RB rows
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS) {
-  const int C = NH * HS, tiles = (T + QB - 1) / QB;
+  const int C = NH * HS, C3 = 3 * C;
+  const float sc = 1.f / std::sqrt((float)HS);
 #pragma omp parallel for schedule(static)
-  for (int u = 0; u < B * NH * tiles; u++) {
-    const int b = u / (NH * tiles), h = (u / tiles) % NH, t0 = (u % tiles) * QB, n = T - t0 < QB ? T - t0 : QB;
-    const float *base = qkv + (int64_t)b * T * 3 * C + h * HS; // (b, t=0, q of head h)
-    attend(out + ((int64_t)(b * T + t0) * C + h * HS), C, lse + (int64_t)(b * NH + h) * T + t0, base + (int64_t)t0 * 3 * C, 3 * C, base + C,
-           base + 2 * C, 3 * C, n, t0, HS);
+  for (int u = 0; u < B * NH; u++) {
+    const int b = u / NH, h = u % NH;
+    const float *q = qkv + (int64_t)b * T * C3 + h * HS, *k = q + C, *v = q + 2 * C;
+    float *p = scratch((size_t)RB * T);
+    for (int t0 = 0; t0 < T; t0 += RB) {
+      const int n = T - t0 < RB ? T - t0 : RB, keys = t0 + n;
+      // p (n, keys) = q[t0:t0+n] k[0:keys]^T * scale, softmax; out[t0:t0+n] = p v[0:keys]
+      blas.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, keys, HS, sc, q + (int64_t)t0 * C3, C3, k, C3, 0.f, p, keys);
+      causal_softmax(p, n, keys, t0, lse + (int64_t)u * T + t0, nullptr);
+      blas.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, keys, 1.f, p, keys, v, C3, 0.f, out + ((int64_t)b * T + t0) * C + h * HS, C);
+    }
   }
 }
 
@@ -144,61 +186,44 @@ void attention_decode(float *out, const float *qkv, float *kc, float *vc, int B,
         kh[(pos + t) * HS + d] = q[(int64_t)t * 3 * C + C + d];
         vh[(pos + t) * HS + d] = q[(int64_t)t * 3 * C + 2 * C + d];
       }
-    attend(out + ((int64_t)b * T * C + h * HS), C, nullptr, q, 3 * C, kh, vh, HS, T, pos, HS);
+    attend(out + ((int64_t)b * T * C + h * HS), C, q, 3 * C, kh, vh, HS, T, pos, HS);
   }
 }
 
-// Recomputes p = exp(s - lse) a key tile at a time; with D = dout . out:
-// dv += p dout; ds = p (dout . v - D) scale; dq += ds k; dk += ds q. Parallel over (b, h): one thread
-// owns a head's dq, dk and dv, so nothing races and the sums keep their order.
+// The backward of a query block, with D = rowsum(dout * out): p recomputed from lse;
+// dp = dout v^T; ds = p (dp - D) scale; dq += ds k; dk += ds^T q; dv += p^T dout.
+// Parallel over (b, h): one thread owns a head's dq, dk and dv, so nothing races and the sums keep
+// their order.
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int NH, int HS) {
-  const int C = NH * HS;
-  const int64_t C3 = 3 * C;
+  const int C = NH * HS, C3 = 3 * C;
   const float sc = 1.f / std::sqrt((float)HS);
 #pragma omp parallel for schedule(static)
   for (int u = 0; u < B * NH; u++) {
     const int b = u / NH, h = u % NH;
-    float *kt = scratch((size_t)4 * HS * KB + 4 * KB + T + HS);
-    float *vt = kt + HS * KB, *dk = vt + HS * KB, *dv = dk + KB * HS, *s = dv + KB * HS, *dp = s + KB, *p = dp + KB, *ds = p + KB,
-          *D = ds + KB, *qv = D + T;
-    const float *q = qkv + (int64_t)b * T * C3 + h * HS, *k = q + C, *v = q + 2 * C, *L = lse + (int64_t)u * T;
+    const float *q = qkv + (int64_t)b * T * C3 + h * HS, *k = q + C, *v = q + 2 * C;
     const float *g = dout + (int64_t)b * T * C + h * HS, *o = out + (int64_t)b * T * C + h * HS;
-    float *dq = dqkv + (int64_t)b * T * C3 + h * HS, *dkg = dq + C, *dvg = dq + 2 * C;
-    for (int t = 0; t < T; t++) {
-      float s_ = 0;
-      for (int d = 0; d < HS; d++) s_ += g[(int64_t)t * C + d] * o[(int64_t)t * C + d];
-      D[t] = s_;
-    }
-    for (int j0 = 0; j0 < T; j0 += KB) {
-      const int nk = T - j0 < KB ? T - j0 : KB;
-      transpose_tile(kt, k + j0 * C3, C3, nk, HS);
-      transpose_tile(vt, v + j0 * C3, C3, nk, HS);
-      for (int x = 0; x < KB * HS; x++) dk[x] = dv[x] = 0;
-      for (int t = j0; t < T; t++) {
-        const int nv = t - j0 + 1 < nk ? t - j0 + 1 : nk;
-        const float *qt = q + t * C3, *gt = g + (int64_t)t * C;
-        for (int d = 0; d < HS; d++) qv[d] = qt[d] * sc;
-        scores(s, qv, kt, HS);
-        scores(dp, gt, vt, HS);
-        for (int j = 0; j < nv; j++) {
-          p[j] = expf(s[j] - L[t]);
-          ds[j] = p[j] * (dp[j] - D[t]) * sc;
-        }
-        accumulate(dq + t * C3, ds, k + j0 * C3, C3, nv, HS);
-        for (int j = 0; j < nv; j++) {
-          float *dkj = dk + j * HS, *dvj = dv + j * HS, a = ds[j], pj = p[j];
-#pragma omp simd
-          for (int d = 0; d < HS; d++) {
-            dkj[d] += a * qt[d];
-            dvj[d] += pj * gt[d];
-          }
-        }
+    float *dq = dqkv + (int64_t)b * T * C3 + h * HS, *dk = dq + C, *dv = dq + 2 * C;
+    float *p = scratch((size_t)2 * RB * T + RB), *dp = p + (int64_t)RB * T, *D = dp + (int64_t)RB * T;
+    for (int t0 = 0; t0 < T; t0 += RB) {
+      const int n = T - t0 < RB ? T - t0 : RB, keys = t0 + n;
+      for (int i = 0; i < n; i++) {
+        float s_ = 0;
+        for (int d = 0; d < HS; d++) s_ += g[(int64_t)(t0 + i) * C + d] * o[(int64_t)(t0 + i) * C + d];
+        D[i] = s_;
       }
-      for (int j = 0; j < nk; j++)
-        for (int d = 0; d < HS; d++) {
-          dkg[(j0 + j) * C3 + d] += dk[j * HS + d];
-          dvg[(j0 + j) * C3 + d] += dv[j * HS + d];
-        }
+      const float *qb = q + (int64_t)t0 * C3, *gb = g + (int64_t)t0 * C;
+      blas.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, keys, HS, sc, qb, C3, k, C3, 0.f, p, keys);
+      causal_softmax(p, n, keys, t0, nullptr, lse + (int64_t)u * T + t0);
+      blas.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, keys, HS, 1.f, gb, C, v, C3, 0.f, dp, keys);
+      for (int i = 0; i < n; i++) {
+        float *ds = dp + (int64_t)i * keys;
+        const float *pi = p + (int64_t)i * keys, Di = D[i];
+#pragma omp simd
+        for (int j = 0; j < keys; j++) ds[j] = pi[j] * (ds[j] - Di) * sc;
+      }
+      blas.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, HS, keys, 1.f, dp, keys, k, C3, 1.f, dq + (int64_t)t0 * C3, C3);
+      blas.sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, HS, n, 1.f, dp, keys, qb, C3, 1.f, dk, C3);
+      blas.sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, keys, HS, n, 1.f, p, keys, gb, C, 1.f, dv, C3);
     }
   }
 }

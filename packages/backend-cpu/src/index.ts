@@ -86,15 +86,14 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
     throw new GPT2Error(`${BF16_NEEDS}; this CPU has neither (oneDNN dispatches to ${dnnl![2]}): use --precision fp32.`);
   }
   const onednn = dnnl !== undefined && (precision === 'bf16' || gemm !== 'blas');
-  let info: ReturnType<Addon['init']> | undefined;
+  let info: ReturnType<Addon['init']>;
   try {
-    info = a.init();
+    info = a.init(); // the BLAS: attention's products, and every other one without oneDNN
   } catch (err) {
-    // oneDNN does every product the BLAS would (our own kernel does the few-row ones)
-    if (!onednn) throw new GPT2Error(`The native cpu backend needs a BLAS or oneDNN: ${(err as Error).message}.`);
+    throw new GPT2Error(`The native cpu backend needs a BLAS: ${(err as Error).message}.`);
   }
-  const [library, path, isa, , reference] = info ?? ['', '', '', 0, 0];
-  if (reference && opts.rejectSlowBlas && !onednn) {
+  const [library, path, isa, , reference] = info;
+  if (reference && opts.rejectSlowBlas) {
     throw new GPT2Error(`the only BLAS found (${path}) is netlib's reference BLAS, slower than the wasm backend; install OpenBLAS (apt-get install libopenblas0)`);
   }
   const threads = Math.max(1, Math.min(opts.threads ?? availableParallelism(), 256));
@@ -169,12 +168,12 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
     describe: () => {
       const impl = onednn ? a.onednnImpl(precision === 'bf16' ? 1 : 0) : '';
       return {
-        device: `native C++ (${isa || 'no BLAS'}), OpenMP`,
+        device: `native C++ (${isa}), OpenMP`,
         threads: `${threads}`,
         gemm: onednn
           ? `oneDNN ${dnnl![0]} (${dnnl![1]}), dispatching to ${dnnl![2]}${impl ? `, last matmul: ${impl}` : ''}; decoding rows: our own kernel`
           : `the BLAS, called single-threaded from each of our ${threads} threads${dnnl ? '' : ` (oneDNN: ${noDnnl})`}`,
-        ...(library ? { blas: `${library}, ${path}` } : {}),
+        blas: `${library}, ${path}${onednn ? ', for attention' : ''}`,
         precision: precision === 'bf16' ? 'bf16 GEMM operands, fp32 accumulation (oneDNN)' : dnnl?.[3] ? 'fp32 (bf16 offered)' : 'fp32',
       };
     },

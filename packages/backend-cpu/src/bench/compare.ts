@@ -2,6 +2,8 @@
 // backends one after another in one run (each in its own process, so peak RSS is its own): a
 // 124M training step at B=4, T=64 and decoding at batch 1 and 8 (32-token prompt, 128 new
 // tokens). GPT2_BENCH_BACKENDS and GPT2_BENCH_CASES pick a subset. One JSON array.
+// A backend is NAME[/GEMM][:PRECISION]: cpu/blas is the cpu backend with its products through the
+// BLAS (GPT2_CPU_GEMM=blas), cpu/onednn through oneDNN, cpu:bf16 in bf16.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -12,18 +14,23 @@ const CASES: Record<string, string[]> = {
   'generate-8': ['--task', 'generate', '--init', 'gpt2', '--batch', '8', '--prompt-tokens', '32', '--new-tokens', '128'],
   'train-4x1024': ['--task', 'train', '--init', 'gpt2', '--batch', '4', '--seq', '1024', '--steps', '2'],
   'train-medium-1x1024': ['--task', 'train', '--init', 'gpt2-medium', '--batch', '1', '--seq', '1024', '--steps', '2'],
+  matmul: ['--task', 'matmul', '--batch', '4', '--seq', '64'],
+  'matmul-4x1024': ['--task', 'matmul', '--batch', '4', '--seq', '1024'],
 };
-const backends = (process.env.GPT2_BENCH_BACKENDS ?? 'cpu,wasm').split(',');
+const backends = (process.env.GPT2_BENCH_BACKENDS ?? 'cpu/blas,cpu/onednn,cpu:bf16,wasm').split(',');
 const cases = (process.env.GPT2_BENCH_CASES ?? 'train,generate-1,generate-8').split(',');
 const rows: object[] = [];
 for (const c of cases) {
-  for (const backend of backends) {
+  for (const spec of backends) {
+    const [, backend, gemm, precision] = /^([a-z]+)(?:\/([a-z]+))?(?::([a-z0-9]+))?$/.exec(spec) ?? [spec, spec];
     // the reference backend takes minutes a step at 124M: one step
     const args = backend === 'reference' ? CASES[c].map((a, i, all) => (all[i - 1] === '--steps' ? '1' : a)) : CASES[c];
+    const env = { ...process.env, ...(gemm ? { GPT2_CPU_GEMM: gemm } : {}) };
     try {
-      rows.push({ case: c, ...JSON.parse(execFileSync(process.execPath, [bin, 'bench', '--backend', backend, ...args, '--json'], { encoding: 'utf8' })) });
+      const out = execFileSync(process.execPath, [bin, 'bench', '--backend', backend, ...(precision ? ['--precision', precision] : []), ...args, '--json'], { encoding: 'utf8', env });
+      rows.push({ case: c, ...(gemm ? { gemm } : {}), ...JSON.parse(out) });
     } catch (err) {
-      rows.push({ case: c, backend, error: ((err as { stderr?: string }).stderr ?? String(err)).trim().split('\n')[0] });
+      rows.push({ case: c, backend: spec, error: ((err as { stderr?: string }).stderr ?? String(err)).trim().split('\n')[0] });
     }
     console.error(JSON.stringify(rows[rows.length - 1]));
   }
