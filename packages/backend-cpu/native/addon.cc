@@ -8,6 +8,7 @@
 #include "blas.h"
 #include "kernels.h"
 #include "onednn.h"
+#include <initializer_list>
 #include <stdexcept>
 
 #ifndef GPT2_MARCH
@@ -32,6 +33,14 @@ static napi_value str(napi_env env, const std::string &s) {
   napi_value v;
   napi_create_string_utf8(env, s.c_str(), s.size(), &v);
   return v;
+}
+
+static napi_value list(napi_env env, std::initializer_list<napi_value> items) {
+  napi_value arr;
+  napi_create_array_with_length(env, items.size(), &arr);
+  uint32_t i = 0;
+  for (napi_value v : items) napi_set_element(env, arr, i++, v);
+  return arr;
 }
 
 // Reads n numeric arguments into a (argv gets the raw values too).
@@ -99,27 +108,14 @@ static std::string isa() {
 static napi_value Init(napi_env env, napi_callback_info) {
   std::string why = blas.load();
   if (!why.empty()) return throwError(env, why);
-  napi_value arr;
-  napi_create_array_with_length(env, 5, &arr);
-  napi_set_element(env, arr, 0, str(env, blas.library));
-  napi_set_element(env, arr, 1, str(env, blas.path));
-  napi_set_element(env, arr, 2, str(env, isa()));
-  napi_set_element(env, arr, 3, num(env, omp_get_num_procs()));
-  napi_set_element(env, arr, 4, num(env, blas.reference ? 1 : 0));
-  return arr;
+  return list(env, {str(env, blas.library), str(env, blas.path), str(env, isa()), num(env, omp_get_num_procs()), num(env, blas.reference ? 1 : 0)});
 }
 
 // initOnednn(): loads oneDNN; returns [version, path, isa, bf16 (1/0)] or throws why not.
 static napi_value InitOnednn(napi_env env, napi_callback_info) {
   std::string why = onednn.load();
   if (!why.empty()) return throwError(env, why);
-  napi_value arr;
-  napi_create_array_with_length(env, 4, &arr);
-  napi_set_element(env, arr, 0, str(env, onednn.version));
-  napi_set_element(env, arr, 1, str(env, onednn.path));
-  napi_set_element(env, arr, 2, str(env, onednn.isa));
-  napi_set_element(env, arr, 3, num(env, onednn.bf16 ? 1 : 0));
-  return arr;
+  return list(env, {str(env, onednn.version), str(env, onednn.path), str(env, onednn.isa), num(env, onednn.bf16 ? 1 : 0)});
 }
 
 // onednnImpl(bf16): the implementation oneDNN chose for the last matmul in that mode ("" before any)
