@@ -8,6 +8,9 @@
 // with every input row held in L1: it runs at memory bandwidth, where sgemm with one row does not.
 // It stays fp32 under bf16 (rounding the weights on every call would cost more than it saves).
 #include <cstring>
+#if defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 #include <vector>
 #include "blas.h"
 #include "kernels.h"
@@ -75,14 +78,27 @@ void set_gemm(bool onednn_, bool bf16) {
   use_bf16 = bf16;
 }
 
-// dst = x rounded to bfloat16, nearest even (NaN stays NaN)
+// dst = x rounded to bfloat16, nearest even (NaN stays NaN): AVX512-BF16's conversion instruction
+// where the build has it (memory-bound then; it also flushes inputs below 2^-126 to zero), else the
+// same rounding in integer arithmetic
+static inline uint16_t bf16_of(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return (uint16_t)((u & 0x7fffffff) > 0x7f800000 ? (u >> 16) | 0x40 : (u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
 static void to_bf16(uint16_t *dst, const float *x, int64_t n) {
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    uint32_t u;
-    std::memcpy(&u, x + i, 4);
-    uint32_t r = (u + 0x7fff + ((u >> 16) & 1)) >> 16;
-    dst[i] = (uint16_t)((u & 0x7fffffff) > 0x7f800000 ? (u >> 16) | 0x40 : r);
+#pragma omp parallel
+  {
+    int64_t i0, i1;
+    share(n, i0, i1);
+    int64_t i = i0;
+#if defined(__AVX512BF16__)
+    for (; i + 32 <= i1; i += 32) {
+      __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+      _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
+    }
+#endif
+    for (; i < i1; i++) dst[i] = bf16_of(x[i]);
   }
 }
 
