@@ -68,6 +68,34 @@ describe('hub downloads into the standard Hugging Face cache', () => {
     }
   });
 
+  it('trusts no name from the server or the user: commits, ETags and revisions that would leave the cache are refused, nothing written', async () => {
+    const { readdirSync } = await import('node:fs');
+    const root = mkdtempSync(join(tmpdir(), 'hf-hostile-'));
+    const cache = join(root, 'hub');
+    const files = (dir: string): string[] => (existsSync(dir) ? readdirSync(dir, { recursive: true }).map(String) : []);
+    try {
+      hub.hostile.commit = '../../../escaped';
+      await expect(downloadModel('test-org/gpt2-tiny', opts(cache))).rejects.toThrowError(
+        `The server at ${hub.url} named the commit '../../../escaped' for test-org/gpt2-tiny/config.json, which is not 40 hex digits; nothing was written (check HF_ENDPOINT).`,
+      );
+      hub.hostile.commit = undefined;
+      hub.hostile.etag = '../../../../planted';
+      await expect(downloadModel('test-org/gpt2-tiny', opts(cache))).rejects.toThrowError(
+        `The server at ${hub.url} gave test-org/gpt2-tiny/config.json the ETag '../../../../planted', which is not a 40- or 64-hex-digit hash; nothing was written (check HF_ENDPOINT).`,
+      );
+    } finally {
+      hub.hostile.commit = hub.hostile.etag = undefined;
+    }
+    for (const rev of ['../../escaped', 'a/../../b', '/etc', 'x@y']) {
+      await expect(downloadModel(`test-org/gpt2-tiny@${rev}`, opts(cache))).rejects.toThrowError(/names the revision .*, which is not a branch, tag or commit name/);
+    }
+    expect(files(root)).toEqual([]); // nothing in or beside the cache
+    // a branch with slashes (refs/pr/1) still works, its ref stored under refs/ as huggingface_hub does
+    const dir = await downloadModel('test-org/gpt2-tiny@refs/pr/1', opts(cache));
+    expect(readFileSync(join(cache, 'models--test-org--gpt2-tiny', 'refs', 'refs', 'pr', '1'), 'utf8')).toBe('a'.repeat(40));
+    expect(existsSync(join(dir, 'model.safetensors'))).toBe(true);
+  });
+
   it('explains offline-without-cache, an unreachable hub and a missing repo', async () => {
     const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
     await expect(downloadModel('gpt2', opts(cache, { offline: true }))).rejects.toThrowError(/gpt2 is not in the Hugging Face cache .* HF_HUB_OFFLINE is set; .*pass a local model directory/);

@@ -2,14 +2,16 @@
 // models--org--name/{blobs/ETAG, snapshots/COMMIT/FILE -> ../../blobs/ETAG, refs/REVISION}), so
 // models a user already downloaded with Python are reused and ours are reused by Python.
 // Downloads show progress, resume from `.incomplete` with an HTTP Range request, and are verified
-// against the hub's checksum (sha256 for LFS files, the git blob sha1 otherwise).
+// against the hub's checksum (sha256 for LFS files, the git blob sha1 otherwise). No name from the
+// server or the user becomes a path unchecked: commits must be 40 hex digits, ETags 40 or 64,
+// revisions plain path segments, and every path written must lie inside the repo's cache folder.
 // @huggingface/hub's downloadFileToCacheDir offers none of progress, resume, verification or
 // refs/, so this module speaks the same protocol directly with fetch.
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GPT2Error } from '@gpt2/core';
@@ -37,17 +39,29 @@ export function hubOptionsFromEnv(env = process.env): HubOptions {
   };
 }
 
-/** `gpt2`, `org/name`, optionally `@revision`. */
+/** `gpt2`, `org/name`, optionally `@revision` (a branch, tag, `refs/pr/N` or commit). */
 export function parseRepoId(id: string): { repo: string; revision: string } {
-  const [repo, revision = 'main'] = id.split('@');
+  const [repo, revision = 'main', ...rest] = id.split('@');
   if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repo) || repo.includes('..')) {
     throw new GPT2Error(`'${id}' is neither a local directory nor a hub model id like gpt2 or org/name.`);
+  }
+  // the revision names a file under refs/: plain path segments only
+  if (rest.length || !/^[\w.-]+(\/[\w.-]+)*$/.test(revision) || revision.split('/').some((seg) => /^\.+$/.test(seg))) {
+    throw new GPT2Error(`'${id}' names the revision '${id.slice(repo.length + 1)}', which is not a branch, tag or commit name; write org/name@main, @v1.0 or @<40-hex commit>.`);
   }
   return { repo, revision };
 }
 
 const repoFolder = (cacheDir: string, repo: string) => join(cacheDir, `models--${repo.replace(/\//g, '--')}`);
 const isCommit = (rev: string) => /^[0-9a-f]{40}$/.test(rev);
+const isBlobName = (etag: string) => /^[0-9a-f]{40}$|^[0-9a-f]{64}$/.test(etag);
+
+/** path, checked to lie inside folder (every path the client writes goes through here). */
+function inside(folder: string, path: string): string {
+  const rel = relative(resolve(folder), resolve(path));
+  if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) throw new GPT2Error(`Refusing to write ${path}: it is outside the Hugging Face cache folder ${folder}.`);
+  return path;
+}
 
 /** The cached snapshot directory for repo@revision, if it holds the required files. */
 export async function cachedSnapshot(repo: string, revision: string, cacheDir: string): Promise<string | undefined> {
@@ -57,6 +71,7 @@ export async function cachedSnapshot(repo: string, revision: string, cacheDir: s
     const ref = join(folder, 'refs', revision);
     if (!existsSync(ref)) return undefined;
     commit = (await readFile(ref, 'utf8')).trim();
+    if (!isCommit(commit)) return undefined; // not written by a hub client: ask the hub again
   }
   const snap = join(folder, 'snapshots', commit);
   return REQUIRED_FILES.every((f) => existsSync(join(snap, f))) ? snap : undefined;
@@ -98,17 +113,18 @@ export async function downloadModel(id: string, o: HubOptions): Promise<string> 
       if (REQUIRED_FILES.includes(file)) throw new GPT2Error(`The hub repo ${repo} has no ${file} at ${revision}; it is not a GPT-2 model in safetensors format.`);
       continue;
     }
-    snapshot = join(folder, 'snapshots', meta.commit);
-    const pointer = join(snapshot, file);
+    snapshot = inside(folder, join(folder, 'snapshots', meta.commit));
+    const pointer = inside(folder, join(snapshot, file));
     if (!existsSync(pointer)) {
-      const blob = join(folder, 'blobs', meta.etag);
+      const blob = inside(folder, join(folder, 'blobs', meta.etag));
       if (!existsSync(blob)) await fetchBlob(o, repo, revision, file, meta, blob);
       await mkdir(dirname(pointer), { recursive: true });
       await symlink(relative(dirname(pointer), blob), pointer);
     }
     if (!isCommit(revision)) {
-      await mkdir(join(folder, 'refs'), { recursive: true });
-      await writeFile(join(folder, 'refs', revision), meta.commit);
+      const ref = inside(folder, join(folder, 'refs', revision));
+      await mkdir(dirname(ref), { recursive: true });
+      await writeFile(ref, meta.commit);
     }
   }
   return snapshot!;
@@ -145,6 +161,9 @@ async function headFile(o: HubOptions, repo: string, revision: string, file: str
   const commit = h.get('x-repo-commit') ?? '';
   const size = Number(h.get('x-linked-size') ?? h.get('content-length') ?? NaN);
   if (!etag || !commit) throw new GPT2Error(`The server at ${o.endpoint} did not answer like the Hugging Face hub (no ETag or X-Repo-Commit for ${file}); check HF_ENDPOINT.`);
+  // both become names on disk (snapshots/COMMIT, blobs/ETAG): a server's word is not trusted for them
+  if (!isCommit(commit)) throw new GPT2Error(`The server at ${o.endpoint} named the commit '${commit}' for ${repo}/${file}, which is not 40 hex digits; nothing was written (check HF_ENDPOINT).`);
+  if (!isBlobName(etag)) throw new GPT2Error(`The server at ${o.endpoint} gave ${repo}/${file} the ETag '${etag}', which is not a 40- or 64-hex-digit hash; nothing was written (check HF_ENDPOINT).`);
   return { commit, etag, size };
 }
 
@@ -175,21 +194,17 @@ async function fetchBlob(o: HubOptions, repo: string, revision: string, file: st
     throw new GPT2Error(`Downloading ${repo}/${file} was interrupted (${causeOf(err)}); run the command again to resume.`);
   }
   const digest = await checksum(part, meta.etag);
-  if (digest !== undefined && digest !== meta.etag) {
+  if (digest !== meta.etag) {
     await rm(part, { force: true });
     throw new GPT2Error(`The download of ${repo}/${file} is corrupted (checksum ${digest} instead of ${meta.etag}); run the command again.`);
   }
   await rename(part, blob);
 }
 
-/** sha256 for 64-hex etags (LFS), git's blob sha1 for 40-hex ones; undefined when the etag is neither. */
-async function checksum(path: string, etag: string): Promise<string | undefined> {
-  let hash;
-  if (/^[0-9a-f]{64}$/.test(etag)) hash = createHash('sha256');
-  else if (/^[0-9a-f]{40}$/.test(etag)) {
-    hash = createHash('sha1');
-    hash.update(`blob ${(await stat(path)).size}\0`);
-  } else return undefined;
+/** sha256 for 64-hex etags (LFS), git's blob sha1 for 40-hex ones (headFile admits no other). */
+async function checksum(path: string, etag: string): Promise<string> {
+  const hash = createHash(etag.length === 64 ? 'sha256' : 'sha1');
+  if (etag.length === 40) hash.update(`blob ${(await stat(path)).size}\0`);
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
 }

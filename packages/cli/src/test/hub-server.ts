@@ -13,6 +13,8 @@ export interface HubServer {
   requests: { method: string; url: string; range?: string }[];
   /** Serve wrong bytes for this file's body (to test verification). */
   corrupt: Set<string>;
+  /** Answer with this X-Repo-Commit, and this ETag for every file (a hostile server). */
+  hostile: { commit?: string; etag?: string };
   close(): Promise<void>;
 }
 
@@ -24,6 +26,7 @@ export async function startHubServer(repos: Record<string, string>, renamed: Rec
   let origin = '';
   const requests: HubServer['requests'] = [];
   const corrupt = new Set<string>();
+  const hostile: HubServer['hostile'] = {};
   const bySha = new Map<string, { data: Buffer; file: string }>();
   const server: Server = createServer((req, res) => {
     requests.push({ method: req.method!, url: req.url!, range: req.headers.range });
@@ -59,14 +62,14 @@ export async function startHubServer(repos: Record<string, string>, renamed: Rec
       const sha = createHash('sha256').update(data).digest('hex');
       bySha.set(sha, { data, file: m[3] });
       // absolute, like the hub's CDN redirects
-      res.writeHead(302, { location: `${origin}/lfs/${sha}`, 'x-linked-etag': `"${sha}"`, 'x-linked-size': String(data.length), 'x-repo-commit': COMMIT, etag: '"pointer"' });
+      res.writeHead(302, { location: `${origin}/lfs/${sha}`, 'x-linked-etag': `"${hostile.etag ?? sha}"`, 'x-linked-size': String(data.length), 'x-repo-commit': hostile.commit ?? COMMIT, etag: '"pointer"' });
       return res.end();
     }
     const sha1 = createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
-    send(data, m[3], { etag: `"${sha1}"`, 'x-repo-commit': COMMIT });
+    send(data, m[3], { etag: `"${hostile.etag ?? sha1}"`, 'x-repo-commit': hostile.commit ?? COMMIT });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
   origin = `http://127.0.0.1:${port}`;
-  return { url: origin, requests, corrupt, close: () => new Promise((r) => server.close(() => r())) };
+  return { url: origin, requests, corrupt, hostile, close: () => new Promise((r) => server.close(() => r())) };
 }
