@@ -96,6 +96,45 @@ describe('hub downloads into the standard Hugging Face cache', () => {
     expect(existsSync(join(dir, 'model.safetensors'))).toBe(true);
   });
 
+  it('a stalled download resumes from the bytes on disk; one that keeps stalling ends in a sentence, its bytes kept', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
+    const data = fixture('model.safetensors');
+    const progress: number[] = [];
+    hub.stall.set('model.safetensors', { after: 3_000_000, times: 1 });
+    const t0 = Date.now();
+    const dir = await downloadModel('test-org/gpt2-tiny', opts(cache, { downloadTimeout: 0.3, onProgress: (f, d) => f === 'model.safetensors' && progress.push(d) }));
+    expect(readFileSync(join(dir, 'model.safetensors')).equals(data)).toBe(true);
+    expect(hub.requests.some((r) => r.range === 'bytes=3000000-')).toBe(true);
+    expect(progress.every((d, i) => i === 0 || d >= progress[i - 1])).toBe(true); // the progress goes on from where it stopped
+    expect(Date.now() - t0).toBeLessThan(5000);
+
+    const cache2 = mkdtempSync(join(tmpdir(), 'hf-cache-'));
+    hub.stall.set('model.safetensors', { after: 1000, times: 5 });
+    await expect(downloadModel('test-org/gpt2-tiny', opts(cache2, { downloadTimeout: 0.2 }))).rejects.toThrowError(
+      `Downloading test-org/gpt2-tiny/model.safetensors from ${new URL(hub.url).host} failed 5 times (no data for 0.2 s; HF_HUB_DOWNLOAD_TIMEOUT sets the limit); the bytes so far are kept: check the connection, then run the command again to resume.`,
+    );
+    hub.stall.delete('model.safetensors');
+    const kept = readFileSync(join(cache2, 'models--test-org--gpt2-tiny', 'blobs', `${sha256(data)}.incomplete`));
+    expect(kept.length).toBeGreaterThanOrEqual(1000);
+    expect(kept.equals(data.subarray(0, kept.length))).toBe(true);
+  });
+
+  it('a hub that accepts the connection and says nothing: the cache serves, else one sentence after HF_HUB_ETAG_TIMEOUT', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
+    hub.silent = true;
+    try {
+      await expect(downloadModel('test-org/gpt2-tiny', opts(cache, { etagTimeout: 0.3 }))).rejects.toThrowError(
+        `Cannot reach the Hugging Face hub at ${hub.url} (no answer within 0.3 s; HF_HUB_ETAG_TIMEOUT sets the limit); check the connection, or pass a local model directory.`,
+      );
+      hub.silent = false;
+      const dir = await downloadModel('test-org/gpt2-tiny', opts(cache));
+      hub.silent = true;
+      expect(await downloadModel('test-org/gpt2-tiny', opts(cache, { etagTimeout: 0.3 }))).toBe(dir);
+    } finally {
+      hub.silent = false;
+    }
+  });
+
   it('explains offline-without-cache, an unreachable hub and a missing repo', async () => {
     const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
     await expect(downloadModel('gpt2', opts(cache, { offline: true }))).rejects.toThrowError(/gpt2 is not in the Hugging Face cache .* HF_HUB_OFFLINE is set; .*pass a local model directory/);
@@ -104,7 +143,8 @@ describe('hub downloads into the standard Hugging Face cache', () => {
   });
 
   it('reads HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE and HF_TOKEN', () => {
-    expect(hubOptionsFromEnv({ HF_HOME: '/h', HF_ENDPOINT: 'http://x/', HF_HUB_OFFLINE: '1', HF_TOKEN: 't' })).toEqual({ endpoint: 'http://x', token: 't', cacheDir: '/h/hub', offline: true });
+    expect(hubOptionsFromEnv({ HF_HOME: '/h', HF_ENDPOINT: 'http://x/', HF_HUB_OFFLINE: '1', HF_TOKEN: 't' })).toEqual({ endpoint: 'http://x', token: 't', cacheDir: '/h/hub', offline: true, etagTimeout: 10, downloadTimeout: 10 });
+    expect(hubOptionsFromEnv({ HF_HUB_ETAG_TIMEOUT: '2.5', HF_HUB_DOWNLOAD_TIMEOUT: '30' })).toMatchObject({ etagTimeout: 2.5, downloadTimeout: 30 });
     expect(hubOptionsFromEnv({ HF_HOME: '/h', HF_HUB_CACHE: '/c' }).cacheDir).toBe('/c');
   });
 

@@ -24,8 +24,15 @@ export interface HubOptions {
   token?: string;
   cacheDir: string;
   offline: boolean;
+  /** Seconds to wait for the hub's answer to a metadata request (HF_HUB_ETAG_TIMEOUT; default 10). */
+  etagTimeout?: number;
+  /** Seconds a download may go without data before it is resumed (HF_HUB_DOWNLOAD_TIMEOUT; default 10). */
+  downloadTimeout?: number;
   onProgress?: (file: string, done: number, total: number) => void;
 }
+
+const seconds = (v: string | undefined) => (v !== undefined && Number(v) > 0 ? Number(v) : 10);
+const ATTEMPTS = 5; // tries of one download (resumed from the bytes on disk), with backoff between them (at most the timeout)
 
 export function hubOptionsFromEnv(env = process.env): HubOptions {
   const hfHome = env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'huggingface');
@@ -36,6 +43,8 @@ export function hubOptionsFromEnv(env = process.env): HubOptions {
     token,
     cacheDir: env.HF_HUB_CACHE ?? join(hfHome, 'hub'),
     offline: ['1', 'true', 'yes', 'on'].includes((env.HF_HUB_OFFLINE ?? '').toLowerCase()),
+    etagTimeout: seconds(env.HF_HUB_ETAG_TIMEOUT),
+    downloadTimeout: seconds(env.HF_HUB_DOWNLOAD_TIMEOUT),
   };
 }
 
@@ -145,11 +154,20 @@ const fileUrl = (o: HubOptions, repo: string, revision: string, file: string) =>
  * X-Linked-Etag / X-Linked-Size itself).
  */
 async function headFile(o: HubOptions, repo: string, revision: string, file: string): Promise<FileMeta | undefined> {
+  const limit = o.etagTimeout ?? 10;
+  const head = async (url: string) => {
+    try {
+      return await fetch(url, { method: 'HEAD', redirect: 'manual', headers: authHeaders(o), signal: AbortSignal.timeout(limit * 1000) });
+    } catch (err) {
+      if ((err as Error).name === 'TimeoutError') throw new Error(`no answer within ${limit} s; HF_HUB_ETAG_TIMEOUT sets the limit`);
+      throw err;
+    }
+  };
   let url = fileUrl(o, repo, revision, file);
-  let res = await fetch(url, { method: 'HEAD', redirect: 'manual', headers: authHeaders(o) });
+  let res = await head(url);
   for (let hops = 0; hops < 5 && res.status >= 300 && res.status < 400 && res.headers.get('location')?.startsWith('/'); hops++) {
     url = new URL(res.headers.get('location')!, url).href;
-    res = await fetch(url, { method: 'HEAD', redirect: 'manual', headers: authHeaders(o) });
+    res = await head(url);
   }
   if (res.status === 404) return undefined;
   if (res.status === 401 || res.status === 403) {
@@ -167,31 +185,23 @@ async function headFile(o: HubOptions, repo: string, revision: string, file: str
   return { commit, etag, size };
 }
 
-/** GET into blobs/ETAG.incomplete (resuming with Range), verify, then rename into place. */
+/**
+ * GET into blobs/ETAG.incomplete, verify, then rename into place. A download that fails or goes
+ * downloadTimeout seconds without data is resumed from the bytes on disk with a Range request, up
+ * to ATTEMPTS tries with backoff; a later run resumes the same way.
+ */
 async function fetchBlob(o: HubOptions, repo: string, revision: string, file: string, meta: FileMeta, blob: string): Promise<void> {
   await mkdir(dirname(blob), { recursive: true });
   const part = `${blob}.incomplete`;
-  const have = existsSync(part) ? (await stat(part)).size : 0;
-  const headers = { ...authHeaders(o), ...(have > 0 ? { range: `bytes=${have}-` } : {}) };
-  let res: Response;
-  try {
-    res = await fetch(fileUrl(o, repo, revision, file), { headers });
-  } catch (err) {
-    throw new GPT2Error(`Downloading ${repo}/${file} failed (${causeOf(err)}); run the command again to resume.`);
-  }
-  if (!res.ok || !res.body) throw new GPT2Error(`Downloading ${repo}/${file} failed with HTTP ${res.status}; run the command again to resume.`);
-  const resumed = res.status === 206;
-  let done = resumed ? have : 0;
-  const total = Number.isFinite(meta.size) ? meta.size : done + Number(res.headers.get('content-length') ?? 0);
-  const body = Readable.fromWeb(res.body as never);
-  body.on('data', (chunk: Buffer) => {
-    done += chunk.length;
-    o.onProgress?.(file, done, total);
-  });
-  try {
-    await pipeline(body, createWriteStream(part, { flags: resumed ? 'a' : 'w' }));
-  } catch (err) {
-    throw new GPT2Error(`Downloading ${repo}/${file} was interrupted (${causeOf(err)}); run the command again to resume.`);
+  for (let attempt = 1; ; attempt++) {
+    const why = await fetchPart(o, fileUrl(o, repo, revision, file), `${repo}/${file}`, file, meta, part);
+    if (!why) break;
+    if (attempt === ATTEMPTS) {
+      throw new GPT2Error(
+        `Downloading ${repo}/${file} from ${new URL(o.endpoint).host} failed ${ATTEMPTS} times (${why}); the bytes so far are kept: check the connection, then run the command again to resume.`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 1000 * Math.min(o.downloadTimeout ?? 10, 0.5 * 2 ** (attempt - 1)))); // 0.5, 1, 2, 4 s
   }
   const digest = await checksum(part, meta.etag);
   if (digest !== meta.etag) {
@@ -199,6 +209,41 @@ async function fetchBlob(o: HubOptions, repo: string, revision: string, file: st
     throw new GPT2Error(`The download of ${repo}/${file} is corrupted (checksum ${digest} instead of ${meta.etag}); run the command again.`);
   }
   await rename(part, blob);
+}
+
+/** One try: appends to part from its current size; returns why it stopped short, or '' when complete. */
+async function fetchPart(o: HubOptions, url: string, what: string, file: string, meta: FileMeta, part: string): Promise<string> {
+  const have = existsSync(part) ? (await stat(part)).size : 0;
+  const limit = o.downloadTimeout ?? 10;
+  const abort = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const arm = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => abort.abort(), limit * 1000);
+  };
+  const stalled = `no data for ${limit} s; HF_HUB_DOWNLOAD_TIMEOUT sets the limit`;
+  arm();
+  try {
+    const res = await fetch(url, { headers: { ...authHeaders(o), ...(have > 0 ? { range: `bytes=${have}-` } : {}) }, signal: abort.signal });
+    if (res.status >= 400 && res.status < 500) throw new GPT2Error(`Downloading ${what} failed with HTTP ${res.status}; run the command again.`);
+    if (!res.ok || !res.body) return `HTTP ${res.status}`;
+    const resumed = res.status === 206;
+    let done = resumed ? have : 0;
+    const total = Number.isFinite(meta.size) ? meta.size : done + Number(res.headers.get('content-length') ?? 0);
+    const body = Readable.fromWeb(res.body as never);
+    body.on('data', (chunk: Buffer) => {
+      arm();
+      done += chunk.length;
+      o.onProgress?.(file, done, total);
+    });
+    await pipeline(body, createWriteStream(part, { flags: resumed ? 'a' : 'w' }));
+    return Number.isFinite(meta.size) && done < meta.size ? `the connection closed after ${done} of ${meta.size} bytes` : '';
+  } catch (err) {
+    if (err instanceof GPT2Error) throw err;
+    return abort.signal.aborted ? stalled : causeOf(err);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** sha256 for 64-hex etags (LFS), git's blob sha1 for 40-hex ones (headFile admits no other). */

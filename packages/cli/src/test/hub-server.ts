@@ -15,6 +15,10 @@ export interface HubServer {
   corrupt: Set<string>;
   /** Answer with this X-Repo-Commit, and this ETag for every file (a hostile server). */
   hostile: { commit?: string; etag?: string };
+  /** The next `times` GETs of this file send `after` bytes, then nothing more (a stalled CDN). */
+  stall: Map<string, { after: number; times: number }>;
+  /** Accept connections and never answer (a hub that says nothing). */
+  silent: boolean;
   close(): Promise<void>;
 }
 
@@ -27,9 +31,12 @@ export async function startHubServer(repos: Record<string, string>, renamed: Rec
   const requests: HubServer['requests'] = [];
   const corrupt = new Set<string>();
   const hostile: HubServer['hostile'] = {};
+  const stall: HubServer['stall'] = new Map();
+  const state = { silent: false };
   const bySha = new Map<string, { data: Buffer; file: string }>();
   const server: Server = createServer((req, res) => {
     requests.push({ method: req.method!, url: req.url!, range: req.headers.range });
+    if (state.silent) return;
     const send = (data: Buffer, file: string, headers: Record<string, string>) => {
       let body = corrupt.has(file) ? Buffer.from(data).fill(7, 0, 16) : data;
       let status = 200;
@@ -39,6 +46,11 @@ export async function startHubServer(repos: Record<string, string>, renamed: Rec
         status = 206;
       }
       res.writeHead(status, { ...headers, 'content-length': String(body.length) });
+      const s = stall.get(file);
+      if (s && s.times > 0 && req.method === 'GET') {
+        s.times--;
+        return res.write(body.subarray(0, s.after));
+      }
       res.end(req.method === 'HEAD' ? undefined : body);
     };
     const lfs = /^\/lfs\/([0-9a-f]{64})$/.exec(req.url!);
@@ -71,5 +83,10 @@ export async function startHubServer(repos: Record<string, string>, renamed: Rec
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
   origin = `http://127.0.0.1:${port}`;
-  return { url: origin, requests, corrupt, hostile, close: () => new Promise((r) => server.close(() => r())) };
+  return {
+    url: origin, requests, corrupt, hostile, stall,
+    get silent() { return state.silent; },
+    set silent(v: boolean) { state.silent = v; },
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
 }
