@@ -41,6 +41,7 @@ function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
     .addOption(precisionOption())
     .option('--out <dir>', 'run directory for checkpoints, metrics and the loss curve (default runs/<command>-<time>)')
     .option('--resume <dir>', 'continue a run (its directory or one checkpoint) exactly where it stopped')
+    .option('--overwrite', 'replace the run already in --out (its checkpoints, metrics and model), once the new model and data have loaded')
     .option('--steps <n>', 'optimizer steps (default 1000)', int(1))
     .option('--epochs <n>', 'passes over the training tokens, instead of --steps', num(0, Infinity, true))
     .option('--batch-size <n>', 'sequences per micro-batch', int(1), ft ? 1 : 8)

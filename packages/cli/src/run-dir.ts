@@ -3,7 +3,9 @@
 // model.safetensors, vocab.json, merges.txt) plus optimizer.safetensors (AdamW m, v, step) and
 // trainer_state.json (step, data RNG): everything needed to continue exactly. Each is written
 // under a temporary name and renamed into place, so an interrupted save never replaces a good one.
-import { existsSync, readdirSync } from 'node:fs';
+// One run per folder: a training process holds run.lock (pid, host, start) while it runs.
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { appendFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { configToJson, GPT2Error, paramsToSafetensors, parseSafetensors, serializeSafetensors, type GPT2, type GPT2Config, type Tokenizer, type TrainerState } from '@gpt2/core';
@@ -30,8 +32,82 @@ export async function writeModelDir(dir: string, model: GPT2, tok: Tokenizer, ex
   await rm(old, { recursive: true, force: true });
 }
 
+const RUN_FILES = ['run.json', 'metrics.jsonl', 'loss.svg', 'model'];
+
+interface LockInfo {
+  pid: number;
+  host: string;
+  started: string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 export class RunDir {
   constructor(readonly dir: string) {}
+
+  /** Whether the folder already holds a run: its run.json, metrics, loss curve, model or checkpoints. */
+  holdsRun(): boolean {
+    return RUN_FILES.some((f) => existsSync(join(this.dir, f))) || this.checkpoints().length > 0;
+  }
+
+  /**
+   * Takes the folder's lock for this process until it exits (run.lock, created whole with link(2),
+   * so a reader never sees half of it). A lock whose process is gone is taken over; the returned
+   * line says so. A live holder ends this run in one sentence.
+   */
+  lock(): string | undefined {
+    mkdirSync(this.dir, { recursive: true });
+    const path = join(this.dir, 'run.lock'), mine = `${path}.${process.pid}`;
+    const me: LockInfo = { pid: process.pid, host: hostname(), started: new Date().toISOString() };
+    writeFileSync(mine, JSON.stringify(me) + '\n');
+    let note: string | undefined;
+    try {
+      for (;;) {
+        try {
+          linkSync(mine, path);
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
+        let held: LockInfo | undefined;
+        try {
+          held = JSON.parse(readFileSync(path, 'utf8')) as LockInfo;
+        } catch {
+          held = undefined; // unreadable: not written by us; taken over
+        }
+        if (held && held.host !== me.host) {
+          throw new GPT2Error(`${this.dir} is in use by process ${held.pid} on ${held.host} (since ${held.started}); if that process is gone, delete ${path} and run this again.`);
+        }
+        if (held && alive(held.pid)) {
+          throw new GPT2Error(`${this.dir} is in use by process ${held.pid} (training since ${held.started}); wait for it to finish or stop it, then run this again.`);
+        }
+        note = `note: took over ${path} from process ${held?.pid ?? '(unknown)'}, which is gone`;
+        unlinkSync(path);
+      }
+    } finally {
+      unlinkSync(mine);
+    }
+    process.on('exit', () => {
+      try {
+        if ((JSON.parse(readFileSync(path, 'utf8')) as LockInfo).pid === process.pid) unlinkSync(path);
+      } catch {
+        // already gone
+      }
+    });
+    return note;
+  }
+
+  /** Removes an old run's files (--overwrite), leaving anything else in the folder alone. */
+  async clear(): Promise<void> {
+    for (const f of [...RUN_FILES, ...this.checkpoints().map((c) => c.slice(this.dir.length + 1))]) await rm(join(this.dir, f), { recursive: true, force: true });
+  }
 
   async init(runInfo: object, resumed: boolean): Promise<void> {
     await mkdir(this.dir, { recursive: true });

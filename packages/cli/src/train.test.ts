@@ -84,6 +84,48 @@ describe('gpt2 train', () => {
     expect(kept.at(-1)).toBe(`checkpoint-${String(step - 1).padStart(8, '0')}`); // the step before, never the bad one
   });
 
+  it('one run per folder: a new run into an old one is refused before any work; --overwrite replaces it', async () => {
+    const run = join(dir, 'again');
+    expect((await gpt2(args(run, ['--steps', '4', '--save-every', '2']))).code).toBe(0);
+    const again = await gpt2(args(run, ['--steps', '2']));
+    expect(again.code).toBe(1);
+    expect(again.stderr.trim()).toBe(`error: ${run} already holds a run; continue it with --resume ${run}, or replace it with --overwrite (or choose another --out).`);
+    expect(readdirSync(run).filter((d) => d.startsWith('checkpoint-'))).toEqual(['checkpoint-00000002', 'checkpoint-00000004']); // untouched
+    const both = await gpt2(['train', '--resume', run, '--overwrite']);
+    expect(both.stderr).toMatch(/--overwrite starts a new run in place of an old one; it does not go with --resume\./);
+    const over = await gpt2(args(run, ['--steps', '3', '--save-every', '1', '--keep', '5']));
+    expect(over.code, over.stderr).not.toBe(0); // still refused without the flag
+    const replaced = await gpt2(args(run, ['--steps', '3', '--save-every', '1', '--keep', '5', '--overwrite']));
+    expect(replaced.code, replaced.stderr).toBe(0);
+    expect(replaced.stderr).toMatch(/--overwrite: removing the old run in /);
+    expect(readdirSync(run).filter((d) => d.startsWith('checkpoint-'))).toEqual(['checkpoint-00000001', 'checkpoint-00000002', 'checkpoint-00000003']);
+    expect(metrics(run).filter((m) => m.loss !== undefined).map((m) => m.step)).toEqual([1, 2, 3]); // the new run's metrics only
+  });
+
+  it('a run folder is locked while it trains: a second process is refused naming the pid; a dead holder\'s lock is taken over', async () => {
+    const run = join(dir, 'locked');
+    let second: Awaited<ReturnType<typeof gpt2>> | undefined, holder = 0;
+    const first = await gpt2(args(run, ['--steps', '100000', '--save-every', '2', '--eval-every', '0', '--log-every', '1']), {
+      onStderr: (chunk, kill) => {
+        if (holder || !/saved .*checkpoint-/.test(chunk)) return;
+        holder = JSON.parse(readFileSync(join(run, 'run.lock'), 'utf8')).pid;
+        void gpt2(['train', '--resume', run, '--steps', '100000']).then((r) => {
+          second = r;
+          kill('SIGKILL'); // dies without releasing its lock
+        });
+      },
+    });
+    expect(first.signal).toBe('SIGKILL');
+    expect(second!.code).toBe(1);
+    expect(second!.stderr.trim()).toMatch(new RegExp(`^error: ${run} is in use by process ${holder} \\(training since [0-9T:.-]+Z\\); wait for it to finish or stop it, then run this again\\.$`));
+    expect(existsSync(join(run, 'run.lock'))).toBe(true); // left by the killed process
+    const last = Number(readdirSync(run).filter((d) => d.startsWith('checkpoint-')).at(-1)!.slice(11));
+    const resumed = await gpt2(['train', '--resume', run, '--steps', String(last + 1)]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).toMatch(new RegExp(`note: took over .*run\\.lock from process ${holder}, which is gone`));
+    expect(existsSync(join(run, 'run.lock'))).toBe(false); // released at exit
+  });
+
   it('trains on what there is, with a warning, when the data is shorter than one block', async () => {
     writeFileSync(join(dir, 'short.txt'), 'To be, or not to be, that is the question.');
     const r = await gpt2(['train', join(dir, 'short.txt'), '--init', config, '--train-tokenizer', '300', '--batch-size', '4', '--block-size', '32', '--steps', '2', '--val-split', '0', '--out', join(dir, 'short')]);

@@ -24,6 +24,7 @@ export interface TrainFlags {
   trainTokenizer?: number;
   out?: string;
   resume?: string;
+  overwrite?: boolean;
   steps?: number;
   epochs?: number;
   batchSize: number;
@@ -53,7 +54,6 @@ export interface TrainFlags {
 interface Prepared {
   model: GPT2;
   tok: Tokenizer;
-  run: RunDir;
   resumedState?: { step: number; rng: number[] };
 }
 
@@ -61,12 +61,20 @@ interface Prepared {
 export async function runTraining(kind: 'finetune' | 'train', data: string[], f: TrainFlags): Promise<void> {
   const report = new Reporter(false);
   if (data.length === 0 && !f.resume) throw new GPT2Error('Give at least one data file, folder or glob to train on.');
+  if (f.resume && f.overwrite) throw new GPT2Error('--overwrite starts a new run in place of an old one; it does not go with --resume.');
+  // one run per folder, one process per run: settled before any work
+  const run = new RunDir(f.resume ? f.out ?? dirname(findCheckpoint(f.resume)) : f.out ?? defaultRunDir(kind));
+  if (!f.resume && !f.overwrite && run.holdsRun()) {
+    throw new GPT2Error(`${run.dir} already holds a run; continue it with --resume ${run.dir}, or replace it with --overwrite (or choose another --out).`);
+  }
+  const took = run.lock();
+  if (took) report.line(took);
   const { backend, failures } = await openBackend(f);
   for (const fl of failures) report.line(`note: backend ${fl.name} unavailable (${fl.reason})`);
   report.line(`backend: ${backend.name}${f.precision && f.precision !== 'fp32' ? ` (--precision ${f.precision})` : ''}`);
 
   const p = f.resume ? await prepareResume(f, backend) : kind === 'finetune' ? await prepareFinetune(f, backend, report) : await prepareScratch(data, f, backend, report);
-  const { model, tok, run } = p;
+  const { model, tok } = p;
   if (f.resume) {
     const info = JSON.parse(await readFile(join(run.dir, 'run.json'), 'utf8')) as { data: string[] };
     if (data.length === 0) data = info.data;
@@ -96,6 +104,10 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   };
   const trainer = new Trainer(model, train, opts, p.resumedState);
   if (trainer.step >= steps) throw new GPT2Error(`The checkpoint is already at step ${trainer.step} of ${steps}; pass a larger --steps to train further.`);
+  if (f.overwrite && run.holdsRun()) {
+    report.line(`--overwrite: removing the old run in ${run.dir}`);
+    await run.clear(); // only now that the new model and data have loaded
+  }
   await run.init({ command: kind, data, options: { ...f, steps, blockSize: block }, model: model.config, tokenizerVocab: tok.vocabSize, backend: backend.name }, Boolean(f.resume));
   report.line(`run: ${run.dir} | ${model.numParams.toLocaleString('en-US')} parameters | ${steps} steps of ${perStep} tokens${val ? ` | validation ${val.length} tokens` : ''}`);
 
@@ -197,7 +209,7 @@ const defaultRunDir = (kind: string) => join('runs', `${kind}-${new Date().toISO
 
 async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
   const { model, tokenizer } = instantiate(backend, await readModel(f.model ?? 'gpt2', report));
-  return { model, tok: tokenizer, run: new RunDir(f.out ?? defaultRunDir('finetune')) };
+  return { model, tok: tokenizer };
 }
 
 async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
@@ -221,7 +233,7 @@ async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<Re
   }
   if (tok.eosId !== undefined) config = { ...config, bosTokenId: tok.eosId, eosTokenId: tok.eosId };
   const model = new GPT2(backend, config, GPT2.initParams(config, f.seed));
-  return { model, tok, run: new RunDir(f.out ?? defaultRunDir('train')) };
+  return { model, tok };
 }
 
 async function prepareResume(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend']): Promise<Prepared> {
@@ -229,5 +241,5 @@ async function prepareResume(f: TrainFlags, backend: Awaited<ReturnType<typeof o
   const ck = await loadCheckpoint(dir);
   const model = new GPT2(backend, ck.config, ck.params);
   if (ck.optimizer) model.loadOptimizerState(ck.optimizer);
-  return { model, tok: ck.tokenizer, run: new RunDir(f.out ?? dirname(dir)), resumedState: ck.state };
+  return { model, tok: ck.tokenizer, resumedState: ck.state };
 }
