@@ -4,20 +4,26 @@
 // trainer_state.json (step, data RNG): everything needed to continue exactly. Each is written
 // under a temporary name and renamed into place, so an interrupted save never replaces a good one.
 // One run per folder: a training process holds run.lock (pid, host, start) while it runs.
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { appendFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { configToJson, GPT2Error, paramsToSafetensors, parseSafetensors, serializeSafetensors, type GPT2, type GPT2Config, type Tokenizer, type TrainerState } from '@gpt2/core';
 import { loadModelDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 
 const CKPT = /^checkpoint-(\d+)$/;
 
+/** A save that could not be made (no space, a read-only folder, a quota): nothing of it is left. */
+export class SaveError extends GPT2Error {}
+
+const mb = (bytes: number) => (bytes >= 1e5 ? `${(bytes / 1e6).toFixed(1)} MB` : `${Math.ceil(bytes / 1e3)} KB`);
+const freeBytes = (dir: string) => {
+  const s = statfsSync(dir);
+  return s.bavail * s.bsize;
+};
+
 /** Writes an HF-format model directory (plus optional extra files) atomically: built aside, then renamed over. */
 export async function writeModelDir(dir: string, model: GPT2, tok: Tokenizer, extra: Record<string, string | Uint8Array> = {}): Promise<void> {
-  const tmp = `${dir}.tmp-${process.pid}`;
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
   const files: Record<string, string | Uint8Array> = {
     'config.json': JSON.stringify(configToJson(model.config), null, 2) + '\n',
     'model.safetensors': paramsToSafetensors(model.config, await model.readParams()),
@@ -25,11 +31,33 @@ export async function writeModelDir(dir: string, model: GPT2, tok: Tokenizer, ex
     'merges.txt': tok.mergesTxt(),
     ...extra,
   };
-  for (const [name, data] of Object.entries(files)) await writeFile(join(tmp, name), data);
-  const old = `${dir}.old-${process.pid}`;
-  if (existsSync(dir)) await rename(dir, old);
-  await rename(tmp, dir);
-  await rm(old, { recursive: true, force: true });
+  await writeDirAside(dir, files);
+}
+
+/**
+ * Writes files into DIR.tmp-PID, then renames it over dir. Checks the free space first; a write
+ * that fails anyway removes the temporary folder. Either ends in a SaveError saying what was
+ * written, what it needed and what is free.
+ */
+export async function writeDirAside(dir: string, files: Record<string, string | Uint8Array>): Promise<void> {
+  const needed = Object.values(files).reduce((n, d) => n + (typeof d === 'string' ? Buffer.byteLength(d) : d.byteLength), 0);
+  await mkdir(dirname(dir), { recursive: true });
+  const free = freeBytes(dirname(dir));
+  if (needed > free) throw new SaveError(`Not enough space to write ${dir}: it needs ${mb(needed)} and ${dirname(dir)} has ${mb(free)} free`);
+  const tmp = `${dir}.tmp-${process.pid}`;
+  try {
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    for (const [name, data] of Object.entries(files)) await writeFile(join(tmp, name), data);
+    const old = `${dir}.old-${process.pid}`;
+    if (existsSync(dir)) await rename(dir, old);
+    await rename(tmp, dir);
+    await rm(old, { recursive: true, force: true });
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    const e = err as NodeJS.ErrnoException;
+    throw new SaveError(`Writing ${dir} failed (${e.code ?? e.message}): it needs ${mb(needed)} and ${dirname(dir)} has ${mb(freeBytes(dirname(dir)))} free`);
+  }
 }
 
 const RUN_FILES = ['run.json', 'metrics.jsonl', 'loss.svg', 'model'];
@@ -102,6 +130,16 @@ export class RunDir {
       }
     });
     return note;
+  }
+
+  /** Removes the temporary folders of saves whose process is gone (a crash or kill mid-save); returns their names. */
+  async removeStale(): Promise<string[]> {
+    const stale = existsSync(this.dir) ? readdirSync(this.dir).filter((d) => {
+      const m = /\.(?:tmp|old)-(\d+)$/.exec(d);
+      return m !== null && Number(m[1]) !== process.pid && !alive(Number(m[1]));
+    }) : [];
+    for (const d of stale) await rm(join(this.dir, d), { recursive: true, force: true });
+    return stale;
   }
 
   /** Removes an old run's files (--overwrite), leaving anything else in the folder alone. */

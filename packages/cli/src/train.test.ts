@@ -1,8 +1,18 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, gpt2 } from './test/cli.js';
+import { writeDirAside } from './run-dir.js';
+
+// A small tmpfs for the disk-full cases: mounting needs root (CI runs as root); elsewhere they skip.
+function smallDisk(path: string, size: string): string | undefined {
+  mkdirSync(path, { recursive: true });
+  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', path], { encoding: 'utf8' });
+  return r.status === 0 ? undefined : `a tmpfs could not be mounted (${(r.stderr || r.error?.message || '').trim()}); run the tests as root`;
+}
+const unmount = (path: string) => spawnSync('umount', [path]);
 
 let dir: string, data: string, config: string;
 beforeAll(() => {
@@ -124,6 +134,52 @@ describe('gpt2 train', () => {
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(new RegExp(`note: took over .*run\\.lock from process ${holder}, which is gone`));
     expect(existsSync(join(run, 'run.lock'))).toBe(false); // released at exit
+  });
+
+  it('a disk too full for the next checkpoint: one sentence before writing, nothing half-written, and --resume from the last one finishes', async (ctx) => {
+    const disk = join(dir, 'small-disk'), why = smallDisk(disk, '2m');
+    if (why) return ctx.skip(why);
+    try {
+      const run = join(disk, 'run');
+      const r = await gpt2(args(run, ['--steps', '60', '--save-every', '1', '--keep', '100', '--eval-every', '0']));
+      expect(r.code).toBe(1);
+      const m = /error: Not enough space to write (.*checkpoint-(\d+)): it needs [\d.]+ [KM]B and .* has [\d.]+ [KM]B free; the last complete checkpoint is (.*checkpoint-(\d+)): free some space, then continue with: gpt2 train --resume (.*)\n/.exec(r.stderr);
+      expect(m, r.stderr).not.toBeNull();
+      expect(Number(m![4])).toBe(Number(m![2]) - 1);
+      expect(m![5]).toBe(run);
+      expect(readdirSync(run).filter((d) => d.includes('.tmp-'))).toEqual([]);
+      const ckpts = readdirSync(run).filter((d) => d.startsWith('checkpoint-'));
+      for (const c of ckpts.slice(0, -1)) rmSync(join(run, c), { recursive: true }); // the user frees space
+      const resumed = await gpt2(['train', '--resume', run, '--steps', String(Number(m![4]) + 1), '--keep', '1']);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      expect(existsSync(join(run, 'model', 'model.safetensors'))).toBe(true);
+    } finally {
+      unmount(disk);
+    }
+  });
+
+  it('a write that fails mid-save (ENOSPC past the free-space check) removes its temporary folder and says what it needed', async (ctx) => {
+    const disk = join(dir, 'tiny-disk'), why = smallDisk(disk, '64k');
+    if (why) return ctx.skip(why);
+    try {
+      // 40 one-byte files pass the byte count, but each takes a 4 KiB page of a 64 KiB tmpfs
+      const files = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`f${i}`, 'x']));
+      await expect(writeDirAside(join(disk, 'ckpt'), files)).rejects.toThrowError(/^Writing .*tiny-disk\/ckpt failed \(ENOSPC\): it needs 1 KB and .*tiny-disk has \d+ KB free$/);
+      expect(readdirSync(disk)).toEqual([]);
+    } finally {
+      unmount(disk);
+    }
+  });
+
+  it('--resume removes the temporary folders of a save whose process is gone', async () => {
+    const run = join(dir, 'stale');
+    expect((await gpt2(args(run, ['--steps', '2', '--save-every', '1']))).code).toBe(0);
+    mkdirSync(join(run, 'checkpoint-00000003.tmp-999999999'));
+    writeFileSync(join(run, 'checkpoint-00000003.tmp-999999999', 'model.safetensors'), 'half');
+    const r = await gpt2(['train', '--resume', run, '--steps', '3']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/note: removed .*checkpoint-00000003\.tmp-999999999, left by an interrupted save/);
+    expect(readdirSync(run).filter((d) => d.includes('.tmp-'))).toEqual([]);
   });
 
   it('trains on what there is, with a warning, when the data is shorter than one block', async () => {

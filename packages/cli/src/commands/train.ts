@@ -12,7 +12,7 @@ import { expandPaths, loadCorpus } from '../corpus.js';
 import { initConfig, instantiate, readModel } from '../model-source.js';
 import { lossCurveSvg } from '../plot.js';
 import { Reporter } from '../report.js';
-import { findCheckpoint, loadCheckpoint, RunDir, writeModelDir } from '../run-dir.js';
+import { findCheckpoint, loadCheckpoint, RunDir, SaveError, writeModelDir } from '../run-dir.js';
 
 export interface TrainFlags {
   backend: string;
@@ -69,6 +69,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   }
   const took = run.lock();
   if (took) report.line(took);
+  for (const d of await run.removeStale()) report.line(`note: removed ${join(run.dir, d)}, left by an interrupted save`);
   const { backend, failures } = await openBackend(f);
   for (const fl of failures) report.line(`note: backend ${fl.name} unavailable (${fl.reason})`);
   report.line(`backend: ${backend.name}${f.precision && f.precision !== 'fp32' ? ` (--precision ${f.precision})` : ''}`);
@@ -134,6 +135,17 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
 
   const startVal = trainer.step === 0 ? await evaluate(0) : undefined;
   let lastGood = run.checkpoints().at(-1);
+  // a save that fails ends the run in one sentence: what remains and how to go on
+  const saving = async <T>(save: () => Promise<T>): Promise<T> => {
+    try {
+      return await save();
+    } catch (err) {
+      if (!(err instanceof SaveError)) throw err;
+      bar.stop();
+      const remains = lastGood ? `the last complete checkpoint is ${lastGood}` : 'no checkpoint was saved before it';
+      throw new GPT2Error(`${err.message}; ${remains}: free some space, then continue with: gpt2 ${kind} --resume ${run.dir}`);
+    }
+  };
   let avg = NaN;
   const bar = report.progress(steps, f.logEvery ?? (steps <= 50 ? 1 : 10));
   const t0 = performance.now(), step0 = trainer.step;
@@ -162,21 +174,21 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
       if (f.evalEvery > 0 && (r.step % f.evalEvery === 0 || last)) endVal = await evaluate(r.step);
       if (f.sampleEvery > 0 && r.step % f.sampleEvery === 0 && !last) await sample(r.step);
       if ((f.saveEvery > 0 && r.step % f.saveEvery === 0) || last || interrupted) {
-        lastGood = await run.saveCheckpoint(model, tok, trainer.state(), f.keep);
+        lastGood = await saving(() => run.saveCheckpoint(model, tok, trainer.state(), f.keep));
         if (!last) report.line(`saved ${lastGood}`);
       }
     }
   } finally {
     bar.stop();
     process.off('SIGINT', onSigint);
-    await writeLossCurve(run, kind);
+    await writeLossCurve(run, kind).catch((err) => report.warn(`the loss curve was not written (${(err as Error).message})`));
   }
   if (interrupted) {
     report.line(`interrupted at step ${trainer.step}; checkpoint saved to ${lastGood}. Continue with: gpt2 ${kind} --resume ${run.dir}`);
     process.exit(130);
   }
   const modelDir = join(run.dir, 'model');
-  await writeModelDir(modelDir, model, tok);
+  await saving(() => writeModelDir(modelDir, model, tok));
   if (f.sampleEvery > 0) await sample(trainer.step);
   const summary = {
     runDir: run.dir, modelDir, steps: trainer.step, finalLoss: lastLoss, valLossStart: startVal, valLossEnd: endVal,
