@@ -106,6 +106,7 @@ describe('gpt2 CLI', () => {
     [['bench', '--task', 'train', '--init', 'gpt3'], 1, /^error: Unknown model size 'gpt3'/],
     [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--precision', 'fp8'], 2, /Allowed choices are fp32, tf32, bf16, f16/],
     [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'wasm', '--precision', 'bf16'], 1, /^error: The wasm backend could not start: The wasm backend offers --precision fp32, not bf16; tf32 runs on cuda, bf16 on cuda and on cpu \(with oneDNN\), f16 on webgpu\./],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'reference', '--batch-size', '100000', '--nsamples', '100000'], 1, /^error: The reference backend cannot allocate 18\.72 GiB \(JavaScript refused a typed array of 5025700000 values\); generating with this model at batch 100000 and context 64 needs about [\d.]+ GiB in all .*: lower --batch-size or --max-new-tokens, or use a smaller model\.$/m],
   ])('bad input %j ends in one clear sentence and exit code %i', async (args, code, pattern) => {
     const r = await gpt2(args as string[]);
     expect(r.code).toBe(code);

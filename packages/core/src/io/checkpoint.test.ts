@@ -48,6 +48,8 @@ describe('HF GPT-2 checkpoints', () => {
     );
     expect(() => paramsFromSafetensors({ ...cfg, nLayer: 4 }, st)).toThrowError(/has no tensor 'h\.3\.ln_1\.weight'/);
     expect(() => paramsFromSafetensors({ ...cfg, nLayer: 2 }, st)).toThrowError(/unexpected tensor 'h\.2\./);
+    // sizes that would reserve gigabytes are refused by the header, before anything is allocated
+    expect(() => paramsFromSafetensors({ ...cfg, vocabSize: 1 << 20, nEmbd: 2048, nHead: 16, nInner: 8192 }, st)).toThrowError(/tensor 'wte\.weight' has shape \[\d+,48\] but config\.json implies \[1048576,2048\]/);
   });
 
   it('rejects an untied lm_head and accepts a tied one', () => {

@@ -12,11 +12,11 @@ const IGNORED = /^h\.\d+\.attn\.(bias|masked_bias)$/;
 /** Copies every GPT-2 tensor of a checkpoint into a new flat float32 buffer, checking names and shapes against the config. */
 export function paramsFromSafetensors(cfg: GPT2Config, st: SafeTensors): Float32Array {
   const { tensors, total } = paramLayout(cfg);
-  const flat = new Float32Array(total);
   // strip the optional prefix; keep a map from our HF name to the stored name
   const stored = new Map<string, string>();
   for (const name of st.tensors.keys()) stored.set(name.startsWith(PREFIX) ? name.slice(PREFIX.length) : name, name);
-  const used = new Set<string>();
+  // every name and shape checked against the header before the buffer the config sizes is allocated
+  const copies: { name: string; offset: number; conv1d: boolean; hfShape: number[] }[] = [];
   for (const p of Object.values(tensors)) {
     const shape = p.spec.shape(cfg);
     const hfShape = p.spec.conv1d ? [shape[1], shape[0]] : shape;
@@ -29,11 +29,16 @@ export function paramsFromSafetensors(cfg: GPT2Config, st: SafeTensors): Float32
           `${st.source}: tensor '${name}' has shape [${got}] but config.json implies [${hfShape}]; the config does not match the weights.`,
         );
       }
-      const data = st.float32(name);
-      if (p.spec.conv1d) transposeInto(flat, offset, data, hfShape[0], hfShape[1]);
-      else flat.set(data, offset);
-      used.add(hfName);
+      copies.push({ name, offset, conv1d: !!p.spec.conv1d, hfShape });
     }
+  }
+  const flat = new Float32Array(total);
+  const used = new Set<string>();
+  for (const { name, offset, conv1d, hfShape } of copies) {
+    const data = st.float32(name);
+    if (conv1d) transposeInto(flat, offset, data, hfShape[0], hfShape[1]);
+    else flat.set(data, offset);
+    used.add(name.startsWith(PREFIX) ? name.slice(PREFIX.length) : name);
   }
   const lmHead = stored.get('lm_head.weight');
   if (lmHead !== undefined) {

@@ -25,6 +25,9 @@ describe('config.json', () => {
     [{ ...base, n_layer: 0 }, /'n_layer' must be a positive integer/],
     [{ ...base, scale_attn_by_inverse_layer_idx: true }, /scale_attn_by_inverse_layer_idx/],
     ['{not json', /not valid JSON/],
+    [{ ...base, n_embd: 112064004837248, n_head: 1 }, /'n_embd' is 112064004837248, past the largest gpt2\.ts accepts \(65536\)/],
+    [{ ...base, vocab_size: '50257' }, /'vocab_size' must be a positive integer \(found "50257"\)/],
+    [{ ...base, n_embd: 65536, n_head: 1, n_layer: 4096 }, /these sizes make 2\.\d+e\+14 parameters, more than one buffer can hold/],
   ])('rejects %j with a clear message', (cfg, pattern) => {
     expect(() => parseConfig(cfg as never)).toThrowError(GPT2Error);
     expect(() => parseConfig(cfg as never)).toThrowError(pattern);

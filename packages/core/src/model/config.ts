@@ -1,4 +1,5 @@
 import { GPT2Error } from '../errors.js';
+import { paramLayout } from './params.js';
 
 /** The shape of a GPT-2 model (our names; HF's config.json keys in comments). */
 export interface GPT2Config {
@@ -28,6 +29,10 @@ export function presetConfig(name: string): GPT2Config {
 
 type Json = Record<string, unknown>;
 
+// sane upper bounds, far past any GPT-2 (XL: 50257, 1024, 1600, 48, 25, 6400), so that a corrupt
+// or hostile config.json is refused before anything is sized by it
+const MAX: Record<string, number> = { vocab_size: 1 << 20, n_positions: 1 << 20, n_ctx: 1 << 20, n_embd: 1 << 16, n_layer: 1 << 12, n_head: 1 << 12, n_inner: 1 << 18 };
+
 /** Parses an HF GPT-2 config.json, rejecting variants whose math we do not implement. */
 export function parseConfig(json: string | Json, source = 'config.json'): GPT2Config {
   let c: Json;
@@ -44,6 +49,7 @@ export function parseConfig(json: string | Json, source = 'config.json'): GPT2Co
   const int = (key: string, fallback?: number): number => {
     const v = c[key] ?? fallback;
     if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) bad(`'${key}' must be a positive integer (found ${JSON.stringify(c[key])})`);
+    if ((v as number) > MAX[key]) bad(`'${key}' is ${v}, past the largest gpt2.ts accepts (${MAX[key]})`);
     return v as number;
   };
   const nEmbd = int('n_embd');
@@ -59,6 +65,8 @@ export function parseConfig(json: string | Json, source = 'config.json'): GPT2Co
     eosTokenId: typeof c.eos_token_id === 'number' ? c.eos_token_id : 50256,
   };
   if (nEmbd % nHead !== 0) bad(`n_embd (${nEmbd}) is not divisible by n_head (${nHead})`);
+  const { total } = paramLayout(cfg);
+  if (total > 2 ** 32 - 1) bad(`these sizes make ${total.toExponential(2)} parameters, more than one buffer can hold (4.3e9)`);
   const act = c.activation_function ?? 'gelu_new';
   if (act !== 'gelu_new' && act !== 'gelu_pytorch_tanh') bad(`activation_function '${String(act)}' is not supported (only gelu_new)`);
   const eps = c.layer_norm_epsilon ?? 1e-5;

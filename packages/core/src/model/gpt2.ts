@@ -439,11 +439,11 @@ export class KVCache {
     const N = this.B * T;
     this.freeScratch();
     const be = this.model.backend;
-    this.s = {
+    this.s = this.model.allocating(() => ({
       tokens: be.alloc(N, 'i32'), x: be.alloc(N * C), ln: be.alloc(N * C), mean: be.alloc(N), rstd: be.alloc(N),
       qkv: be.alloc(N * 3 * C), atty: be.alloc(N * C), proj: be.alloc(N * C), fch: be.alloc(N * F),
       fchGelu: be.alloc(N * F), logits: be.alloc(this.B * V),
-    };
+    }), this.B, this.maxT, true);
     this.scratchT = T;
     return this.s;
   }

@@ -141,4 +141,28 @@ describe('GPT-2 tokenizer = tiktoken r50k_base', () => {
     expect(() => Tokenizer.fromFiles(vocab, '#version: 0.2\nzz qq\n')).toThrowError(/Merge rule 1 \("zz qq"\) uses tokens missing/);
     expect(() => Tokenizer.fromFiles('{not json', '')).toThrowError(/not valid JSON/);
   });
+
+  it('refuses malformed vocabularies naming the file, before they could load with another meaning', () => {
+    const vocab = JSON.parse(readFileSync(join(fixturesDir(), 'gpt2-tiny/vocab.json'), 'utf8')) as Record<string, number>;
+    const merges = readFileSync(join(fixturesDir(), 'gpt2-tiny/merges.txt'), 'utf8');
+    const withIds = (f: (v: Record<string, unknown>) => void) => {
+      const v: Record<string, unknown> = { ...vocab };
+      f(v);
+      return JSON.stringify(v);
+    };
+    expect(() => Tokenizer.fromFiles(withIds((v) => (v['!'] = '0')), merges)).toThrowError('vocab.json: token "!" has the id "0", not a non-negative integer; restore it from the original model.');
+    expect(() => Tokenizer.fromFiles(withIds((v) => (v['"'] = 0)), merges)).toThrowError('vocab.json: tokens "!" and "\\"" share the id 0; ids must be unique.');
+    expect(() => Tokenizer.fromFiles(withIds((v) => delete v['!']), merges)).toThrowError(/^vocab\.json: no token has the id 0, though 50256 tokens are listed; ids must run from 0 to 50255 without gaps\.$/);
+    expect(() => Tokenizer.fromFiles(JSON.stringify(Object.keys(vocab)), merges)).toThrowError('vocab.json must be a JSON object mapping each token to its id (found an array); restore it from the original model.');
+    // what HF writes keeps loading: merges without the #version line, CRLF line ends
+    const plain = merges.split('\n').filter((l) => !l.startsWith('#version')).join('\r\n');
+    expect(Tokenizer.fromFiles(JSON.stringify(vocab), plain).vocabSize).toBe(50257);
+    // tokenizer.json: added tokens must not take another token's id or leave a gap; merges must be pairs
+    const tj = (added: unknown[], m: unknown[] = []) =>
+      JSON.stringify({ added_tokens: added, pre_tokenizer: { type: 'ByteLevel' }, model: { type: 'BPE', vocab, merges: m } });
+    expect(Tokenizer.fromTokenizerJson(tj([{ id: 50256, content: '<|endoftext|>', special: true }])).vocabSize).toBe(50257);
+    expect(() => Tokenizer.fromTokenizerJson(tj([{ id: 5, content: '<|pad|>' }]))).toThrowError('tokenizer.json: added token "<|pad|>" has id 5, which "&" already has; ids must be unique.');
+    expect(() => Tokenizer.fromTokenizerJson(tj([{ id: 60000, content: '<|pad|>' }]))).toThrowError(/added token "<\|pad\|>" has id 60000, past the vocabulary of 50257 tokens/);
+    expect(() => Tokenizer.fromTokenizerJson(tj([], ['a b c']))).toThrowError(/^tokenizer\.json: merge 1 is "a b c", not two tokens/);
+  });
 });

@@ -76,6 +76,7 @@ export class Tokenizer {
     } catch {
       throw new GPT2Error(`${source} is not valid JSON; restore it from the original model.`);
     }
+    checkVocab(obj, source);
     const merges: [string, string][] = [];
     for (const line of mergesTxt.split('\n')) {
       if (line.startsWith('#version') || line.trim() === '') continue;
@@ -104,13 +105,28 @@ export class Tokenizer {
     const pre = t.pre_tokenizer;
     const byteLevel = pre?.type === 'ByteLevel' || pre?.pretokenizers?.some((p) => p.type === 'ByteLevel');
     if (!byteLevel) throw new GPT2Error(`${source} does not use a ByteLevel pre-tokenizer; only GPT-2-style byte-level BPE is supported.`);
+    checkVocab(t.model.vocab, `${source} (model.vocab)`);
     const vocab = new Map(Object.entries(t.model.vocab));
     const specials: string[] = [];
+    const byId = new Map([...vocab].map(([tok, id]) => [id, tok]));
     for (const a of t.added_tokens ?? []) {
+      if (typeof a?.content !== 'string' || !Number.isInteger(a.id) || a.id < 0) {
+        throw new GPT2Error(`${source}: added_tokens holds ${JSON.stringify(a)}, not a token with a content string and a non-negative integer id; restore it from the original model.`);
+      }
+      const other = byId.get(a.id);
+      if (other !== undefined && other !== a.content) throw new GPT2Error(`${source}: added token ${JSON.stringify(a.content)} has id ${a.id}, which ${JSON.stringify(other)} already has; ids must be unique.`);
+      if (a.id > byId.size) throw new GPT2Error(`${source}: added token ${JSON.stringify(a.content)} has id ${a.id}, past the vocabulary of ${byId.size} tokens; ids must follow on without gaps.`);
       vocab.set(a.content, a.id);
+      byId.set(a.id, a.content);
       if (a.special !== false) specials.push(a.content);
     }
-    const merges = t.model.merges.map((m) => (typeof m === 'string' ? (m.split(' ') as [string, string]) : m));
+    const merges = t.model.merges.map((m, i) => {
+      const pair = typeof m === 'string' ? m.split(' ') : m;
+      if (!Array.isArray(pair) || pair.length !== 2 || pair.some((x) => typeof x !== 'string')) {
+        throw new GPT2Error(`${source}: merge ${i + 1} is ${JSON.stringify(m)}, not two tokens ("a b" or ["a", "b"]); restore it from the original model.`);
+      }
+      return pair as [string, string];
+    });
     return new Tokenizer(vocab, merges, specials);
   }
 
@@ -284,5 +300,24 @@ export class StreamDecoder {
   /** Whatever is left (an incomplete character becomes U+FFFD). */
   flush(): string {
     return this.decoder.decode();
+  }
+}
+
+/** A vocabulary must map each token to its own id, the ids running 0 .. N-1; says what is wrong, naming the file. */
+function checkVocab(obj: unknown, source: string): asserts obj is Record<string, number> {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) {
+    throw new GPT2Error(`${source} must be a JSON object mapping each token to its id (found ${Array.isArray(obj) ? 'an array' : typeof obj}); restore it from the original model.`);
+  }
+  const seen = new Map<number, string>();
+  for (const [tok, id] of Object.entries(obj)) {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
+      throw new GPT2Error(`${source}: token ${JSON.stringify(tok)} has the id ${JSON.stringify(id)}, not a non-negative integer; restore it from the original model.`);
+    }
+    const other = seen.get(id);
+    if (other !== undefined) throw new GPT2Error(`${source}: tokens ${JSON.stringify(other)} and ${JSON.stringify(tok)} share the id ${id}; ids must be unique.`);
+    seen.set(id, tok);
+  }
+  for (let id = 0; id < seen.size; id++) {
+    if (!seen.has(id)) throw new GPT2Error(`${source}: no token has the id ${id}, though ${seen.size} tokens are listed; ids must run from 0 to ${seen.size - 1} without gaps.`);
   }
 }

@@ -10,6 +10,7 @@ import { crossEntropyForward, crossEntropyBackward } from './crossentropy.js';
 import { sumSquares } from './sum-squares.js';
 import { adamw } from './adamw.js';
 import { ROUNDED, roundOperand, type Precision } from '../../precision.js';
+import { OutOfMemoryError } from '../../errors.js';
 
 // The fused kernels are the compositions that define them.
 const fused = (mm: Kernels['matmulForward']): Pick<Kernels, 'matmulGeluForward'> => ({
@@ -64,7 +65,12 @@ export function createReferenceBackend(opts: ReferenceBackendOptions = {}): Back
     name: 'reference',
     kernels: precision === 'fp32' ? kernels : emulated(precision),
     alloc(length: number, dtype: DType = 'f32'): Buf {
-      return new RefBuf(dtype === 'f32' ? new Float32Array(length) : new Int32Array(length), dtype);
+      try {
+        return new RefBuf(dtype === 'f32' ? new Float32Array(length) : new Int32Array(length), dtype);
+      } catch (err) {
+        if (!(err instanceof RangeError)) throw err;
+        throw new OutOfMemoryError(`The reference backend cannot allocate ${(length * 4 / 2 ** 30).toFixed(2)} GiB (JavaScript refused a typed array of ${length} values)`, length * 4);
+      }
     },
     view(buf: Buf, offset: number, length: number): Buf {
       const b = buf as RefBuf;
