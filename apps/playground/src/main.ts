@@ -49,7 +49,7 @@ $('load').onclick = () => {
   } catch (err) {
     return message((err as Error).message, 'error');
   }
-  void load(fromUrl(base, progress));
+  void load(fromUrl(base, progress, (note) => message(note, 'warning')));
 };
 $<HTMLInputElement>('files').onchange = (e) => void load(fromFiles((e.target as HTMLInputElement).files!));
 const drop = $('drop');
@@ -74,7 +74,7 @@ async function showCached(): Promise<void> {
     const a = document.createElement('button');
     a.textContent = b.replace(/\/resolve\/[^/]+\/$/, '').replace(/^https?:\/\/[^/]+\//, '');
     a.title = b;
-    a.onclick = () => void load(fromUrl(b, progress));
+    a.onclick = () => void load(fromUrl(b, progress, (note) => message(note, 'warning')));
     box.append(a, ' ');
   }
 }

@@ -14,7 +14,8 @@ export function baseUrl(source: string, endpoint: string): string {
   return `${endpoint.replace(/\/+$/, '')}/${repo}/resolve/${rev}/`;
 }
 
-async function fetchWithProgress(url: string, onBytes: (n: number, total: number) => void): Promise<ArrayBuffer> {
+/** Fetches url (or takes it from Cache Storage) and keeps it there; says why when it could not be kept (a full storage: the download still serves, and any copy kept before stays). */
+async function fetchWithProgress(url: string, onBytes: (n: number, total: number) => void, onNotKept: (why: string) => void): Promise<ArrayBuffer> {
   const cache = 'caches' in globalThis ? await caches.open(CACHE) : undefined;
   const hit = await cache?.match(url);
   if (hit) {
@@ -46,12 +47,16 @@ async function fetchWithProgress(url: string, onBytes: (n: number, total: number
     out.set(p, o);
     o += p.length;
   }
-  await cache?.put(url, new Response(out, { headers: { 'content-type': 'application/octet-stream' } }));
+  try {
+    await cache?.put(url, new Response(out, { headers: { 'content-type': 'application/octet-stream' } }));
+  } catch (err) {
+    onNotKept((err as Error).name === 'QuotaExceededError' ? "this site's storage is full" : (err as Error).message);
+  }
   return out.buffer;
 }
 
-/** Downloads (or takes from Cache Storage) the four files; progress is bytes over all of them. */
-export async function fromUrl(base: string, onProgress: (fraction: number, label: string) => void): Promise<ModelFiles> {
+/** Downloads (or takes from Cache Storage) the four files; progress is bytes over all of them; onNote hears of files that could not be kept. */
+export async function fromUrl(base: string, onProgress: (fraction: number, label: string) => void, onNote: (note: string) => void = () => {}): Promise<ModelFiles> {
   const entries = Object.entries(FILES) as [keyof ModelFiles, string][];
   const sizes = new Map<string, [number, number]>();
   const report = (file: string, n: number, t: number) => {
@@ -59,7 +64,13 @@ export async function fromUrl(base: string, onProgress: (fraction: number, label
     const [done, total] = [...sizes.values()].reduce((a, [x, y]) => [a[0] + x, a[1] + y], [0, 0]);
     onProgress(total ? done / total : 0, `${file}: ${(n / 1e6).toFixed(1)} MB`);
   };
-  const bufs = await Promise.all(entries.map(([, f]) => fetchWithProgress(base + f, (n, t) => report(f, n, t))));
+  const notKept: string[] = [];
+  let why = '';
+  const bufs = await Promise.all(entries.map(([, f]) => fetchWithProgress(base + f, (n, t) => report(f, n, t), (w) => {
+    notKept.push(f);
+    why = w;
+  })));
+  if (notKept.length) onNote(`The model loaded, but ${notKept.sort().join(', ')} could not be kept in this browser (${why}), so it will download again next time; free some storage for this site to keep it.`);
   return Object.fromEntries(entries.map(([k], i) => [k, bufs[i]])) as unknown as ModelFiles;
 }
 
