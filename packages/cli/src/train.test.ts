@@ -158,8 +158,9 @@ describe('gpt2 train', () => {
     }
   });
 
-  it('a write that fails mid-save (past the free-space check) removes its temporary folder and says what it needed', async () => {
+  it('a write that fails mid-save (past the free-space check) removes its temporary folder and says what it needed', async (ctx) => {
     const disk = join(dir, 'tiny-disk'), noMount = smallDisk(disk, '64k');
+    if (noMount && process.getuid?.() === 0) return ctx.skip(`${noMount}, and root writes through file permissions`);
     // as root: a 64 KiB tmpfs, where 40 one-byte files pass the byte count but each takes a 4 KiB
     // page (ENOSPC); elsewhere: a folder without write permission (EACCES), on the same code path
     if (noMount) spawnSync('chmod', ['555', disk]);
