@@ -154,7 +154,13 @@ export class RunDir {
   }
 
   async metric(m: object): Promise<void> {
-    await appendFile(join(this.dir, 'metrics.jsonl'), JSON.stringify(m) + '\n');
+    const path = join(this.dir, 'metrics.jsonl');
+    try {
+      await appendFile(path, JSON.stringify(m) + '\n');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new SaveError(`Writing ${path} failed (${e.code ?? e.message}) with ${mb(freeBytes(this.dir))} free on its disk`);
+    }
   }
 
   async readMetrics(): Promise<Record<string, number>[]> {

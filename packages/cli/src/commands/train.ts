@@ -120,11 +120,22 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   };
   process.on('SIGINT', onSigint);
 
+  let lastGood = run.checkpoints().at(-1);
+  // a save that fails ends the run in one sentence: what remains and how to go on
+  const saving = async <T>(save: () => Promise<T>): Promise<T> => {
+    try {
+      return await save();
+    } catch (err) {
+      if (!(err instanceof SaveError)) throw err;
+      if (!lastGood) throw new GPT2Error(`${err.message}; no checkpoint was saved yet: free some space, then start again with --overwrite`);
+      throw new GPT2Error(`${err.message}; the last complete checkpoint is ${lastGood}: free some space, then continue with: gpt2 ${kind} --resume ${run.dir}`);
+    }
+  };
   const evaluate = async (step: number) => {
     if (!val) return undefined;
     const loss = await trainer.evaluate(val, f.evalBatches);
     report.line(`step ${step}: validation loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(2)}`);
-    await run.metric({ step, valLoss: loss, valPerplexity: Math.exp(loss) });
+    await saving(() => run.metric({ step, valLoss: loss, valPerplexity: Math.exp(loss) }));
     return loss;
   };
   const sample = async (step: number) => {
@@ -134,18 +145,6 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   };
 
   const startVal = trainer.step === 0 ? await evaluate(0) : undefined;
-  let lastGood = run.checkpoints().at(-1);
-  // a save that fails ends the run in one sentence: what remains and how to go on
-  const saving = async <T>(save: () => Promise<T>): Promise<T> => {
-    try {
-      return await save();
-    } catch (err) {
-      if (!(err instanceof SaveError)) throw err;
-      bar.stop();
-      const remains = lastGood ? `the last complete checkpoint is ${lastGood}` : 'no checkpoint was saved before it';
-      throw new GPT2Error(`${err.message}; ${remains}: free some space, then continue with: gpt2 ${kind} --resume ${run.dir}`);
-    }
-  };
   let avg = NaN;
   const bar = report.progress(steps, f.logEvery ?? (steps <= 50 ? 1 : 10));
   const t0 = performance.now(), step0 = trainer.step;
@@ -169,7 +168,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
       const elapsed = (performance.now() - t0) / 1000;
       const tps = (tokensSeen / trainMs) * 1000; // training time only, not evaluation or samples
       bar.update(r.step, { loss: r.loss, avg, lr: r.lr, tps, etaSeconds: ((steps - r.step) * elapsed) / (r.step - step0) });
-      await run.metric({ step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: tps, ms: r.ms });
+      await saving(() => run.metric({ step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: tps, ms: r.ms }));
       const last = r.step === steps;
       if (f.evalEvery > 0 && (r.step % f.evalEvery === 0 || last)) endVal = await evaluate(r.step);
       if (f.sampleEvery > 0 && r.step % f.sampleEvery === 0 && !last) await sample(r.step);
