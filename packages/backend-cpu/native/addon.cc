@@ -118,7 +118,7 @@ static napi_value InitOnednn(napi_env env, napi_callback_info) {
   return list(env, {str(env, onednn.version), str(env, onednn.path), str(env, onednn.isa), num(env, onednn.bf16 ? 1 : 0)});
 }
 
-// onednnImpl(bf16): the implementation oneDNN chose for the last matmul in that mode ("" before any)
+// onednnImpl(bf16): the implementation oneDNN chose for the newest matmul primitive in that mode ("" before any)
 static napi_value OnednnImpl(napi_env env, napi_callback_info info) {
   double a[1];
   if (!args(env, info, a, 1)) return nullptr;

@@ -36,6 +36,9 @@ static struct {
   st (*postOpsDestroy)(void *postOps);
   st (*pdQuery)(const void *pd, int what, int index, void *result);
   st (*primitiveCreate)(void **prim, const void *pd);
+  st (*primitiveDestroy)(void *prim);
+  st (*pdDestroy)(void *pd);
+  st (*memoryDestroy)(void *memory);
   st (*primitiveExecute)(const void *prim, void *stream, int nargs, const ExecArg *args);
   st (*memorySetHandle)(void *memory, void *handle);
   // 2.x: descriptors are structs we hold (as bytes, sized past 2.6's 696 and 2800)
@@ -102,6 +105,9 @@ std::string Onednn::load() {
   SYM(postOpsDestroy, "dnnl_post_ops_destroy");
   SYM(pdQuery, "dnnl_primitive_desc_query");
   SYM(primitiveCreate, "dnnl_primitive_create");
+  SYM(primitiveDestroy, "dnnl_primitive_destroy");
+  SYM(pdDestroy, "dnnl_primitive_desc_destroy");
+  SYM(memoryDestroy, "dnnl_memory_destroy");
   SYM(primitiveExecute, "dnnl_primitive_execute");
   SYM(memorySetHandle, "dnnl_memory_set_data_handle");
   SYM(memoryCreate, "dnnl_memory_create");
@@ -117,7 +123,7 @@ std::string Onednn::load() {
   api.appendSum2 = v3 ? nullptr : (decltype(api.appendSum2))sym("dnnl_post_ops_append_sum");
   api.appendSum3 = v3 ? (decltype(api.appendSum3))sym("dnnl_post_ops_append_sum") : nullptr;
   bool common = api.cpuIsa && api.engineCreate && api.streamCreate && api.attrCreate && api.attrDestroy && api.attrSetPostOps && api.postOpsCreate &&
-                api.postOpsDestroy && api.pdQuery && api.primitiveCreate && api.primitiveExecute && api.memorySetHandle && api.memoryCreate;
+                api.postOpsDestroy && api.pdQuery && api.primitiveCreate && api.primitiveDestroy && api.pdDestroy && api.memoryDestroy && api.primitiveExecute && api.memorySetHandle && api.memoryCreate;
   bool ok = ver && common && (v3 ? api.mdCreate3 && api.mdDestroy3 && api.matmulPdCreate3 && api.appendSum3 : api.mdInit2 && api.matmulDescInit2 && api.pdCreate2 && api.appendSum2);
   Dl_info info;
   std::string file = api.version && dladdr((void *)api.version, &info) && info.dli_fname ? info.dli_fname : (chosen ? chosen : "libdnnl");
@@ -134,9 +140,10 @@ std::string Onednn::load() {
   return "";
 }
 
-// one primitive per shape, layout, mode and thread count, created once, with memory objects whose data pointer
-// is set at each call
+// one primitive per shape, layout, mode and thread count, created once, with memory objects whose
+// data pointer is set at each call; at most MAX_CACHED (prefill lengths vary), then all are dropped
 namespace {
+const size_t MAX_CACHED = 256;
 struct Prim {
   void *prim = nullptr;
   void *mem[4] = {}; // src, weights, bias, dst
@@ -179,18 +186,31 @@ static Prim create(Dt dt, int64_t M, int64_t N, int64_t K, const Operand &A, con
   }
   const char *impl = nullptr;
   if (api.pdQuery(pd, QUERY_IMPL_INFO_STR, 0, &impl) == 0 && impl) p.impl = impl;
-  check(api.primitiveCreate(&p.prim, pd), "create a matmul primitive");
+  st s = api.primitiveCreate(&p.prim, pd);
+  api.pdDestroy(pd); // the primitive keeps its own copy
   if (postOps) api.postOpsDestroy(postOps);
   api.attrDestroy(attr);
-  return p; // the primitive descriptor is left to the primitive (a few KB per shape, kept for the process)
+  check(s, "create a matmul primitive");
+  return p;
+}
+
+static void drop_all() {
+  for (auto &[key, p] : cache) {
+    api.primitiveDestroy(p.prim);
+    for (void *m : p.mem) api.memoryDestroy(m);
+  }
+  cache.clear();
 }
 
 void Onednn::matmul(Dt dt, int64_t M, int64_t N, int64_t K, Operand A, Operand B, const float *bias, float *C, int64_t ldc, bool accumulate) {
   Key key{omp_get_max_threads(), (int)dt, M, N, K, A.rowStride, A.colStride, B.rowStride, B.colStride, ldc, bias != nullptr, accumulate};
   auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, create(dt, M, N, K, A, B, bias != nullptr, ldc, accumulate)).first;
+  if (it == cache.end()) {
+    if (cache.size() >= MAX_CACHED) drop_all();
+    it = cache.emplace(key, create(dt, M, N, K, A, B, bias != nullptr, ldc, accumulate)).first;
+    (dt == Dt::bf16 ? implBf16 : implF32) = it->second.impl;
+  }
   Prim &p = it->second;
-  (dt == Dt::bf16 ? implBf16 : implF32) = p.impl;
   void *handles[4] = {(void *)A.p, (void *)B.p, (void *)bias, C};
   ExecArg args[4];
   const int which[4] = {ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST};

@@ -30,7 +30,7 @@ struct Onednn {
   /** C (M,N; rows ldc apart) = A (M,K) @ B (K,N) [+ bias (N)], or C += A @ B when accumulate. A and B of type dt. */
   void matmul(Dt dt, int64_t M, int64_t N, int64_t K, Operand A, Operand B, const float *bias, float *C, int64_t ldc, bool accumulate);
 
-  /** The implementation oneDNN chose for the last matmul of type dt ("brg:avx512_core_bf16"), "" before any. */
+  /** The implementation oneDNN chose for the newest matmul primitive of type dt ("brg:avx512_core_bf16"), "" before any. */
   std::string impl(Dt dt) const { return dt == Dt::bf16 ? implBf16 : implF32; }
 
   std::string implF32, implBf16;

@@ -1,6 +1,7 @@
 // The native cpu backend: C++ kernels (native/*.cc) with OpenMP threads and the system BLAS's sgemm
-// or oneDNN's matmul (bf16 needs oneDNN), in a Node-API addon built by `pnpm build`. Buffers are plain host memory (no 4 GiB limit), handed
-// to JavaScript as pointers; kernels run when called, so `read` and `sync` never wait.
+// or oneDNN's matmul (bf16 needs oneDNN), in a Node-API addon built by `pnpm build`. Buffers are
+// plain host memory (no 4 GiB limit), handed to JavaScript as pointers; kernels run when called, so
+// `read` and `sync` never wait.
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
@@ -171,7 +172,7 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
         device: `native C++ (${isa}), OpenMP`,
         threads: `${threads}`,
         gemm: onednn
-          ? `oneDNN ${dnnl![0]} (${dnnl![1]}), dispatching to ${dnnl![2]}${impl ? `, last matmul: ${impl}` : ''}; decoding rows: our own kernel`
+          ? `oneDNN ${dnnl![0]} (${dnnl![1]}), dispatching to ${dnnl![2]}${impl ? `, matmul kernel: ${impl}` : ''}; decoding rows: our own kernel`
           : `the BLAS, called single-threaded from each of our ${threads} threads${dnnl ? '' : ` (oneDNN: ${noDnnl})`}`,
         blas: `${library}, ${path}${onednn ? ', for attention' : ''}`,
         precision: precision === 'bf16' ? 'bf16 GEMM operands, fp32 accumulation (oneDNN)' : dnnl?.[3] ? 'fp32 (bf16 offered)' : 'fp32',

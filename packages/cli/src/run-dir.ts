@@ -144,12 +144,12 @@ export class RunDir {
 
   /** Removes an old run's files (--overwrite), leaving anything else in the folder alone. */
   async clear(): Promise<void> {
-    for (const f of [...RUN_FILES, ...this.checkpoints().map((c) => c.slice(this.dir.length + 1))]) await rm(join(this.dir, f), { recursive: true, force: true });
+    for (const p of [...RUN_FILES.map((f) => join(this.dir, f)), ...this.checkpoints()]) await rm(p, { recursive: true, force: true });
   }
 
-  async init(runInfo: object, resumed: boolean): Promise<void> {
+  /** Writes run.json (a new run's folder holds no old run: runTraining refuses one, or --overwrite cleared it). */
+  async init(runInfo: object): Promise<void> {
     await mkdir(this.dir, { recursive: true });
-    if (!resumed) await rm(join(this.dir, 'metrics.jsonl'), { force: true });
     await writeFileAtomic(join(this.dir, 'run.json'), JSON.stringify(runInfo, null, 2) + '\n');
   }
 

@@ -109,7 +109,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     report.line(`--overwrite: removing the old run in ${run.dir}`);
     await run.clear(); // only now that the new model and data have loaded
   }
-  await run.init({ command: kind, data, options: { ...f, steps, blockSize: block }, model: model.config, tokenizerVocab: tok.vocabSize, backend: backend.name }, Boolean(f.resume));
+  await run.init({ command: kind, data, options: { ...f, steps, blockSize: block }, model: model.config, tokenizerVocab: tok.vocabSize, backend: backend.name });
   report.line(`run: ${run.dir} | ${model.numParams.toLocaleString('en-US')} parameters | ${steps} steps of ${perStep} tokens${val ? ` | validation ${val.length} tokens` : ''}`);
 
   let interrupted = false;

@@ -16,7 +16,7 @@ export function paramsFromSafetensors(cfg: GPT2Config, st: SafeTensors): Float32
   const stored = new Map<string, string>();
   for (const name of st.tensors.keys()) stored.set(name.startsWith(PREFIX) ? name.slice(PREFIX.length) : name, name);
   // every name and shape checked against the header before the buffer the config sizes is allocated
-  const copies: { name: string; offset: number; conv1d: boolean; hfShape: number[] }[] = [];
+  const copies: { hfName: string; name: string; offset: number; conv1d: boolean; hfShape: number[] }[] = [];
   for (const p of Object.values(tensors)) {
     const shape = p.spec.shape(cfg);
     const hfShape = p.spec.conv1d ? [shape[1], shape[0]] : shape;
@@ -29,16 +29,16 @@ export function paramsFromSafetensors(cfg: GPT2Config, st: SafeTensors): Float32
           `${st.source}: tensor '${name}' has shape [${got}] but config.json implies [${hfShape}]; the config does not match the weights.`,
         );
       }
-      copies.push({ name, offset, conv1d: !!p.spec.conv1d, hfShape });
+      copies.push({ hfName, name, offset, conv1d: !!p.spec.conv1d, hfShape });
     }
   }
   const flat = new Float32Array(total);
   const used = new Set<string>();
-  for (const { name, offset, conv1d, hfShape } of copies) {
+  for (const { hfName, name, offset, conv1d, hfShape } of copies) {
     const data = st.float32(name);
     if (conv1d) transposeInto(flat, offset, data, hfShape[0], hfShape[1]);
     else flat.set(data, offset);
-    used.add(name.startsWith(PREFIX) ? name.slice(PREFIX.length) : name);
+    used.add(hfName);
   }
   const lmHead = stored.get('lm_head.weight');
   if (lmHead !== undefined) {
