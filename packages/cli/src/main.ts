@@ -8,6 +8,7 @@ import { BACKEND_CHOICES } from './backends.js';
 import { runBench } from './commands/bench.js';
 import { runDownload } from './commands/download.js';
 import { runEval } from './commands/eval.js';
+import { runExport } from './commands/export.js';
 import { runGenerate } from './commands/generate.js';
 import { runInfo } from './commands/info.js';
 import { runSelftestCommand } from './commands/selftest.js';
@@ -144,6 +145,17 @@ export function buildProgram(): Command {
     .option('--json', 'print {"loss", "perplexity", "tokens"}')
     .action(async function (this: Command) {
       await runEval(this.opts());
+    });
+
+  program.command('export').description('write a model as the folder transformers.js and ONNX Runtime load (onnx/model.onnx and the HF JSON files)')
+    .requiredOption('--model <dir|id>', 'local HF-format model directory or hub id')
+    .addOption(new Option('--format <format>', 'what to write').choices(['onnx']).default('onnx'))
+    .requiredOption('--out <dir>', 'folder to create')
+    .addOption(new Option('--quantize <kind>', "also write onnx/model_quantized.onnx with int8 matmul weights (transformers.js dtype 'q8')").choices(['q8']))
+    .option('--force', 'replace --out if it exists and is not empty')
+    .option('--json', 'print {"out", "files": {name: bytes}}')
+    .action(async function (this: Command) {
+      await runExport(this.opts());
     });
 
   program.command('tokenize').description("token ids of a text under a model's tokenizer")

@@ -35,12 +35,13 @@ export async function writeModelDir(dir: string, model: GPT2, tok: Tokenizer, ex
 }
 
 /**
- * Writes files into DIR.tmp-PID, then renames it over dir. Checks the free space first; a write
+ * Writes files (paths relative to dir) into DIR.tmp-PID, then renames it over dir. Checks the free space first; a write
  * that fails anyway removes the temporary folder. Either ends in a SaveError saying what was
  * written, what it needed and what is free.
  */
-export async function writeDirAside(dir: string, files: Record<string, string | Uint8Array>): Promise<void> {
-  const needed = Object.values(files).reduce((n, d) => n + (typeof d === 'string' ? Buffer.byteLength(d) : d.byteLength), 0);
+export async function writeDirAside(dir: string, files: Record<string, string | Uint8Array | Uint8Array[]>): Promise<void> {
+  const size = (d: string | Uint8Array | Uint8Array[]): number => (typeof d === 'string' ? Buffer.byteLength(d) : Array.isArray(d) ? d.reduce((n, p) => n + p.byteLength, 0) : d.byteLength);
+  const needed = Object.values(files).reduce((n, d) => n + size(d), 0);
   await mkdir(dirname(dir), { recursive: true });
   const free = freeBytes(dirname(dir));
   if (needed > free) throw new SaveError(`Not enough space to write ${dir}: it needs ${mb(needed)} and ${dirname(dir)} has ${mb(free)} free`);
@@ -48,7 +49,10 @@ export async function writeDirAside(dir: string, files: Record<string, string | 
   try {
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
-    for (const [name, data] of Object.entries(files)) await writeFile(join(tmp, name), data);
+    for (const [name, data] of Object.entries(files)) {
+      await mkdir(dirname(join(tmp, name)), { recursive: true });
+      await writeFile(join(tmp, name), Array.isArray(data) ? data.values() : data); // an array: its pieces in order
+    }
     const old = `${dir}.old-${process.pid}`;
     if (existsSync(dir)) await rename(dir, old);
     await rename(tmp, dir);

@@ -19,3 +19,4 @@ export * from './train/schedule.js';
 export * from './train/data.js';
 export * from './train/trainer.js';
 export * from './train/perplexity.js';
+export * from './export/transformers-js.js';
