@@ -188,7 +188,7 @@ export function buildProgram(): Command {
 
   program.command('bench').description('speed of a randomly initialised model, as JSON')
     .addOption(new Option('--task <task>', 'what to time').choices(['train', 'generate', 'matmul']).default('train'))
-    .addOption(backendOption())
+    .addOption(new Option('--backend <name>', 'compute backend, or onnxruntime: ONNX Runtime on our ONNX export (generate only)').choices([...BACKEND_CHOICES, 'onnxruntime']).default('auto'))
     .addOption(threadsOption())
     .addOption(precisionOption())
     .option('--init <size|config.json>', 'model shape', 'gpt2')

@@ -20,3 +20,4 @@ export * from './train/data.js';
 export * from './train/trainer.js';
 export * from './train/perplexity.js';
 export * from './export/transformers-js.js';
+export { gpt2OnnxModel, quantizeInt8, type OnnxGraphOptions } from './export/onnx-graph.js';

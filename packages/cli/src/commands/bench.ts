@@ -1,12 +1,14 @@
 // gpt2 bench: speed of a randomly initialised model of a named shape, as JSON.
 //   --task train:    ms per optimizer step and tokens/s at (batch, seq); with --profile, the ms per
 //                    step each kernel takes (backends whose kernels run when called)
-//   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding
+//   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding;
+//                    --backend onnxruntime times ONNX Runtime on our ONNX export of the same model
 //   --task matmul:   GFLOP/s of the forward product and the backward pair at GPT-2's shapes, for
 //                    1, 8 and batch*seq rows (with GPT2_PEAK_TFLOPS, also as a fraction of that peak)
-import { argmax, generationMemory, GPT2, GPT2Error, trainingMemory, type Backend, type Precision } from '@gpt2/core';
+import { argmax, generationMemory, GPT2, GPT2Error, paramLayout, trainingMemory, type Backend, type GPT2Config, type Precision } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { initConfig } from '../model-source.js';
+import { onnxPeer } from '../onnx-peer.js';
 
 export interface BenchFlags {
   backend: string;
@@ -22,6 +24,51 @@ export interface BenchFlags {
   profile?: boolean;
   json?: boolean;
 }
+
+interface Decoder {
+  feed(tokens: Int32Array, T: number): Promise<Float32Array>; // the last position's logits [B, V]
+}
+
+/** Prefill ms, then ms per token and tokens/s of greedy decoding, after one warm-up run. */
+async function decodeFigures(f: BenchFlags, config: GPT2Config, createCache: (B: number) => Decoder) {
+  if (f.promptTokens + f.newTokens > config.nPositions) throw new GPT2Error(`--prompt-tokens + --new-tokens must fit in the context of ${config.nPositions}.`);
+  const V = config.vocabSize;
+  const run = async () => {
+    const cache = createCache(f.batch);
+    const t0 = performance.now();
+    let logits = await cache.feed(benchIds(config, f.batch * f.promptTokens, 0), f.promptTokens);
+    const prefillMs = performance.now() - t0;
+    const t1 = performance.now();
+    for (let i = 0; i < f.newTokens; i++) {
+      const next = Int32Array.from({ length: f.batch }, (_, b) => argmax(logits.subarray(b * V, (b + 1) * V)));
+      logits = await cache.feed(next, 1);
+    }
+    return { prefillMs, decodeMs: performance.now() - t1 };
+  };
+  await run(); // warm-up
+  const { prefillMs, decodeMs } = await run();
+  return {
+    batch: f.batch, promptTokens: f.promptTokens, newTokens: f.newTokens, prefillMs: +prefillMs.toFixed(1),
+    msPerToken: +(decodeMs / f.newTokens).toFixed(2), tokensPerSecond: +((f.batch * f.newTokens * 1000) / decodeMs).toFixed(2),
+  };
+}
+
+/** The generate benchmark on ONNX Runtime, running our ONNX export of the same random model. */
+async function benchOnnxRuntime(f: BenchFlags, config: GPT2Config): Promise<void> {
+  if (f.task !== 'generate') throw new GPT2Error(`--backend onnxruntime is a peer for --task generate only (it runs our ONNX export), not ${f.task}.`);
+  if (f.precision && f.precision !== 'fp32') throw new GPT2Error(`--backend onnxruntime runs the fp32 export; drop --precision ${f.precision}.`);
+  const params = GPT2.initParams(config, 1);
+  const peer = await onnxPeer(config, params, f.threads);
+  const result = {
+    task: f.task, backend: peer.name, precision: 'fp32', model: f.init, params: paramLayout(config).count, device: peer.describe(),
+    ...(await decodeFigures(f, config, (B) => peer.createCache(B))), peakRssMB: memory(0).peakRssMB,
+  };
+  process.stdout.write((f.json ? JSON.stringify(result) : JSON.stringify(result, null, 2)) + '\n');
+  await peer.dispose();
+}
+
+// deterministic token ids for the benchmarks
+const benchIds = (config: GPT2Config, n: number, salt: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % config.vocabSize);
 
 /** Times every kernel call (exact where kernels run when called); returns the running totals in ms. */
 function profileKernels(be: Backend): Record<string, number> {
@@ -80,6 +127,7 @@ async function matmulFigures(be: Backend, rows: number) {
 
 export async function runBench(f: BenchFlags): Promise<void> {
   const config = initConfig(f.init); // bad input fails before any backend starts
+  if (f.backend === 'onnxruntime') return benchOnnxRuntime(f, config);
   const { backend } = await openBackend(f);
   if (f.task === 'matmul') {
     process.stdout.write(JSON.stringify({ task: 'matmul', backend: backend.name, precision: f.precision ?? 'fp32', ...(await matmulFigures(backend, f.batch * f.seq)) }, null, f.json ? 0 : 2) + '\n');
@@ -88,7 +136,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
   }
   const kernelMs = f.profile && f.task === 'train' ? profileKernels(backend) : undefined;
   const model = new GPT2(backend, config, GPT2.initParams(config, 1));
-  const ids = (n: number, salt: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % config.vocabSize);
+  const ids = (n: number, salt: number) => benchIds(config, n, salt);
   const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', model: f.init, params: model.numParams };
   let result: object;
   if (f.task === 'train') {
@@ -113,26 +161,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
       ...memory(trainingMemory(config, f.batch, f.seq).total), ...(profile ? { msPerStepByKernel: profile } : {}),
     };
   } else if (f.task === 'generate') {
-    if (f.promptTokens + f.newTokens > config.nPositions) throw new GPT2Error(`--prompt-tokens + --new-tokens must fit in the context of ${config.nPositions}.`);
-    const run = async () => {
-      const cache = model.createCache(f.batch);
-      const t0 = performance.now();
-      let logits = await cache.feed(ids(f.batch * f.promptTokens, 0), f.promptTokens);
-      const prefillMs = performance.now() - t0;
-      const t1 = performance.now();
-      for (let i = 0; i < f.newTokens; i++) {
-        const next = Int32Array.from({ length: f.batch }, (_, b) => argmax(logits.subarray(b * config.vocabSize, (b + 1) * config.vocabSize)));
-        logits = await cache.feed(next, 1);
-      }
-      return { prefillMs, decodeMs: performance.now() - t1 };
-    };
-    await run(); // warm-up
-    const { prefillMs, decodeMs } = await run();
-    result = {
-      ...base, batch: f.batch, promptTokens: f.promptTokens, newTokens: f.newTokens, prefillMs: +prefillMs.toFixed(1),
-      msPerToken: +(decodeMs / f.newTokens).toFixed(2), tokensPerSecond: +((f.batch * f.newTokens * 1000) / decodeMs).toFixed(2),
-      ...memory(generationMemory(config, f.batch, config.nPositions).total),
-    };
+    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...memory(generationMemory(config, f.batch, config.nPositions).total) };
   } else {
     throw new GPT2Error(`Unknown bench task '${f.task}'; choose train, generate or matmul (the tokenizer benchmark is pnpm bench:tokenizer).`);
   }
