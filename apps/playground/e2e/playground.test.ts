@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { parseSafetensors } from '@gpt2/core';
+import { createReferenceBackend, GPT2, paramsFromSafetensors, parseConfig, parseSafetensors } from '@gpt2/core';
+import * as ort from 'onnxruntime-node';
 import { unzipSync } from 'fflate';
 import { serve } from './server.js';
 
@@ -24,6 +25,22 @@ beforeAll(async () => {
   mkdirSync(OUT, { recursive: true });
 });
 afterAll(() => server?.close());
+
+/** onnxruntime-node on the exported graph against the reference backend on the HF download's weights. */
+async function expectOnnxRunsTuned(onnxModel: Uint8Array, hfFiles: Record<string, Uint8Array>): Promise<void> {
+  const config = parseConfig(new TextDecoder().decode(hfFiles['config.json']));
+  const model = new GPT2(createReferenceBackend(), config, paramsFromSafetensors(config, parseSafetensors(hfFiles['model.safetensors'])));
+  const ids = ref.int32('inputs').subarray(0, 16);
+  await model.forward(ids, 1, 16);
+  const want = await model.logits();
+  const s = await ort.InferenceSession.create(onnxModel);
+  const i64 = (f: (i: number) => number) => new ort.Tensor('int64', BigInt64Array.from({ length: 16 }, (_, i) => BigInt(f(i))), [1, 16]);
+  const feeds: Record<string, ort.Tensor> = { input_ids: i64((i) => ids[i]), attention_mask: i64(() => 1), position_ids: i64((i) => i) };
+  for (let l = 0; l < config.nLayer; l++) for (const k of ['key', 'value']) feeds[`past_key_values.${l}.${k}`] = new ort.Tensor('float32', new Float32Array(0), [1, config.nHead, 0, config.nEmbd / config.nHead]);
+  const got = (await s.run(feeds)).logits.data as Float32Array;
+  expect(want.reduce((m, x, i) => Math.max(m, Math.abs(x - got[i])), 0)).toBeLessThan(1e-4);
+  await s.release();
+}
 
 async function open(browser: Browser): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.newPage({ viewport: { width: 1100, height: 1400 } });
@@ -88,6 +105,11 @@ describe.skipIf(skip)(`playground in chromium${skip ? ` (skipped: ${skip})` : ''
       const original = parseSafetensors(readFileSync(join(ROOT, 'fixtures/gpt2-tiny/model.safetensors')));
       expect(tuned.float32('transformer.wte.weight')).not.toEqual(original.float32('wte.weight'));
       expect(JSON.parse(new TextDecoder().decode(files['config.json'])).n_embd).toBe(64);
+      // and as the folder transformers.js loads: onnxruntime runs the tuned weights to the logits we compute from the HF files
+      const [onnxDownload] = await Promise.all([page.waitForEvent('download'), page.click('#download-onnx')]);
+      const onnxFiles = unzipSync(new Uint8Array(readFileSync((await onnxDownload.path())!)));
+      expect(Object.keys(onnxFiles).sort()).toEqual(['config.json', 'generation_config.json', 'onnx/model.onnx', 'onnx/model_quantized.onnx', 'tokenizer.json', 'tokenizer_config.json']);
+      await expectOnnxRunsTuned(onnxFiles['onnx/model.onnx'], files);
       // Stop ends a long generation early
       await page.fill('#temperature', '1');
       await page.fill('#max-new-tokens', '100000');

@@ -136,7 +136,8 @@ $('train').onclick = () => {
   $('train-status').textContent = 'training…';
 };
 $('stop-train').onclick = () => send({ type: 'stop' });
-$('download').onclick = () => send({ type: 'export' });
+$('download').onclick = () => send({ type: 'export', format: 'hf' });
+$('download-onnx').onclick = () => send({ type: 'export', format: 'transformers.js' });
 
 // ---- worker events ----
 worker.onmessage = (e: MessageEvent<FromWorker>) => {
@@ -151,6 +152,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       $('progress-label').textContent = 'ready';
       $('model-info').textContent = `${m.params.toLocaleString('en-US')} parameters · ${m.layers} layers · context ${m.context} · vocabulary ${m.vocab}`;
       $<HTMLButtonElement>('download').disabled = false;
+      $<HTMLButtonElement>('download-onnx').disabled = false;
       void showCached();
       break;
     case 'text': {
@@ -185,7 +187,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case 'exported': {
       const a = document.createElement('a');
       a.href = URL.createObjectURL(new Blob([m.zip], { type: 'application/zip' }));
-      a.download = 'gpt2-finetuned.zip';
+      a.download = m.format === 'hf' ? 'gpt2-finetuned.zip' : 'gpt2-finetuned-transformers.js.zip';
       a.click();
       break;
     }

@@ -2,6 +2,9 @@
 import type { GenerateOptions } from '@gpt2/core';
 
 /** webgpu-f16: WebGPU with --precision f16 (weights read as halves). */
+/** 'hf': safetensors and vocab files (transformers, gpt2.ts); 'transformers.js': the ONNX folder transformers.js loads */
+export type ExportFormat = 'hf' | 'transformers.js';
+
 export type BackendChoice = 'auto' | 'webgpu' | 'webgpu-f16' | 'wasm';
 
 export interface ModelFiles {
@@ -16,7 +19,7 @@ export type ToWorker =
   | { type: 'generate'; prompt: string; options: Omit<GenerateOptions, 'onWarning'> }
   | { type: 'finetune'; text: string; steps: number; batchSize: number; blockSize: number; lr: number; sampleEvery: number }
   | { type: 'stop' }
-  | { type: 'export' };
+  | { type: 'export'; format: ExportFormat };
 
 export type FromWorker =
   | { type: 'backend'; name: string; why: string; details: Record<string, string> }
@@ -26,6 +29,6 @@ export type FromWorker =
   | { type: 'loss'; step: number; loss: number; tokensPerSecond: number }
   | { type: 'sample'; step: number; text: string }
   | { type: 'trained'; steps: number; stopped: boolean }
-  | { type: 'exported'; zip: ArrayBuffer }
+  | { type: 'exported'; format: ExportFormat; zip: ArrayBuffer }
   | { type: 'warning'; message: string }
   | { type: 'error'; message: string };

@@ -2,12 +2,12 @@
 // fine-tuning off the page's thread. A 'stop' message ends either between two tokens or steps.
 import {
   configToJson, generateStream, GPT2, GPT2Error, paramsFromSafetensors, paramsToSafetensors, parseConfig, parseSafetensors,
-  splitTokens, Tokenizer, Trainer, type Backend,
+  splitTokens, Tokenizer, Trainer, transformersJsFiles, type Backend,
 } from '@gpt2/core';
 import { createWasmBackend } from '@gpt2/backend-wasm';
 import { createWebGPUBackend } from '@gpt2/backend-webgpu';
 import { zipSync } from 'fflate';
-import type { BackendChoice, FromWorker, ModelFiles, ToWorker } from './protocol.js';
+import type { BackendChoice, ExportFormat, FromWorker, ModelFiles, ToWorker } from './protocol.js';
 
 const post = (m: FromWorker, transfer: Transferable[] = []) => (self as unknown as Worker).postMessage(m, transfer);
 
@@ -91,16 +91,31 @@ async function finetune(m: Extract<ToWorker, { type: 'finetune' }>): Promise<voi
   post({ type: 'trained', steps: trainer.step, stopped: stopRequested });
 }
 
-async function exportModel(): Promise<void> {
+/** The model as a zip: HF files, or the folder transformers.js loads (ONNX fp32 and q8, stored uncompressed: weights barely deflate). */
+async function exportModel(format: ExportFormat): Promise<void> {
   if (!model || !tok) throw new GPT2Error('Load a model first.');
   const enc = new TextEncoder();
-  const zip = zipSync({
-    'config.json': enc.encode(JSON.stringify(configToJson(model.config), null, 2) + '\n'),
-    'model.safetensors': paramsToSafetensors(model.config, await model.readParams()),
-    'vocab.json': enc.encode(tok.vocabJson()),
-    'merges.txt': enc.encode(tok.mergesTxt()),
-  });
-  post({ type: 'exported', zip: zip.buffer as ArrayBuffer }, [zip.buffer as ArrayBuffer]);
+  const params = await model.readParams();
+  const bytes = (d: string | Uint8Array | Uint8Array[]) => (typeof d === 'string' ? enc.encode(d) : Array.isArray(d) ? concat(d) : d);
+  const zip = format === 'hf'
+    ? zipSync({
+      'config.json': enc.encode(JSON.stringify(configToJson(model.config), null, 2) + '\n'),
+      'model.safetensors': paramsToSafetensors(model.config, params),
+      'vocab.json': enc.encode(tok.vocabJson()),
+      'merges.txt': enc.encode(tok.mergesTxt()),
+    })
+    : zipSync(Object.fromEntries(Object.entries(transformersJsFiles(model.config, params, tok, { quantize: 'q8' })).map(([name, d]) => [name, bytes(d)])), { level: 0 });
+  post({ type: 'exported', format, zip: zip.buffer as ArrayBuffer }, [zip.buffer as ArrayBuffer]);
+}
+
+function concat(pieces: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(pieces.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of pieces) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
 }
 
 let busy: Promise<void> = Promise.resolve();
@@ -124,7 +139,7 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
         load(m.files);
       } else if (m.type === 'generate') await generate(m.prompt, m.options);
       else if (m.type === 'finetune') await finetune(m);
-      else if (m.type === 'export') await exportModel();
+      else if (m.type === 'export') await exportModel(m.format);
     } catch (err) {
       post({ type: 'error', message: err instanceof Error ? err.message : String(err) });
     }
