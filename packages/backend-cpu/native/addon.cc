@@ -178,7 +178,7 @@ KERNEL(AttentionForward, 7, attention_forward(F(0), F(1), F(2), N_(3), N_(4), N_
 KERNEL(AttentionBackward, 9, attention_backward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7), N_(8)))
 KERNEL(AttentionDecode, 10, attention_decode(F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
 KERNEL(GeluBackward, 4, gelu_backward(F(0), F(1), F(2), L_(3)))
-KERNEL(CrossEntropyForward, 5, crossentropy_forward(F(0), F(1), I(2), N_(3), N_(4)))
+KERNEL(CrossEntropyForward, 6, crossentropy_forward(F(0), F(1), F(2), I(3), N_(4), N_(5)))
 KERNEL(CrossEntropyBackward, 7, crossentropy_backward(F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6)))
 KERNEL(SumSquares, 3, F(0)[0] = sum_squares(F(1), L_(2)))
 KERNEL(Adamw, 15, adamw(F(0), F(1), F(2), F(3), L_(4), a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14]))

@@ -11,18 +11,26 @@ static inline void row_softmax(const float *z, int V, float &mx, float &s) {
   for (int i = 0; i < V; i++) s += expf(z[i] - mx);
 }
 
-// losses (N) = logsumexp(logits[n]) - logits[n, target]; 0 for a negative target
-void crossentropy_forward(float *losses, const float *logits, const int *targets, int N, int V) {
+// losses (N) = logsumexp(logits[n]) - logits[n, target]; 0 for a negative target. hits (N, may be
+// null) = 1 where the target is the row's argmax: its logit is the maximum and no earlier one equals it
+void crossentropy_forward(float *losses, float *hits, const float *logits, const int *targets, int N, int V) {
 #pragma omp parallel for schedule(static)
   for (int n = 0; n < N; n++) {
     const float *z = logits + (int64_t)n * V;
-    if (targets[n] < 0) {
+    const int t = targets[n];
+    if (hits) hits[n] = 0;
+    if (t < 0) {
       losses[n] = 0;
       continue;
     }
     float mx, s;
     row_softmax(z, V, mx, s);
-    losses[n] = std::log(s) + mx - z[targets[n]];
+    losses[n] = std::log(s) + mx - z[t];
+    if (hits && z[t] == mx) {
+      int first = 0;
+      while (z[first] != mx) first++;
+      hits[n] = first == t ? 1.f : 0.f;
+    }
   }
 }
 

@@ -39,7 +39,7 @@ void attention_decode(float *out, const float *qkv, float *kcache, float *vcache
 void gelu_forward(float *out, const float *inp, int64_t N);
 void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t N);
 // crossentropy.cc
-void crossentropy_forward(float *losses, const float *logits, const int *targets, int N, int V);
+void crossentropy_forward(float *losses, float *hits, const float *logits, const int *targets, int N, int V);
 void crossentropy_backward(float *dlogits, float *losses, const float *logits, const int *targets, float scale, int N, int V);
 // sum-squares.cc
 float sum_squares(const float *x, int64_t N);

@@ -234,7 +234,7 @@ static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
 }
 KERNEL(AttentionDecode, 10, launch_attention_decode(stream, F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
 KERNEL(GeluBackward, 4, launch_gelu_backward(stream, F(0), F(1), F(2), L_(3)))
-KERNEL(CrossEntropyForward, 5, launch_ce_forward(stream, F(0), F(1), I(2), N_(3), N_(4)))
+KERNEL(CrossEntropyForward, 6, launch_ce_forward(stream, F(0), F(1), F(2), I(3), N_(4), N_(5)))
 KERNEL(CrossEntropyBackward, 7, launch_ce_backward(stream, F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6)))
 KERNEL(SumSquares, 3, launch_sum_squares(stream, F(0), scratchPartial, PARTIALS, F(1), L_(2)))
 KERNEL(Adamw, 15, launch_adamw(stream, F(0), F(1), F(2), F(3), L_(4), (float)a[5], (float)a[6], (float)a[7], (float)a[8], (float)a[9], (float)a[10], (float)a[11], (float)a[12], (float)a[13], (float)a[14]))

@@ -291,13 +291,19 @@ __device__ void row_softmax(const float *z, int V, float *red, float &mx, float 
   for (int i = threadIdx.x; i < V; i += WG) s += expf(z[i] - mx);
   s = block_sum(s, red);
 }
-__global__ void ce_fwd(float *losses, const float *logits, const int *targets, int V) {
+// hits (may be null): 1 where the target is the row's argmax (the maximum, and no earlier logit equals it)
+__global__ void ce_fwd(float *losses, float *hits, const float *logits, const int *targets, int V) {
   __shared__ float red[WG];
   int n = blockIdx.x, tg = targets[n];
   const float *z = logits + (int64_t)n * V;
   float mx, s;
   row_softmax(z, V, red, mx, s);
   if (threadIdx.x == 0) losses[n] = tg < 0 ? 0.f : logf(s) + mx - z[tg];
+  if (!hits) return;
+  float earlier = 0.f; // a maximum before the target
+  for (int i = threadIdx.x; i < tg; i += WG) earlier = z[i] == mx ? 1.f : earlier;
+  earlier = block_max(earlier, red);
+  if (threadIdx.x == 0) hits[n] = tg >= 0 && z[tg] == mx && earlier == 0.f ? 1.f : 0.f;
 }
 // the fused classifier: the row's loss, then its gradient over the logits (in place when d == z)
 __global__ void ce_bwd(float *dlogits, float *losses, const float *logits, const int *targets, float scale, int V) {
@@ -370,7 +376,7 @@ void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float
   BY_HS(HS, attention_decode, blocks(B * NH * T), s, out, qkv, kc, vc, B, T, pos, NH, HS, maxT);
 }
 void launch_gelu_backward(cudaStream_t s, float *dinp, const float *inp, const float *dout, int64_t N) { gelu_bwd<<<blocks(N), WG, 0, s>>>(dinp, inp, dout, N); }
-void launch_ce_forward(cudaStream_t s, float *losses, const float *logits, const int *targets, int N, int V) { ce_fwd<<<N, WG, 0, s>>>(losses, logits, targets, V); }
+void launch_ce_forward(cudaStream_t s, float *losses, float *hits, const float *logits, const int *targets, int N, int V) { ce_fwd<<<N, WG, 0, s>>>(losses, hits, logits, targets, V); }
 void launch_ce_backward(cudaStream_t s, float *dlogits, float *losses, const float *logits, const int *targets, float scale, int N, int V) {
   ce_bwd<<<N, WG, 0, s>>>(dlogits, losses, logits, targets, scale, V);
 }

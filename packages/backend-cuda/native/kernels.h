@@ -15,7 +15,7 @@ void launch_attention_forward(cudaStream_t s, float *out, float *lse, const floa
 void launch_attention_backward(cudaStream_t s, float *D, float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int NH, int HS);
 void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float *kc, float *vc, int B, int T, int pos, int NH, int HS, int maxT);
 void launch_gelu_backward(cudaStream_t s, float *dinp, const float *inp, const float *dout, int64_t N);
-void launch_ce_forward(cudaStream_t s, float *losses, const float *logits, const int *targets, int N, int V);
+void launch_ce_forward(cudaStream_t s, float *losses, float *hits, const float *logits, const int *targets, int N, int V);
 void launch_ce_backward(cudaStream_t s, float *dlogits, float *losses, const float *logits, const int *targets, float scale, int N, int V);
 void launch_sum_squares(cudaStream_t s, float *out, float *partial, int partials, const float *x, int64_t N);
 void launch_adamw(cudaStream_t s, float *p, const float *g, float *m, float *v, int64_t N, float lr, float b1, float b2, float omb1, float omb2, float eps, float wd, float c1, float c2, float gs);

@@ -67,7 +67,7 @@ export async function createCudaBackend(opts: CudaBackendOptions = {}): Promise<
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) => call('attentionBackward', p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS),
     attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) => call('attentionDecode', p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT),
     geluBackward: (dinp, inp, dout, N) => call('geluBackward', p(dinp), p(inp), p(dout), N),
-    crossEntropyForward: (losses, logits, targets, N, V) => call('crossEntropyForward', p(losses), p(logits), p(targets), N, V),
+    crossEntropyForward: (losses, hits, logits, targets, N, V) => call('crossEntropyForward', p(losses), p(hits), p(logits), p(targets), N, V),
     crossEntropyBackward: (dlogits, losses, logits, targets, scale, N, V) =>
       call('crossEntropyBackward', p(dlogits), p(losses), p(logits), p(targets), scale, N, V),
     sumSquares: (out, x, N) => call('sumSquares', p(out), p(x), N),

@@ -466,9 +466,11 @@ export function add(out: usize, a: usize, b: usize, s: i32, e: i32): f64 {
 }
 
 // rows [s, e); a negative target gives loss 0
-export function cross_entropy_forward(losses: usize, logits: usize, targets: usize, N: i32, V: i32, s: i32, e: i32): f64 {
+// hits (0 = none): 1 where the target is the row's argmax (the maximum, and no earlier logit equals it)
+export function cross_entropy_forward(losses: usize, hits: usize, logits: usize, targets: usize, N: i32, V: i32, s: i32, e: i32): f64 {
   for (let n = s; n < e; n++) {
     const t = load<i32>(targets + (<usize>n << 2));
+    if (hits) stf(hits, n, 0);
     if (t < 0) {
       stf(losses, n, 0);
       continue;
@@ -479,6 +481,11 @@ export function cross_entropy_forward(losses: usize, logits: usize, targets: usi
     let sum: f64 = 0;
     for (let i = 0; i < V; i++) sum += Mathf.exp(ldf(z, i) - mx);
     stf(losses, n, <f32>(Math.log(sum) + mx - ldf(z, t)));
+    if (hits && ldf(z, t) == mx) {
+      let first = 0;
+      while (ldf(z, first) != mx) first++;
+      if (first == t) stf(hits, n, 1);
+    }
   }
   return 0;
 }

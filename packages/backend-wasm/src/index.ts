@@ -197,9 +197,9 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) =>
       void dispatch('attention_decode', [p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT], B * NH, 1, B * NH * T * (pos + T) * HS),
     geluBackward: (dinp, inp, dout, N) => void dispatch('gelu_backward', [p(dinp), p(inp), p(dout)], N, 16, N * 20),
-    crossEntropyForward: (losses, logits, targets, N, V) => void dispatch('cross_entropy_forward', [p(losses), p(logits), p(targets), N, V], N, 1, N * V * 4),
+    crossEntropyForward: (losses, hits, logits, targets, N, V) => void dispatch('cross_entropy_forward', [p(losses), p(hits), p(logits), p(targets), N, V], N, 1, N * V * 4),
     crossEntropyBackward(dlogits, losses, logits, targets, scale, N, V) {
-      dispatch('cross_entropy_forward', [p(losses), p(logits), p(targets), N, V], N, 1, N * V * 4);
+      dispatch('cross_entropy_forward', [p(losses), 0, p(logits), p(targets), N, V], N, 1, N * V * 4);
       dispatch('cross_entropy_backward', [p(dlogits), p(logits), p(targets), scale, N, V], N, 1, N * V * 6);
     },
     sumSquares: (out, x, N) => {

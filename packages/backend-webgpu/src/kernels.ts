@@ -88,8 +88,8 @@ export function splitKernels(rt: Runtime, scratch: Scratch, halves: HalfWeights 
         attentionDecode(rt, sub(out, b0 * T * C, nb * T * C), sub(qkv, b0 * 3 * T * C, nb * 3 * T * C), sub(kc, b0 * cache, nb * cache), sub(vc, b0 * cache, nb * cache), nb, T, pos, NH, HS, maxT));
     },
     geluBackward: (dinp, inp, dout, N) => byRows(N, 1, (i, n) => geluBackward(rt, sub(dinp, i, n), sub(inp, i, n), sub(dout, i, n), n)),
-    crossEntropyForward: (losses, logits, targets, N, V) =>
-      byRows(N, V, (n0, rows) => crossEntropyForward(rt, sub(losses, n0, rows), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), rows, V)),
+    crossEntropyForward: (losses, hits, logits, targets, N, V) =>
+      byRows(N, V, (n0, rows) => crossEntropyForward(rt, sub(losses, n0, rows), hits && sub(hits, n0, rows), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), rows, V)),
     crossEntropyBackward: (dlogits, losses, logits, targets, scale, N, V) =>
       byRows(N, V, (n0, rows) =>
         crossEntropyBackward(rt, sub(dlogits, n0 * V, rows * V), sub(losses, n0, rows), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), scale, rows, V)),

@@ -78,8 +78,12 @@ export interface Kernels {
   /** dinp += gelu_new'(inp) * dout, for GPT-2's tanh-approximated GELU. */
   geluBackward(dinp: Buf, inp: Buf, dout: Buf, N: number): void;
 
-  /** losses (N) = -log softmax(logits (N,V))[targets]; a negative target gives loss 0. */
-  crossEntropyForward(losses: Buf, logits: Buf, targets: Buf, N: number, V: number): void;
+  /**
+   * losses (N) = -log softmax(logits (N,V))[targets]; a negative target gives loss 0. With hits
+   * (N), in the same pass: 1 where the target is the row's argmax (its first maximum, as
+   * torch.argmax), else 0 (and 0 for a negative target): next-token accuracy.
+   */
+  crossEntropyForward(losses: Buf, hits: Buf | null, logits: Buf, targets: Buf, N: number, V: number): void;
   /**
    * The fused classifier: losses (N) as crossEntropyForward, and dlogits (N,V) = scale *
    * (softmax(logits) - onehot(targets)), rows with a negative target 0, in one pass over the

@@ -1,4 +1,5 @@
-// Softmax cross-entropy: one workgroup per row (max and sum by workgroup reductions). The
+// Softmax cross-entropy: one workgroup per row (max and sum by workgroup reductions), with
+// next-token hits (accuracy) when asked. The
 // backward is the fused classifier: the row's loss, then dlogits = scale * (softmax - onehot)
 // in place when dlogits is the logits, in one pass over them.
 import { header, LINEAR, WG, type GpuBuf, type Runtime } from '../runtime.js';
@@ -29,6 +30,20 @@ const LOSS = `
 
 const FWD = header([['z', 'f32', 'read'], ['targets', 'i32', 'read'], ['losses', 'f32', 'read_write']], [['N', 'u32'], ['V', 'u32']]) + LINEAR + REDUCE + ROW + LOSS + `}`;
 
+// with hits: 1 where the target is the row's argmax (the maximum, and no earlier logit equals it)
+const FWD_HITS = header([['z', 'f32', 'read'], ['targets', 'i32', 'read'], ['losses', 'f32', 'read_write'], ['hits', 'f32', 'read_write']], [['N', 'u32'], ['V', 'u32']]) + LINEAR + REDUCE + ROW + LOSS + `
+  var earlier = 0.0;
+  if (tgt >= 0) {
+    for (var i = t; i < u32(tgt); i += ${WG}u) { if (z[row + i] == mx) { earlier = 1.0; } }
+  }
+  earlier = wg_max(earlier, t);
+  if (t == 0u) {
+    var hit = 0.0;
+    if (tgt >= 0 && z[row + u32(tgt)] == mx && earlier == 0.0) { hit = 1.0; }
+    hits[P.o_hits + n] = hit;
+  }
+}`;
+
 const BWD_INPLACE = header([['z', 'f32', 'read_write'], ['targets', 'i32', 'read'], ['losses', 'f32', 'read_write']], [['N', 'u32'], ['V', 'u32'], ['scale', 'f32']]) + LINEAR + REDUCE + ROW + LOSS + `
   workgroupBarrier();
   for (var i = t; i < P.V; i += ${WG}u) {
@@ -41,8 +56,9 @@ const BWD_INPLACE = header([['z', 'f32', 'read_write'], ['targets', 'i32', 'read
   }
 }`;
 
-export function crossEntropyForward(rt: Runtime, losses: GpuBuf, logits: GpuBuf, targets: GpuBuf, N: number, V: number): void {
-  rt.dispatch(rt.pipeline('ce_fwd', FWD), [logits, targets, losses], [N, V], N);
+export function crossEntropyForward(rt: Runtime, losses: GpuBuf, hits: GpuBuf | null, logits: GpuBuf, targets: GpuBuf, N: number, V: number): void {
+  if (hits) rt.dispatch(rt.pipeline('ce_fwd_hits', FWD_HITS), [logits, targets, losses, hits], [N, V], N);
+  else rt.dispatch(rt.pipeline('ce_fwd', FWD), [logits, targets, losses], [N, V], N);
 }
 
 /** In place (dlogits === logits, as core calls it); otherwise the logits are copied into dlogits first. */

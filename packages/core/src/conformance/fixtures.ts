@@ -62,13 +62,31 @@ function batch(f: Fixture) {
 
 function logitsCase(f: Fixture, TOL: Tolerances): ModelCase {
   return {
-    name: `${f.name}: logits and loss`,
+    name: `${f.name}: logits, loss and accuracy`,
     async run(be) {
       const m = new GPT2(be, f.config, f.params);
       const { inputs, targets, B, T } = batch(f);
       const loss = await m.forward(inputs, B, T, targets);
       assertClose(`${f.name} logits`, await m.logits(), f.ref.float32('logits'), TOL.logits);
       assertClose(`${f.name} loss`, [loss!], f.ref.float32('loss'), TOL.loss);
+      // accuracy, from the same pass: against the reference logits' argmax, with half the targets
+      // set to it (random weights rarely predict the text); rows whose top two reference logits are
+      // within the logits tolerance may go either way
+      const ref = f.ref.float32('logits'), V = f.config.vocabSize, half = targets.slice();
+      let want = 0, ambiguous = 0;
+      for (let n = 0; n < B * T; n++) {
+        const row = ref.subarray(n * V, (n + 1) * V);
+        let top = 0;
+        for (let v = 1; v < V; v++) if (row[v] > row[top]) top = v;
+        if (n % 2 === 0) half[n] = top;
+        if (half[n] === top) want++;
+        if (row.some((x, v) => v !== top && row[top] - x <= 2 * TOL.logits)) ambiguous++;
+      }
+      await m.forward(inputs, B, T, half);
+      const { correct, counted } = await m.accuracy();
+      if (counted !== B * T || Math.abs(correct - want) > ambiguous) {
+        throw new Error(`${f.name} accuracy: ${correct} of ${counted} targets are the argmax, expected ${want} of ${B * T} (${ambiguous} rows too close to call)`);
+      }
     },
   };
 }

@@ -209,9 +209,23 @@ function crossEntropyCase(N: number, V: number): KernelCase {
     async run(be) {
       const c = new Ctx(be, N * 7 + V);
       const logits = c.rand(N * V, 8), targets = c.ints(N, V, N > 2 ? 3 : 0);
-      const losses = be.alloc(N), lB = c.buf(logits), tB = c.ibuf(targets);
-      be.kernels.crossEntropyForward(losses, lB, tB, N, V);
+      // accuracy's edge cases: targets that are their row's argmax, and ties (the first maximum counts)
+      const row = (n: number) => logits.subarray(n * V, (n + 1) * V);
+      for (let n = 0; n < N; n += 2) if (targets[n] >= 0) targets[n] = row(n).indexOf(Math.max(...row(n)));
+      if (N > 4 && V > 8) {
+        const top = Math.max(...row(4)) + 1;
+        logits[4 * V + 2] = logits[4 * V + V - 1] = top;
+        targets[4] = V - 1; // tied with an earlier index: not the argmax
+        const top6 = Math.max(...row(6)) + 1;
+        logits[6 * V + 3] = logits[6 * V + 5] = top6;
+        targets[6] = 3; // the first of two maxima: the argmax
+      }
+      const losses = be.alloc(N), hits = c.buf(c.rand(N)), lB = c.buf(logits), tB = c.ibuf(targets);
+      be.kernels.crossEntropyForward(losses, hits, lB, tB, N, V);
       await c.expect('crossEntropyForward', losses, ref.crossEntropy(logits, targets, N, V), 1e-5);
+      await c.expect('crossEntropyForward hits', hits, ref.argmaxHits(Float64Array.from(Float32Array.from(logits)), targets, N, V), 0, 0); // of the logits as stored
+      be.kernels.crossEntropyForward(losses, null, lB, tB, N, V); // without hits
+      await c.expect('crossEntropyForward without hits', losses, ref.crossEntropy(logits, targets, N, V), 1e-5);
       const scale = 1 / N, want = ref.crossEntropyGrad(logits, targets, scale, N, V), wantLoss = ref.crossEntropy(logits, targets, N, V);
       const d = c.buf(c.rand(N * V)), l2 = c.buf(c.rand(N)); // overwritten, not accumulated
       be.kernels.crossEntropyBackward(d, l2, lB, tB, scale, N, V);

@@ -140,6 +140,17 @@ export function crossEntropy(logits: A, targets: Int32Array, N: number, V: numbe
   return losses;
 }
 
+/** 1 where the row's argmax (its first maximum, as torch.argmax) is the target, else 0 (0 for a negative target). */
+export function argmaxHits(logits: A, targets: Int32Array, N: number, V: number): A {
+  const hits = new Float64Array(N);
+  for (let n = 0; n < N; n++) {
+    if (targets[n] < 0) continue;
+    const row = logits.subarray(n * V, (n + 1) * V);
+    hits[n] = row.indexOf(Math.max(...row)) === targets[n] ? 1 : 0;
+  }
+  return hits;
+}
+
 export function crossEntropyGrad(logits: A, targets: Int32Array, scale: number, N: number, V: number): A {
   const d = new Float64Array(N * V);
   for (let n = 0; n < N; n++) {

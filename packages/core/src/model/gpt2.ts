@@ -37,6 +37,7 @@ interface Activations {
   lnf: Buf; lnfMean: Buf; lnfRstd: Buf;
   logits: Buf; // (B,T,V); holds dlogits after backward
   losses: Buf; // (B,T)
+  hits: Buf; // (B,T) 1 where the target is the logits' argmax (accuracy), from forward()
   // backward scratch, one layer's worth, reused
   dres: Buf; dln: Buf; datty: Buf; // (B,T,C)
   dqkv: Buf; // (B,T,3C)
@@ -166,7 +167,7 @@ export class GPT2 {
       res3: stacked(N * C),
       proj: be.alloc(N * C),
       lnf: be.alloc(N * C), lnfMean: be.alloc(N), lnfRstd: be.alloc(N),
-      logits: be.alloc(N * V), losses: be.alloc(N),
+      logits: be.alloc(N * V), losses: be.alloc(N), hits: be.alloc(N),
       dres: be.alloc(N * C), dln: be.alloc(N * C), datty: be.alloc(N * C),
       dqkv: be.alloc(N * 3 * C), dfch: be.alloc(N * F), dfchGelu: be.alloc(N * F),
       validTargets: 0,
@@ -199,8 +200,21 @@ export class GPT2 {
       return undefined;
     }
     this.setTargets(a, targets);
-    this.backend.kernels.crossEntropyForward(a.losses, a.logits, a.targets, B * T, this.config.vocabSize);
+    this.backend.kernels.crossEntropyForward(a.losses, a.hits, a.logits, a.targets, B * T, this.config.vocabSize);
     return this.meanLoss(a);
+  }
+
+  /**
+   * Next-token accuracy of the last forward() with targets, counted in the same pass over the
+   * logits as its loss: how many counted targets were the argmax of their logits (HF run_clm's
+   * accuracy metric), out of how many.
+   */
+  async accuracy(): Promise<{ correct: number; counted: number }> {
+    if (!this.acts) throw new Error('accuracy() before forward()');
+    const hits = await this.backend.read(this.acts.hits);
+    let correct = 0;
+    for (let i = 0; i < this.acts.B * this.acts.T; i++) correct += hits[i];
+    return { correct, counted: this.acts.validTargets };
   }
 
   /**

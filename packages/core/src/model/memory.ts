@@ -21,8 +21,8 @@ export function trainingMemory(cfg: GPT2Config, B: number, T: number): MemoryPla
   const N = B * T;
   // per layer: ln1, qkv (3), atty, res2, ln2, res3 (N,C each); fch, fchGelu (N,F); 4 means/rstds (N); lse (N,NH)
   const perLayer = 8 * N * C + 2 * N * F + 4 * N + N * NH;
-  // tokens, targets, encoded, proj, lnf (+2), logits, losses, and the backward scratch (dres, dln, datty, dqkv (3), dfch, dfchGelu)
-  const rest = 2 * N + 3 * N * C + 2 * N + N * V + N + 6 * N * C + 2 * N * F;
+  // tokens, targets, encoded, proj, lnf (+2), logits, losses, hits, and the backward scratch (dres, dln, datty, dqkv (3), dfch, dfchGelu)
+  const rest = 2 * N + 3 * N * C + 2 * N + N * V + 2 * N + 6 * N * C + 2 * N * F;
   const params = total * 4, activations = (L * perLayer + rest) * 4;
   return { params, grads: params, moments: 2 * params, activations, total: 4 * params + activations };
 }

@@ -29,7 +29,7 @@ const kernels: Kernels = {
     layernormForward(out, mean, rstd, res, w, bias, N, C);
   },
   crossEntropyBackward(dlogits, losses, logits, targets, scale, N, V) {
-    crossEntropyForward(losses, logits, targets, N, V);
+    crossEntropyForward(losses, null, logits, targets, N, V);
     crossEntropyBackward(dlogits, logits, targets, scale, N, V);
   },
 };
