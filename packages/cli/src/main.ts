@@ -29,6 +29,7 @@ const num = (min: number, max = Infinity, openMin = false) => (v: string) => {
   return n;
 };
 const collect = (v: string, prev: string[]) => [...prev, v];
+const intOrEpoch = (v: string) => (v === 'epoch' ? 'epoch' : int(0)(v));
 const backendOption = () => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto');
 const threadsOption = () => new Option('--threads <n>', 'CPU threads for the cpu and wasm backends (default: all cores)').argParser(int(1));
 const precisionOption = () =>
@@ -56,12 +57,14 @@ function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
     .option('--seed <n>', 'seed for initialisation and batch order', int(0), 0)
     .option('--val-split <x>', 'fraction of the data held out for validation', num(0, 0.99), 0.05)
     .option('--val-data <file>', 'validation text instead of a split')
-    .option('--eval-every <n>', 'validation loss every n steps (0 = off)', int(0), 100)
+    .option('--eval-every <n|epoch>', 'validation loss and accuracy every n steps, or at the end of each epoch (0 = off)', intOrEpoch, 100)
     .option('--eval-batches <n>', 'validation batches per evaluation', int(1), 20)
     .option('--sample-every <n>', 'print a sample every n steps (0 = off)', int(0), 100)
     .option('--sample-prompt <text>', 'prompt for those samples', '')
     .option('--sample-length <n>', 'tokens per sample', int(1), 100)
-    .option('--save-every <n>', 'checkpoint every n steps (0 = only at the end)', int(0), 500)
+    .option('--save-every <n|epoch>', 'checkpoint every n steps, or at the end of each epoch (0 = only at the end)', intOrEpoch, 500)
+    .option('--early-stop <n>', 'stop after n evaluations in a row without a lower validation loss', int(1))
+    .addOption(new Option('--final <which>', 'what model/ holds: the best evaluation\'s weights (best/) or the last (default best with validation, else last)').choices(['best', 'last']))
     .option('--keep <n>', 'checkpoints to keep', int(1), 3)
     .option('--text-field <name>', 'field of .jsonl / column of .csv holding the text', 'text')
     .option('--no-specials', 'read <|endoftext|> in the data as plain text, not a document boundary')
@@ -142,7 +145,7 @@ export function buildProgram(): Command {
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(precisionOption())
-    .option('--json', 'print {"loss", "perplexity", "tokens"}')
+    .option('--json', 'print {"loss", "perplexity", "accuracy", "tokens"}')
     .action(async function (this: Command) {
       await runEval(this.opts());
     });

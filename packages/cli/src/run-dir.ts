@@ -4,11 +4,13 @@
 // trainer_state.json (step, data RNG): everything needed to continue exactly. Each is written
 // under a temporary name and renamed into place, so an interrupted save never replaces a good one.
 // One run per folder: a training process holds run.lock (pid, host, start) while it runs.
+// best/ holds the model of the best evaluation (lowest validation loss), beside the last N
+// checkpoints and never removed by --keep.
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { appendFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { configToJson, GPT2Error, paramsToSafetensors, parseSafetensors, serializeSafetensors, type GPT2, type GPT2Config, type Tokenizer, type TrainerState } from '@gpt2/core';
+import { configToJson, GPT2Error, paramsToSafetensors, parseSafetensors, serializeSafetensors, type Evaluation, type GPT2, type GPT2Config, type Tokenizer, type TrainerState } from '@gpt2/core';
 import { loadModelDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 
 const CKPT = /^checkpoint-(\d+)$/;
@@ -64,7 +66,7 @@ export async function writeDirAside(dir: string, files: Record<string, string | 
   }
 }
 
-const RUN_FILES = ['run.json', 'metrics.jsonl', 'loss.svg', 'model'];
+const RUN_FILES = ['run.json', 'metrics.jsonl', 'loss.svg', 'model', 'best'];
 
 interface LockInfo {
   pid: number;
@@ -176,6 +178,25 @@ export class RunDir {
   checkpoints(): string[] {
     if (!existsSync(this.dir)) return [];
     return readdirSync(this.dir).filter((d) => CKPT.test(d)).sort().map((d) => join(this.dir, d));
+  }
+
+  /** best/: the model of the evaluation with the lowest validation loss so far, with best.json saying which. */
+  async saveBest(model: GPT2, tok: Tokenizer, e: Evaluation): Promise<void> {
+    await writeModelDir(join(this.dir, 'best'), model, tok, { 'best.json': JSON.stringify(e) + '\n' });
+  }
+
+  /** model/ as a copy of best/'s model files (--final best). */
+  async copyBestTo(dir: string): Promise<void> {
+    const files: Record<string, Uint8Array> = {};
+    for (const f of readdirSync(join(this.dir, 'best'))) if (f !== 'best.json') files[f] = await readFile(join(this.dir, 'best', f));
+    await writeDirAside(dir, files);
+  }
+
+  /** Adds fields to run.json (the best evaluation, what model/ holds, an early stop). */
+  async record(fields: object): Promise<void> {
+    const path = join(this.dir, 'run.json');
+    const info = JSON.parse(await readFile(path, 'utf8')) as object;
+    await writeFileAtomic(path, JSON.stringify({ ...info, ...fields }, null, 2) + '\n');
   }
 
   /** Saves a checkpoint for `state.step` and keeps only the newest `keep`. */

@@ -18,6 +18,7 @@ export { createReferenceBackend } from './backends/reference/index.js';
 export * from './train/schedule.js';
 export * from './train/data.js';
 export * from './train/trainer.js';
+export * from './train/best.js';
 export * from './train/perplexity.js';
 export * from './export/transformers-js.js';
 export { gpt2OnnxModel, quantizeInt8, type OnnxGraphOptions } from './export/onnx-graph.js';

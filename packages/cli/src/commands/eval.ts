@@ -1,4 +1,4 @@
-// gpt2 eval: mean loss and perplexity of a text under a model (HF's labels=ids loss when the text
+// gpt2 eval: mean loss, perplexity and next-token accuracy of a text under a model (HF's labels=ids loss when the text
 // fits in the context, its strided-window recipe when it does not).
 import { readFile } from 'node:fs/promises';
 import { GPT2Error, perplexity, type Precision } from '@gpt2/core';
@@ -24,6 +24,6 @@ export async function runEval(f: { model: string; data: string; backend: string;
   }
   const ids = tokenizer.encode(text, { specials: true });
   const r = await perplexity(model, ids, f.stride);
-  if (f.json) process.stdout.write(JSON.stringify({ loss: r.loss, perplexity: r.perplexity, tokens: r.tokens }) + '\n');
-  else process.stdout.write(`loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  (${r.tokens} tokens, ${backend.name})\n`);
+  if (f.json) process.stdout.write(JSON.stringify({ loss: r.loss, perplexity: r.perplexity, accuracy: r.accuracy, tokens: r.tokens }) + '\n');
+  else process.stdout.write(`loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  accuracy ${(100 * r.accuracy).toFixed(2)}%  (${r.tokens} tokens, ${backend.name})\n`);
 }

@@ -3,8 +3,8 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
-  generate, GPT2, GPT2Error, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
-  type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions,
+  BestTracker, generate, GPT2, GPT2Error, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
+  type Evaluation, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
 } from '@gpt2/core';
 import { gpt2Tokenizer, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
@@ -38,12 +38,14 @@ export interface TrainFlags {
   seed: number;
   valSplit: number;
   valData?: string;
-  evalEvery: number;
+  evalEvery: number | 'epoch';
   evalBatches: number;
+  earlyStop?: number;
+  final?: 'best' | 'last';
   sampleEvery: number;
   samplePrompt: string;
   sampleLength: number;
-  saveEvery: number;
+  saveEvery: number | 'epoch';
   keep: number;
   textField: string;
   specials: boolean;
@@ -54,7 +56,7 @@ export interface TrainFlags {
 interface Prepared {
   model: GPT2;
   tok: Tokenizer;
-  resumedState?: { step: number; rng: number[] };
+  resumedState?: TrainerState;
 }
 
 /** Finetune (from --model) or train from scratch (--init), or resume either. */
@@ -62,6 +64,9 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   const report = new Reporter(false);
   if (data.length === 0 && !f.resume) throw new GPT2Error('Give at least one data file, folder or glob to train on.');
   if (f.resume && f.overwrite) throw new GPT2Error('--overwrite starts a new run in place of an old one; it does not go with --resume.');
+  const noValidation = f.evalEvery === 0 ? '--eval-every is 0' : !f.valData && f.valSplit === 0 ? 'there is no validation data (--val-split 0 and no --val-data)' : undefined;
+  if (noValidation && f.earlyStop) throw new GPT2Error(`--early-stop counts evaluations without improvement, but ${noValidation}; hold out data with --val-split or --val-data and evaluate with --eval-every.`);
+  if (noValidation && f.final === 'best') throw new GPT2Error(`--final best keeps the checkpoint with the lowest validation loss, but ${noValidation}; hold out data with --val-split or --val-data, or use --final last.`);
   // one run per folder, one process per run: settled before any work
   const run = new RunDir(f.resume ? f.out ?? dirname(findCheckpoint(f.resume)) : f.out ?? defaultRunDir(kind));
   if (!f.resume && !f.overwrite && run.holdsRun()) {
@@ -103,7 +108,16 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     batchSize: f.batchSize, blockSize: block, gradAccum: f.gradAccum, steps, lr: f.lr, warmup: Math.min(f.warmup, steps),
     schedule: f.lrSchedule, weightDecay: f.weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip: f.clip, seed: f.seed,
   };
+  if (!val && (f.earlyStop || f.final === 'best')) {
+    throw new GPT2Error(`${f.earlyStop ? '--early-stop' : '--final best'} needs validation data, but the data is too short to hold out a validation part of one block; add --val-data.`);
+  }
   const trainer = new Trainer(model, train, opts, p.resumedState);
+  const tracker = new BestTracker(f.earlyStop ?? 0, p.resumedState?.best);
+  const final = f.final ?? (val && f.evalEvery !== 0 ? 'best' : 'last');
+  // an epoch ends at the step whose tokens cross a multiple of the training set
+  const epochAt = (step: number) => (step * perStep) / train.length;
+  const endsEpoch = (step: number) => Math.floor(epochAt(step)) > Math.floor(epochAt(step - 1));
+  const every = (n: number | 'epoch', step: number) => (n === 'epoch' ? endsEpoch(step) : n > 0 && step % n === 0);
   if (trainer.step >= steps) throw new GPT2Error(`The checkpoint is already at step ${trainer.step} of ${steps}; pass a larger --steps to train further.`);
   if (f.overwrite && run.holdsRun()) {
     report.line(`--overwrite: removing the old run in ${run.dir}`);
@@ -131,12 +145,26 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
       throw new GPT2Error(`${err.message}; the last complete checkpoint is ${lastGood}: free some space, then continue with: gpt2 ${kind} --resume ${run.dir}`);
     }
   };
-  const evaluate = async (step: number) => {
+  const evaluate = async (step: number): Promise<Evaluation | undefined> => {
     if (!val) return undefined;
-    const loss = await trainer.evaluate(val, f.evalBatches);
-    report.line(`step ${step}: validation loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(2)}`);
-    await saving(() => run.metric({ step, valLoss: loss, valPerplexity: Math.exp(loss) }));
-    return loss;
+    const { loss, accuracy } = await trainer.evaluate(val, f.evalBatches);
+    report.line(`step ${step} (epoch ${epochAt(step).toFixed(2)}): validation loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(2)}, accuracy ${(100 * accuracy).toFixed(2)}%`);
+    await saving(() => run.metric({ step, epoch: +epochAt(step).toFixed(4), valLoss: loss, valPerplexity: Math.exp(loss), valAccuracy: accuracy }));
+    return { step, valLoss: loss, valAccuracy: accuracy };
+  };
+  // each evaluation during training: a new best is saved to best/ (never removed by --keep)
+  let stopEarly = false;
+  const track = async (e: Evaluation) => {
+    const { improved, stop } = tracker.observe(e);
+    if (improved) {
+      await saving(() => run.saveBest(model, tok, e));
+      report.line(`new best: validation loss ${e.valLoss.toFixed(4)} at step ${e.step}, saved to ${join(run.dir, 'best')}`);
+    }
+    if (stop) {
+      const b = tracker.state.best!;
+      report.line(`early stop: the validation loss has not improved for ${f.earlyStop} evaluations (best ${b.valLoss.toFixed(4)} at step ${b.step}); stopping at step ${e.step} of ${steps}`);
+      stopEarly = true;
+    }
   };
   const sample = async (step: number) => {
     const prompt = tok.encode(f.samplePrompt, { specials: true });
@@ -144,13 +172,13 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     report.line(`----- sample at step ${step} -----\n${f.samplePrompt}${samples[0].text}\n-----`);
   };
 
-  const startVal = trainer.step === 0 ? await evaluate(0) : undefined;
+  const startVal = trainer.step === 0 && f.evalEvery !== 0 ? await evaluate(0) : undefined;
   let avg = NaN;
   const bar = report.progress(steps, f.logEvery ?? (steps <= 50 ? 1 : 10));
   const t0 = performance.now(), step0 = trainer.step;
-  let tokensSeen = 0, trainMs = 0, lastLoss = NaN, endVal: number | undefined;
+  let tokensSeen = 0, trainMs = 0, lastLoss = NaN, endVal: Evaluation | undefined;
   try {
-    while (trainer.step < steps && !interrupted) {
+    while (trainer.step < steps && !interrupted && !stopEarly) {
       let r;
       try {
         r = await trainer.trainStep();
@@ -169,49 +197,67 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
       const tps = (tokensSeen / trainMs) * 1000; // training time only, not evaluation or samples
       bar.update(r.step, { loss: r.loss, avg, lr: r.lr, tps, etaSeconds: ((steps - r.step) * elapsed) / (r.step - step0) });
       await saving(() => run.metric({ step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: tps, ms: r.ms }));
-      const last = r.step === steps;
-      if (f.evalEvery > 0 && (r.step % f.evalEvery === 0 || last)) endVal = await evaluate(r.step);
+      let last = r.step === steps;
+      if (f.evalEvery !== 0 && (every(f.evalEvery, r.step) || last)) {
+        endVal = await evaluate(r.step);
+        if (endVal) await track(endVal);
+        last ||= stopEarly;
+      }
       if (f.sampleEvery > 0 && r.step % f.sampleEvery === 0 && !last) await sample(r.step);
-      if ((f.saveEvery > 0 && r.step % f.saveEvery === 0) || last || interrupted) {
-        lastGood = await saving(() => run.saveCheckpoint(model, tok, trainer.state(), f.keep));
+      if (every(f.saveEvery, r.step) || last || interrupted) {
+        lastGood = await saving(() => run.saveCheckpoint(model, tok, { ...trainer.state(), best: tracker.state }, f.keep));
         if (!last) report.line(`saved ${lastGood}`);
       }
     }
   } finally {
     bar.stop();
     process.off('SIGINT', onSigint);
-    await writeLossCurve(run, kind).catch((err) => report.warn(`the loss curve was not written (${(err as Error).message})`));
+    const epochs = Array.from({ length: Math.floor(epochAt(trainer.step)) }, (_, i) => Math.ceil(((i + 1) * train.length) / perStep));
+    await writeLossCurve(run, kind, epochs, tracker.state.best).catch((err) => report.warn(`the loss curve was not written (${(err as Error).message})`));
   }
   if (interrupted) {
     report.line(`interrupted at step ${trainer.step}; checkpoint saved to ${lastGood}. Continue with: gpt2 ${kind} --resume ${run.dir}`);
     process.exit(130);
   }
-  const modelDir = join(run.dir, 'model');
-  await saving(() => writeModelDir(modelDir, model, tok));
+  const modelDir = join(run.dir, 'model'), best = tracker.state.best;
+  if (final === 'best' && best && best.step !== trainer.step) {
+    await saving(() => run.copyBestTo(modelDir));
+    report.line(`model/ holds the best checkpoint: step ${best.step}, validation loss ${best.valLoss.toFixed(4)} (--final best); the last weights are in ${lastGood}`);
+  } else {
+    await saving(() => writeModelDir(modelDir, model, tok));
+  }
+  await saving(() => run.record({ best: best ?? null, final, stoppedEarly: stopEarly ? trainer.step : null }));
   if (f.sampleEvery > 0) await sample(trainer.step);
   const summary = {
-    runDir: run.dir, modelDir, steps: trainer.step, finalLoss: lastLoss, valLossStart: startVal, valLossEnd: endVal,
-    tokensPerSecond: (tokensSeen / trainMs) * 1000, lossCurve: join(run.dir, 'loss.svg'),
+    runDir: run.dir, modelDir, steps: trainer.step, finalLoss: lastLoss, valLossStart: startVal?.valLoss, valLossEnd: endVal?.valLoss,
+    valAccuracyEnd: endVal?.valAccuracy, best, final, stoppedEarly: stopEarly, tokensPerSecond: (tokensSeen / trainMs) * 1000, lossCurve: join(run.dir, 'loss.svg'),
   };
   if (f.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else report.line(`done: model saved to ${modelDir} (loss curve: ${summary.lossCurve})`);
 }
 
-async function writeLossCurve(run: RunDir, kind: string): Promise<void> {
+async function writeLossCurve(run: RunDir, kind: string, epochs: number[], best?: Evaluation): Promise<void> {
   const metrics = await run.readMetrics();
   const train = metrics.filter((m) => m.loss !== undefined).map((m) => [m.step, m.loss] as [number, number]);
   if (train.length === 0) return;
   const smooth: [number, number][] = [];
   let avg = train[0][1];
   for (const [s, l] of train) smooth.push([s, (avg = 0.9 * avg + 0.1 * l)]);
-  const val = metrics.filter((m) => m.valLoss !== undefined).map((m) => [m.step, m.valLoss] as [number, number]);
+  const evals = metrics.filter((m) => m.valLoss !== undefined);
   const svg = lossCurveSvg(
     [
       { name: 'train loss', color: '#9ecae1', points: train },
       { name: 'train loss (running mean)', color: '#08519c', points: smooth },
-      { name: 'validation loss', color: '#e6550d', points: val, dots: true },
+      { name: 'validation loss', color: '#e6550d', points: evals.map((m) => [m.step, m.valLoss]), dots: true },
     ],
     `gpt2 ${kind}: ${run.dir}`,
+    {
+      right: evals.some((m) => m.valAccuracy !== undefined) ? { label: 'accuracy', series: [{ name: 'validation accuracy', color: '#31a354', points: evals.filter((m) => m.valAccuracy !== undefined).map((m) => [m.step, m.valAccuracy]), dots: true }] } : undefined,
+      marks: [
+        ...epochs.map((x, i) => ({ x, label: `epoch ${i + 1}` })),
+        ...(best ? [{ x: best.step, label: `best: step ${best.step}`, color: '#e6550d' }] : []),
+      ],
+    },
   );
   await writeFileAtomic(join(run.dir, 'loss.svg'), svg);
 }

@@ -7,6 +7,8 @@ import type { GPT2 } from '../model/gpt2.js';
 export interface PerplexityResult {
   loss: number;
   perplexity: number;
+  /** next-token accuracy: the fraction of scored tokens that were the argmax of their logits */
+  accuracy: number;
   /** tokens scored (all but the first) */
   tokens: number;
 }
@@ -15,7 +17,7 @@ export async function perplexity(model: GPT2, ids: ArrayLike<number>, stride = M
   const maxLen = model.config.nPositions;
   if (ids.length < 2) throw new GPT2Error(`Evaluation needs at least 2 tokens of text (got ${ids.length}).`);
   if (!(Number.isInteger(stride) && stride >= 1 && stride <= maxLen)) throw new GPT2Error(`stride must be a whole number from 1 to ${maxLen} (got ${stride}).`);
-  let sum = 0, count = 0, prevEnd = 0;
+  let sum = 0, count = 0, correct = 0, prevEnd = 0;
   for (let begin = 0; begin < ids.length; begin += stride) {
     const end = Math.min(begin + maxLen, ids.length);
     const T = end - begin - 1; // predictions in this window
@@ -32,10 +34,11 @@ export async function perplexity(model: GPT2, ids: ArrayLike<number>, stride = M
       const mean = (await model.forward(inputs, 1, T, targets))!;
       sum += mean * scored;
       count += scored;
+      correct += (await model.accuracy()).correct;
     }
     prevEnd = end;
     if (end === ids.length) break;
   }
   const loss = sum / count;
-  return { loss, perplexity: Math.exp(loss), tokens: count };
+  return { loss, perplexity: Math.exp(loss), accuracy: correct / count, tokens: count };
 }

@@ -1,5 +1,6 @@
 // The training loop: gradient accumulation over micro-batches, global-norm clipping, AdamW with
 // a warmup + decay schedule. Everything a resumed run needs is in `state()`.
+import type { BestState } from './best.js';
 import { GPT2Error } from '../errors.js';
 import type { GPT2 } from '../model/gpt2.js';
 import { BatchSampler, evalBatches, type Tokens } from './data.js';
@@ -24,6 +25,14 @@ export interface TrainerOptions {
 export interface TrainerState {
   step: number;
   rng: number[];
+  /** the best evaluation and early stopping's count, kept by the caller (best.ts) */
+  best?: BestState;
+}
+
+export interface EvalResult {
+  loss: number;
+  /** next-token accuracy: the fraction of targets that are the argmax of their logits */
+  accuracy: number;
 }
 
 export interface StepResult {
@@ -78,12 +87,17 @@ export class Trainer {
     return { step: this.step, loss, lr, gradNorm, tokens: o.gradAccum * o.batchSize * o.blockSize, ms: performance.now() - t0 };
   }
 
-  /** Mean loss over fixed validation windows (up to maxBatches batches). */
-  async evaluate(val: Tokens, maxBatches = 20): Promise<number> {
+  /** Mean loss and next-token accuracy over fixed validation windows (up to maxBatches batches), one forward each. */
+  async evaluate(val: Tokens, maxBatches = 20): Promise<EvalResult> {
     const T = Math.min(this.opts.blockSize, val.length - 1);
     const { B, batches } = evalBatches(val, this.opts.batchSize, T, maxBatches);
-    let sum = 0;
-    for (const b of batches) sum += (await this.model.forward(b.inputs, B, T, b.targets))!;
-    return sum / batches.length;
+    let sum = 0, correct = 0, counted = 0;
+    for (const b of batches) {
+      sum += (await this.model.forward(b.inputs, B, T, b.targets))!;
+      const a = await this.model.accuracy();
+      correct += a.correct;
+      counted += a.counted;
+    }
+    return { loss: sum / batches.length, accuracy: correct / counted };
   }
 }
