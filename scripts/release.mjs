@@ -33,7 +33,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  external: ['webgpu'],
+  external: ['webgpu', 'onnxruntime-node'], // onnxruntime-node: the benchmark peer, left out of the release
   define: { GPT2_VERSION: JSON.stringify(version) },
   // CommonJS dependencies call require(); give the ES module bundle one
   banner: { js: "import { createRequire as __gpt2Require } from 'node:module'; const require = __gpt2Require(import.meta.url);" },

@@ -9,7 +9,7 @@ async function loadOrt(): Promise<Ort> {
   try {
     return await import('onnxruntime-node');
   } catch (err) {
-    throw new GPT2Error(`onnxruntime-node could not be loaded (${(err as Error).message.split('\n')[0]}); reinstall with pnpm install.`);
+    throw new GPT2Error(`onnxruntime-node could not be loaded (${(err as Error).message.split('\n')[0]}); it is the benchmark's peer, installed by pnpm install in a checkout (the release leaves it out).`);
   }
 }
 

@@ -21,7 +21,17 @@ beforeAll(() => {
   writeFileSync(data, readFileSync(join(ROOT, 'examples/shakespeare.txt'), 'utf8').slice(0, 30_000));
   config = join(dir, 'tiny.json');
   writeFileSync(config, JSON.stringify({ model_type: 'gpt2', vocab_size: 50257, n_positions: 64, n_embd: 32, n_layer: 2, n_head: 2 }));
+  // a text small enough to over-fit in seconds, and held-out text from elsewhere in the play
+  const text = readFileSync(join(ROOT, 'examples/shakespeare.txt'), 'utf8');
+  writeFileSync(join(dir, 'small.txt'), text.slice(0, 4000));
+  writeFileSync(join(dir, 'heldout.txt'), text.slice(20_000, 26_000));
+  writeFileSync(join(dir, 'c64.json'), JSON.stringify({ model_type: 'gpt2', vocab_size: 50257, n_positions: 64, n_embd: 64, n_layer: 2, n_head: 2 }));
 });
+// training that over-fits: 16 steps an epoch, validation on other text
+const overfit = (run: string, extra: string[]) => [
+  'train', join(dir, 'small.txt'), '--init', join(dir, 'c64.json'), '--train-tokenizer', '400', '--batch-size', '4', '--block-size', '32', '--lr', '1e-2',
+  '--warmup', '2', '--lr-schedule', 'constant', '--sample-every', '0', '--val-data', join(dir, 'heldout.txt'), '--out', run, ...extra,
+];
 
 const metrics = (run: string) => readFileSync(join(run, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
 const losses = (run: string) => metrics(run).filter((m) => m.loss !== undefined).map((m) => [m.step, m.loss]);
@@ -192,5 +202,63 @@ describe('gpt2 train', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/warning: the training data has only \d+ tokens, less than one block of 32 \+ 1; training on blocks of \d+\./);
     expect(existsSync(join(dir, 'short/model/model.safetensors'))).toBe(true);
+  });
+  it('evaluates each epoch with accuracy, keeps best/, stops early, and model/ holds the best weights', async () => {
+    const run = join(dir, 'epochs');
+    const r = await gpt2(overfit(run, ['--steps', '400', '--eval-every', 'epoch', '--save-every', 'epoch', '--keep', '2', '--early-stop', '2', '--json']));
+    expect(r.code, r.stderr).toBe(0);
+    const summary = JSON.parse(r.stdout);
+    const evals = metrics(run).filter((m) => m.valLoss !== undefined && m.step > 0);
+    // one evaluation per epoch: at the steps whose tokens cross a multiple of the training set
+    const epochsPerStep = evals[0].epoch / evals[0].step;
+    expect(evals.map((m) => Math.floor(m.epoch))).toEqual(evals.map((_, i) => i + 1));
+    expect(evals.every((m) => m.epoch % 1 < epochsPerStep && m.valAccuracy > 0 && m.valAccuracy < 1)).toBe(true);
+    // the best is the lowest validation loss, and early stopping came 2 evaluations after it
+    const best = evals.reduce((a, b) => (b.valLoss < a.valLoss ? b : a));
+    expect(summary.best).toEqual({ step: best.step, valLoss: best.valLoss, valAccuracy: best.valAccuracy });
+    expect(summary.stoppedEarly).toBe(true);
+    expect(evals.at(-1).step).toBe(summary.steps);
+    expect(evals.filter((m) => m.step > best.step).length).toBe(2);
+    expect(r.stderr).toContain(`early stop: the validation loss has not improved for 2 evaluations (best ${best.valLoss.toFixed(4)} at step ${best.step}); stopping at step ${summary.steps} of 400`);
+    const info = JSON.parse(readFileSync(join(run, 'run.json'), 'utf8'));
+    expect(info).toMatchObject({ best: summary.best, final: 'best', stoppedEarly: summary.steps });
+    // best/ survives --keep 2, and model/ holds its weights, not the last
+    expect(JSON.parse(readFileSync(join(run, 'best/best.json'), 'utf8')).step).toBe(best.step);
+    expect(readFileSync(join(run, 'model/model.safetensors')).equals(readFileSync(join(run, 'best/model.safetensors')))).toBe(true);
+    const last = join(run, `checkpoint-${String(summary.steps).padStart(8, '0')}`);
+    expect(readFileSync(join(last, 'model.safetensors')).equals(readFileSync(join(run, 'model/model.safetensors')))).toBe(false);
+    expect(readdirSync(run).filter((d) => d.startsWith('checkpoint-')).length).toBe(2);
+    const svg = readFileSync(join(run, 'loss.svg'), 'utf8');
+    for (const label of ['validation accuracy', '>epoch 1<', `>best: step ${best.step}<`]) expect(svg).toContain(label);
+    // gpt2 eval reports accuracy too
+    const e = await gpt2(['eval', '--model', join(run, 'model'), '--data', data, '--json']);
+    expect(JSON.parse(e.stdout).accuracy).toBeGreaterThan(0);
+  });
+
+  it('--resume keeps the best checkpoint and the patience count exactly', async () => {
+    const flags = ['--eval-every', '5', '--save-every', '5', '--keep', '10', '--early-stop', '50'];
+    const full = join(dir, 'best-full'), split = join(dir, 'best-split');
+    expect((await gpt2(overfit(full, ['--steps', '60', ...flags]))).code).toBe(0);
+    expect((await gpt2(overfit(split, ['--steps', '30', ...flags]))).code).toBe(0);
+    const r = await gpt2(['train', '--resume', split, '--steps', '60']);
+    expect(r.code, r.stderr).toBe(0);
+    const state = (run: string) => JSON.parse(readFileSync(join(run, 'checkpoint-00000060/trainer_state.json'), 'utf8')).best;
+    expect(state(split)).toEqual(state(full));
+    expect(state(full).sinceBest).toBeGreaterThan(0); // the count carried over is exercised
+    expect(JSON.parse(readFileSync(join(split, 'run.json'), 'utf8')).best).toEqual(JSON.parse(readFileSync(join(full, 'run.json'), 'utf8')).best);
+    expect(readFileSync(join(split, 'best/model.safetensors')).equals(readFileSync(join(full, 'best/model.safetensors')))).toBe(true);
+  });
+
+  it('--early-stop and --final best without validation end in one sentence', async () => {
+    for (const [extra, pattern] of [
+      [['--early-stop', '3', '--val-split', '0'], /^error: --early-stop counts evaluations without improvement, but there is no validation data \(--val-split 0 and no --val-data\); hold out data with --val-split or --val-data and evaluate with --eval-every\.\n$/],
+      [['--final', 'best', '--eval-every', '0'], /^error: --final best keeps the checkpoint with the lowest validation loss, but --eval-every is 0; hold out data with --val-split or --val-data, or use --final last\.\n$/],
+    ] as const) {
+      const run = join(dir, 'novalidation');
+      const r = await gpt2(args(run, ['--steps', '5', ...extra]));
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(pattern);
+      expect(existsSync(join(run, 'run.json'))).toBe(false);
+    }
   });
 });
