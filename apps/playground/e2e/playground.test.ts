@@ -95,6 +95,12 @@ describe.skipIf(skip)(`playground in chromium${skip ? ` (skipped: ${skip})` : ''
       const losses = await finetune(page, 12, 6);
       expect(losses.length).toBe(12);
       expect(Math.min(...losses.slice(-3))).toBeLessThan(losses[0]);
+      // the held-out 10%: validation loss and accuracy at step 0, every 10 steps and at the end, charted
+      const evals = JSON.parse((await page.getAttribute('#chart', 'data-evals'))!) as { step: number; loss: number; accuracy: number }[];
+      expect(evals.map((e) => e.step)).toEqual([0, 10, 12]);
+      expect(evals.every((e) => e.accuracy >= 0 && e.accuracy <= 1 && Number.isFinite(e.loss))).toBe(true);
+      expect(evals[2].loss).toBeLessThan(evals[0].loss);
+      expect(await page.textContent('#val-status')).toMatch(/^step 12: validation loss \d+\.\d{4} · accuracy \d+\.\d%$/);
       expect(await page.locator('#samples .output').count()).toBeGreaterThan(0);
       await page.screenshot({ path: join(OUT, 'playground-wasm-finetune.png'), fullPage: true });
       // the fine-tuned model downloads as HF-format files, and they hold the trained weights

@@ -130,7 +130,11 @@ $('train').onclick = () => {
   chart.reset();
   $('chart').dataset.losses = '[]';
   $('samples').replaceChildren();
-  send({ type: 'finetune', text: trainText.value, steps: num('steps'), batchSize: num('batch'), blockSize: num('block'), lr: num('lr'), sampleEvery: num('sample-every') });
+  $('chart').dataset.evals = '[]';
+  send({
+    type: 'finetune', text: trainText.value, steps: num('steps'), batchSize: num('batch'), blockSize: num('block'), lr: num('lr'), sampleEvery: num('sample-every'),
+    valSplit: num('holdout') / 100, evalEvery: Math.max(1, num('eval-every')),
+  });
   setBusy(true);
   $<HTMLButtonElement>('stop-train').disabled = false;
   $('train-status').textContent = 'training…';
@@ -171,6 +175,11 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       chart.add(m.step, m.loss);
       $('train-status').textContent = `step ${m.step}: loss ${m.loss.toFixed(4)} · ${m.tokensPerSecond.toFixed(0)} tokens/s`;
       $('chart').dataset.losses = JSON.stringify([...JSON.parse($('chart').dataset.losses ?? '[]'), m.loss]);
+      break;
+    case 'eval':
+      chart.addEval(m.step, m.loss, m.accuracy);
+      $('chart').dataset.evals = JSON.stringify([...JSON.parse($('chart').dataset.evals ?? '[]'), { step: m.step, loss: m.loss, accuracy: m.accuracy }]);
+      $('val-status').textContent = `step ${m.step}: validation loss ${m.loss.toFixed(4)} · accuracy ${(100 * m.accuracy).toFixed(1)}%`;
       break;
     case 'sample': {
       const d = document.createElement('div');

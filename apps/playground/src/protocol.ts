@@ -17,7 +17,7 @@ export interface ModelFiles {
 export type ToWorker =
   | { type: 'load'; files: ModelFiles; backend: BackendChoice }
   | { type: 'generate'; prompt: string; options: Omit<GenerateOptions, 'onWarning'> }
-  | { type: 'finetune'; text: string; steps: number; batchSize: number; blockSize: number; lr: number; sampleEvery: number }
+  | { type: 'finetune'; text: string; steps: number; batchSize: number; blockSize: number; lr: number; sampleEvery: number; valSplit: number; evalEvery: number }
   | { type: 'stop' }
   | { type: 'export'; format: ExportFormat };
 
@@ -28,6 +28,7 @@ export type FromWorker =
   | { type: 'generated'; tokensPerSecond: number; stopped: boolean }
   | { type: 'loss'; step: number; loss: number; tokensPerSecond: number }
   | { type: 'sample'; step: number; text: string }
+  | { type: 'eval'; step: number; loss: number; accuracy: number }
   | { type: 'trained'; steps: number; stopped: boolean }
   | { type: 'exported'; format: ExportFormat; zip: ArrayBuffer }
   | { type: 'warning'; message: string }

@@ -73,14 +73,22 @@ async function finetune(m: Extract<ToWorker, { type: 'finetune' }>): Promise<voi
   const block = Math.min(m.blockSize, model.config.nPositions, ids.length - 1);
   if (block < 1) throw new GPT2Error('The text is too short to train on.');
   if (block < m.blockSize) post({ type: 'warning', message: `Training on blocks of ${block} tokens (the text or the context is shorter than ${m.blockSize}).` });
-  const { train } = splitTokens(ids, 0, block);
+  const { train, val } = splitTokens(ids, m.valSplit, block);
+  if (m.valSplit > 0 && !val) post({ type: 'warning', message: 'The text is too short to hold out a validation part; training without one.' });
+  const evaluate = async (step: number) => {
+    if (!val) return;
+    const { loss, accuracy } = await trainer.evaluate(val, 4);
+    post({ type: 'eval', step, loss, accuracy });
+  };
   const trainer = new Trainer(model, train, {
     batchSize: m.batchSize, blockSize: block, gradAccum: 1, steps: m.steps, lr: m.lr, warmup: 0, schedule: 'constant',
     weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip: 1, seed: 0,
   });
+  await evaluate(0);
   while (trainer.step < m.steps && !stopRequested) {
     const r = await trainer.trainStep();
     post({ type: 'loss', step: r.step, loss: r.loss, tokensPerSecond: (r.tokens / r.ms) * 1000 });
+    if (r.step % m.evalEvery === 0 || r.step === m.steps) await evaluate(r.step);
     if (m.sampleEvery > 0 && r.step % m.sampleEvery === 0) {
       let text = '';
       for await (const e of generateStream(model, tok, tok.encode('\n'), { temperature: 0.8, topK: 40, maxNewTokens: 40, seed: r.step })) text += e.text;
