@@ -131,6 +131,7 @@ $('train').onclick = () => {
   $('chart').dataset.losses = '[]';
   $('samples').replaceChildren();
   $('chart').dataset.evals = '[]';
+  $('val-status').textContent = '';
   send({
     type: 'finetune', text: trainText.value, steps: num('steps'), batchSize: num('batch'), blockSize: num('block'), lr: num('lr'), sampleEvery: num('sample-every'),
     valSplit: num('holdout') / 100, evalEvery: Math.max(1, num('eval-every')),

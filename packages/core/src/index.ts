@@ -21,4 +21,4 @@ export * from './train/trainer.js';
 export * from './train/best.js';
 export * from './train/perplexity.js';
 export * from './export/transformers-js.js';
-export { gpt2OnnxModel, quantizeInt8, type OnnxGraphOptions } from './export/onnx-graph.js';
+export { gpt2OnnxModel, type OnnxGraphOptions } from './export/onnx-graph.js';
