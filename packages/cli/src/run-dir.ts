@@ -36,14 +36,18 @@ export async function writeModelDir(dir: string, model: GPT2, tok: Tokenizer, ex
   await writeDirAside(dir, files);
 }
 
+/** A file's contents: text, bytes, or bytes in pieces written one after another. */
+export type FileData = string | Uint8Array | Uint8Array[];
+
+export const byteSize = (d: FileData): number => (typeof d === 'string' ? Buffer.byteLength(d) : Array.isArray(d) ? d.reduce((n, p) => n + p.byteLength, 0) : d.byteLength);
+
 /**
  * Writes files (paths relative to dir) into DIR.tmp-PID, then renames it over dir. Checks the free space first; a write
  * that fails anyway removes the temporary folder. Either ends in a SaveError saying what was
  * written, what it needed and what is free.
  */
-export async function writeDirAside(dir: string, files: Record<string, string | Uint8Array | Uint8Array[]>): Promise<void> {
-  const size = (d: string | Uint8Array | Uint8Array[]): number => (typeof d === 'string' ? Buffer.byteLength(d) : Array.isArray(d) ? d.reduce((n, p) => n + p.byteLength, 0) : d.byteLength);
-  const needed = Object.values(files).reduce((n, d) => n + size(d), 0);
+export async function writeDirAside(dir: string, files: Record<string, FileData>): Promise<void> {
+  const needed = Object.values(files).reduce((n, d) => n + byteSize(d), 0);
   await mkdir(dirname(dir), { recursive: true });
   const free = freeBytes(dirname(dir));
   if (needed > free) throw new SaveError(`Not enough space to write ${dir}: it needs ${mb(needed)} and ${dirname(dir)} has ${mb(free)} free`);

@@ -61,7 +61,7 @@ async function benchOnnxRuntime(f: BenchFlags, config: GPT2Config): Promise<void
   const peer = await onnxPeer(config, params, f.threads);
   const result = {
     task: f.task, backend: peer.name, precision: 'fp32', model: f.init, params: paramLayout(config).count, device: peer.describe(),
-    ...(await decodeFigures(f, config, (B) => peer.createCache(B))), peakRssMB: memory(0).peakRssMB,
+    ...(await decodeFigures(f, config, (B) => peer.createCache(B))), peakRssMB: peakRssMB(),
   };
   process.stdout.write((f.json ? JSON.stringify(result) : JSON.stringify(result, null, 2)) + '\n');
   await peer.dispose();
@@ -86,7 +86,8 @@ function profileKernels(be: Backend): Record<string, number> {
 }
 
 // the process's peak resident memory next to what the model's buffers need by arithmetic (memory.ts)
-const memory = (predicted: number) => ({ peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024), predictedMB: Math.round(predicted / 2 ** 20) });
+const peakRssMB = () => Math.round(process.resourceUsage().maxRSS / 1024);
+const memory = (predicted: number) => ({ peakRssMB: peakRssMB(), predictedMB: Math.round(predicted / 2 ** 20) });
 
 /** GFLOP/s of out = inp @ W^T (forward) and of dinp, dW (backward) at GPT-2 124M's shapes, timed to completion (sync). */
 async function matmulFigures(be: Backend, rows: number) {

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { GPT2Error, transformersJsFiles } from '@gpt2/core';
 import { readModel } from '../model-source.js';
 import { Reporter } from '../report.js';
-import { SaveError, writeDirAside } from '../run-dir.js';
+import { byteSize, SaveError, writeDirAside } from '../run-dir.js';
 
 export interface ExportFlags {
   model: string;
@@ -31,9 +31,7 @@ export async function runExport(f: ExportFlags): Promise<void> {
     if (err instanceof SaveError) throw new GPT2Error(`${err.message}; nothing was written: free some space or choose another --out.`);
     throw err;
   }
-  const sizes = Object.fromEntries(
-    Object.entries(files).map(([name, d]) => [name, typeof d === 'string' ? Buffer.byteLength(d) : Array.isArray(d) ? d.reduce((n, p) => n + p.byteLength, 0) : d.byteLength]),
-  );
+  const sizes = Object.fromEntries(Object.entries(files).map(([name, d]) => [name, byteSize(d)]));
   if (f.json) {
     process.stdout.write(JSON.stringify({ out: f.out, files: sizes }) + '\n');
     return;

@@ -212,7 +212,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   } finally {
     bar.stop();
     process.off('SIGINT', onSigint);
-    const epochs = Array.from({ length: Math.floor(epochAt(trainer.step)) }, (_, i) => Math.ceil(((i + 1) * train.length) / perStep));
+    const epochs = Array.from({ length: trainer.step }, (_, i) => i + 1).filter(endsEpoch);
     await writeLossCurve(run, kind, epochs, tracker.state.best).catch((err) => report.warn(`the loss curve was not written (${(err as Error).message})`));
   }
   if (interrupted) {

@@ -22,10 +22,7 @@ const EXTERNAL_ABOVE = 1.9e9;
 
 /** tokenizer.json as HF's `tokenizers` writes it for GPT-2: byte-level BPE, specials as added tokens. */
 export function tokenizerJson(tok: Tokenizer): string {
-  const vocab: Record<string, number> = {};
-  tok.tokens.forEach((t, id) => {
-    if (t !== undefined) vocab[t] = id;
-  });
+  const vocab = Object.fromEntries(tok.vocab);
   const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
   return JSON.stringify({
     version: '1.0',

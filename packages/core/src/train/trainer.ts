@@ -1,8 +1,8 @@
 // The training loop: gradient accumulation over micro-batches, global-norm clipping, AdamW with
 // a warmup + decay schedule. Everything a resumed run needs is in `state()`.
-import type { BestState } from './best.js';
 import { GPT2Error } from '../errors.js';
 import type { GPT2 } from '../model/gpt2.js';
+import type { BestState } from './best.js';
 import { BatchSampler, evalBatches, type Tokens } from './data.js';
 import { learningRate, type ScheduleKind } from './schedule.js';
 
