@@ -10,7 +10,7 @@ try {
 } catch (err) {
   reason = (err as Error).message;
 }
-runConformance('cuda', () => createCudaBackend(), { skip: reason });
+runConformance('cuda', () => createCudaBackend(), { skip: reason, noInt8: 'the cuda backend has no int8 kernel (yet)' });
 for (const precision of ['tf32', 'bf16'] as const) {
   runConformance('cuda', () => createCudaBackend({ precision }), { skip: reason, precision });
 }

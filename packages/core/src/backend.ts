@@ -50,6 +50,17 @@ export interface Kernels {
   matmulForward(out: Buf, inp: Buf, w: Buf, bias: Buf | null, N: number, IN: number, OUT: number): void;
   /** pre (N,OUT) = inp @ w^T + bias, and out = gelu_new(pre): the MLP's first matmul fused with its GELU (pre is kept for geluBackward). */
   matmulGeluForward(out: Buf, pre: Buf, inp: Buf, w: Buf, bias: Buf | null, N: number, IN: number, OUT: number): void;
+  /**
+   * The linear layer with int8 weights (model/int8.ts), for generation and evaluation: out (N,OUT)
+   * = inp (N,IN) @ (q * scale)^T + bias, as out[n,j] = scale[j] * sum_i inp[n,i] * q[j,i] + bias[j]
+   * in fp32, reading q as int8 (never a whole fp32 copy of the matrix). q (OUT,IN) is int8 packed
+   * four to an 'i32' element, row-major, little-endian, each row padded to int8RowBytes(IN);
+   * scale (OUT) holds one float per output row. With pre (not null), pre gets that product and out =
+   * gelu_new(pre), as matmulGeluForward. Optional: a backend without it cannot run int8 weights.
+   */
+  matmulInt8Forward?(
+    out: Buf, pre: Buf | null, inp: Buf, q: Buf, scale: Buf, bias: Buf | null, N: number, IN: number, OUT: number,
+  ): void;
   /** dinp (N,IN) += dout @ w; dw (OUT,IN) += dout^T @ inp; dbias (OUT) += sum_n dout. */
   matmulBackward(
     dinp: Buf, dw: Buf, dbias: Buf | null, dout: Buf, inp: Buf, w: Buf, N: number, IN: number, OUT: number,

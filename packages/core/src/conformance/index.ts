@@ -9,6 +9,7 @@ export { kernelCases, matmulCases } from './kernels.js';
 export { modelCases, loadFixture, fixtureNames, fixturesDir } from './fixtures.js';
 export { assertClose, withWorst, type Worst } from './compare.js';
 export { conformanceCases, runSelftest, type CaseResult } from './selftest.js';
+export { int8KernelCases, int8ModelCases, greedy } from './int8.js';
 
 export interface ConformanceOptions {
   /** When set, every case is registered as skipped with this reason (e.g. "no GPU adapter"). */
@@ -18,6 +19,8 @@ export interface ConformanceOptions {
    * mode's tolerances. The other kernels are fp32 in every mode; the fp32 suite covers them.
    */
   precision?: Precision;
+  /** When set, the int8 cases are registered as skipped with this reason (a backend without matmulInt8Forward). */
+  noInt8?: string;
 }
 
 export function runConformance(name: string, makeBackend: () => Promise<Backend>, opts: ConformanceOptions = {}): void {
@@ -33,12 +36,17 @@ export function runConformance(name: string, makeBackend: () => Promise<Backend>
       afterAll(() => be?.dispose());
     }
     const test = opts.skip ? it.skip : it;
-    const { kernels, model } = conformanceCases(p);
+    const { kernels, model, int8 } = conformanceCases(p);
     describe('kernels', () => {
       for (const c of kernels) test(c.name, () => c.run(be));
     });
     describe('model vs fixtures', () => {
       for (const c of model) test(c.name, () => c.run(be));
     });
+    if (int8.length) {
+      describe(opts.noInt8 && !opts.skip ? `int8 weights (skipped: ${opts.noInt8})` : 'int8 weights', () => {
+        for (const c of int8) (opts.noInt8 ? it.skip : test)(c.name, () => c.run(be));
+      });
+    }
   });
 }

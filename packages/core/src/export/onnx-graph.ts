@@ -10,6 +10,7 @@
 import onnxProto from 'onnx-proto';
 import type { GPT2Config } from '../model/config.js';
 import type { TensorToWrite } from '../io/safetensors.js';
+import { quantizeRows } from '../model/int8.js';
 
 const { onnx } = onnxProto;
 type Node = onnxProto.onnx.INodeProto;
@@ -79,17 +80,11 @@ class Graph {
   }
 }
 
-/** Symmetric int8 with one scale per row (perRow) or per column of an [R, Cn] matrix: scale = max|w| / 127. */
-export function quantizeInt8(w: Float32Array, R: number, Cn: number, perRow: boolean): { q: Int8Array; scale: Float32Array } {
-  const scale = new Float32Array(perRow ? R : Cn);
-  for (let r = 0; r < R; r++) for (let c = 0; c < Cn; c++) {
-    const i = perRow ? r : c;
-    scale[i] = Math.max(scale[i], Math.abs(w[r * Cn + c]));
-  }
-  for (let i = 0; i < scale.length; i++) scale[i] = scale[i] / 127 || 1;
-  const q = new Int8Array(R * Cn);
-  for (let r = 0; r < R; r++) for (let c = 0; c < Cn; c++) q[r * Cn + c] = Math.round(w[r * Cn + c] / scale[perRow ? r : c]);
-  return { q, scale };
+/** [R, Cn] -> [Cn, R] */
+function transpose<A extends Float32Array | Int8Array>(a: A, R: number, Cn: number, make: (n: number) => A): A {
+  const t = make(R * Cn);
+  for (let r = 0; r < R; r++) for (let c = 0; c < Cn; c++) t[c * R + r] = a[r * Cn + c];
+  return t;
 }
 
 const vi = (name: string, elemType: number, dims: (number | string)[]): onnxProto.onnx.IValueInfoProto => ({
@@ -126,8 +121,9 @@ export function gpt2OnnxModel(cfg: GPT2Config, tensors: TensorToWrite[], opts: O
     let y: string;
     if (!opts.quantize) y = g.one('MatMul', [x, param(name)]);
     else {
-      const { q, scale } = quantizeInt8(w.data as Float32Array, K, N, false);
-      y = matmulInt8(x, g.init(`${name}_quantized`, [K, N], q, DT.INT8), g.f32(`${name}_scale`, [N], scale));
+      // a scale per column of [K, N]: per row of its transpose, our kernels' [OUT, IN] layout
+      const { q, scale } = quantizeRows(transpose(w.data as Float32Array, K, N, (n) => new Float32Array(n)), N, K);
+      y = matmulInt8(x, g.init(`${name}_quantized`, [K, N], transpose(q, N, K, (n) => new Int8Array(n)), DT.INT8), g.f32(`${name}_scale`, [N], scale));
     }
     return g.one('Add', [y, param(`${prefix}.bias`)]);
   };
@@ -156,7 +152,7 @@ export function gpt2OnnxModel(cfg: GPT2Config, tensors: TensorToWrite[], opts: O
   let wteQ = '', wteScale = '', tokens: string;
   if (!opts.quantize) tokens = g.one('Gather', [param('wte.weight'), 'input_ids']);
   else {
-    const { q, scale } = quantizeInt8(weight('wte.weight').data as Float32Array, V, C, true);
+    const { q, scale } = quantizeRows(weight('wte.weight').data as Float32Array, V, C);
     wteQ = g.init('wte.weight_quantized', [V, C], q, DT.INT8);
     wteScale = g.f32('wte.weight_scale', [V], scale);
     const rows = g.one('Cast', [g.one('Gather', [wteQ, 'input_ids'])], { to: DT.FLOAT }); // [B, S, C]

@@ -6,6 +6,7 @@ import { describeMemory, generationMemory, trainingMemory } from './memory.js';
 import { Rng } from '../sample/rng.js';
 import type { GPT2Config } from './config.js';
 import { paramLayout, slices, type ParamLayout, type ParamName } from './params.js';
+import { INT8_BACKENDS, INT8_MATRICES, quantizeParams, type Int8Matrix, type WeightFormat } from './int8.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -69,18 +70,68 @@ export class GPT2 {
   /** AdamW steps taken (the bias-correction step count). */
   step = 0;
 
-  constructor(backend: Backend, config: GPT2Config, params: Float32Array) {
+  /** 'int8': the linear layers' weights held as int8 (int8.ts), for generate and evaluate only. */
+  readonly weights: WeightFormat;
+  /** Under int8: each matrix's packed int8 rows and row scales (views into two buffers). */
+  private readonly int8?: Record<Int8Matrix, { q: Buf; scale: Buf }[]>;
+
+  /**
+   * `params` is the flat fp32 buffer (paramLayout). With `weights: 'int8'` the linear layers'
+   * matrices are quantized on the host and only their int8 form reaches the device (wte stays in
+   * fp32 too, for the embedding): such a model generates and evaluates, and refuses to train.
+   */
+  constructor(backend: Backend, config: GPT2Config, params: Float32Array, opts: { weights?: WeightFormat } = {}) {
     const { tensors, total, count } = paramLayout(config);
-    this.layout = tensors;
     if (params.length !== total) throw new Error(`expected a parameter buffer of ${total}, got ${params.length}`);
     this.backend = backend;
     this.config = config;
     this.numParams = count;
-    this.bufferLength = total;
-    this.params = backend.alloc(total);
-    backend.upload(this.params, params);
+    this.weights = opts.weights ?? 'fp32';
+    if (this.weights === 'int8' && !backend.kernels.matmulInt8Forward) throw new GPT2Error(`The ${backend.name} backend has no int8 kernels; int8 weights run on ${INT8_BACKENDS}.`);
+    // under int8 the fp32 buffer holds every tensor but the quantized matrices, packed in order
+    const kept = this.weights === 'int8' ? Object.entries(tensors).filter(([n]) => !(INT8_MATRICES as readonly string[]).includes(n)) : Object.entries(tensors);
+    let offset = 0;
+    this.layout = {} as Record<ParamName, ParamLayout>;
+    for (const [n, t] of kept) {
+      this.layout[n as ParamName] = { ...t, offset };
+      offset += t.size;
+    }
+    this.bufferLength = offset;
+    this.params = backend.alloc(offset);
+    for (const [n, t] of kept) backend.upload(backend.view(this.params, this.layout[n as ParamName].offset, t.size), params.subarray(t.offset, t.offset + t.size));
     this.views = this.makeViews(this.params);
     this.layers = this.makeLayerViews(this.params);
+    if (this.weights === 'int8') {
+      const { words, scales, layout } = quantizeParams(config, params);
+      const q = backend.alloc(words.length, 'i32'), sc = backend.alloc(scales.length);
+      backend.upload(q, words);
+      backend.upload(sc, scales);
+      this.int8 = {} as Record<Int8Matrix, { q: Buf; scale: Buf }[]>;
+      for (const [n, list] of Object.entries(layout.matrices)) {
+        this.int8[n as Int8Matrix] = list.map((m) => ({ q: backend.view(q, m.word, m.words), scale: backend.view(sc, m.scale, m.OUT) }));
+      }
+    }
+  }
+
+  /**
+   * out (N,OUT) = inp @ W^T + bias for one of the model's matrices (layer l's, or the LM head's
+   * wte), in int8 where the model holds it so; with pre, pre gets the product and out its GELU.
+   */
+  /** @internal (KVCache) */
+  linear(out: Buf, pre: Buf | null, inp: Buf, name: Int8Matrix, l: number, bias: Buf | null, N: number, IN: number, OUT: number): void {
+    const k = this.backend.kernels;
+    if (this.int8) {
+      const m = this.int8[name][l];
+      return k.matmulInt8Forward!(out, pre, inp, m.q, m.scale, bias, N, IN, OUT);
+    }
+    const w = name === 'wte' ? this.views.wte : this.layers[name][l];
+    if (pre) k.matmulGeluForward(out, pre, inp, w, bias, N, IN, OUT);
+    else k.matmulForward(out, inp, w, bias, N, IN, OUT);
+  }
+
+  /** Training needs the fp32 weights. */
+  private trainable(): void {
+    if (this.int8) throw new GPT2Error('This model holds int8 weights, which only generate and evaluate; load it without --quantize int8 to train, save or export it.');
   }
 
   /** GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2L), biases 0, layernorm gains 1. */
@@ -242,17 +293,17 @@ export class GPT2 {
     k.layernormForward(a.ln1[0], a.ln1Mean[0], a.ln1Rstd[0], a.encoded, P.ln1w[0], P.ln1b[0], N, C);
     for (let l = 0; l < L; l++) {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
-      k.matmulForward(a.qkv[l], a.ln1[l], P.qkvw[l], P.qkvb[l], N, C, 3 * C);
+      this.linear(a.qkv[l], null, a.ln1[l], 'qkvw', l, P.qkvb[l], N, C, 3 * C);
       k.attentionForward(a.atty[l], a.lse[l], a.qkv[l], B, T, NH, HS);
-      k.matmulForward(a.proj, a.atty[l], P.attprojw[l], P.attprojb[l], N, C, C);
+      this.linear(a.proj, null, a.atty[l], 'attprojw', l, P.attprojb[l], N, C, C);
       k.residualLayernormForward(a.res2[l], a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], res, a.proj, P.ln2w[l], P.ln2b[l], N, C);
-      k.matmulGeluForward(a.fchGelu[l], a.fch[l], a.ln2[l], P.fcw[l], P.fcb[l], N, C, F);
-      k.matmulForward(a.proj, a.fchGelu[l], P.fcprojw[l], P.fcprojb[l], N, F, C);
+      this.linear(a.fchGelu[l], a.fch[l], a.ln2[l], 'fcw', l, P.fcb[l], N, C, F);
+      this.linear(a.proj, null, a.fchGelu[l], 'fcprojw', l, P.fcprojb[l], N, F, C);
       // the residual add with the next layer's ln1, or with the final layernorm
       if (l + 1 < L) k.residualLayernormForward(a.res3[l], a.ln1[l + 1], a.ln1Mean[l + 1], a.ln1Rstd[l + 1], a.res2[l], a.proj, P.ln1w[l + 1], P.ln1b[l + 1], N, C);
       else k.residualLayernormForward(a.res3[l], a.lnf, a.lnfMean, a.lnfRstd, a.res2[l], a.proj, p.lnfw, p.lnfb, N, C);
     }
-    k.matmulForward(a.logits, a.lnf, p.wte, null, N, C, V);
+    this.linear(a.logits, null, a.lnf, 'wte', 0, null, N, C, V);
     return a;
   }
 
@@ -279,6 +330,7 @@ export class GPT2 {
   }
 
   private ensureGrads(): { grads: Buf; g: Views } {
+    this.trainable();
     if (!this.grads) {
       this.grads = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
       this.gradViews = this.makeViews(this.grads);
@@ -297,6 +349,7 @@ export class GPT2 {
    * parameter gradients (scale 1/k averages k accumulated micro-batches).
    */
   backward(scale = 1): void {
+    this.trainable();
     const a = this.acts;
     if (!a || a.validTargets === 0) throw new Error('backward() needs a forward() with targets first');
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = this.config;
@@ -361,6 +414,7 @@ export class GPT2 {
   }
 
   private ensureMoments(): { m: Views; v: Views } {
+    this.trainable();
     if (!this.moments) {
       this.m = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
       this.v = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
@@ -371,6 +425,7 @@ export class GPT2 {
 
   /** Parameters (flat, PARAM_SPECS layout) back on the host. */
   async readParams(): Promise<Float32Array> {
+    this.trainable();
     return this.backend.read(this.params);
   }
 
@@ -480,21 +535,21 @@ export class KVCache {
     k.encoderForward(x, tok, p.wte, be.view(p.wpe, this.pos * C, T * C), B, T, C);
     k.layernormForward(ln, mean, rstd, x, P.ln1w[0], P.ln1b[0], N, C);
     for (let l = 0; l < L; l++) {
-      k.matmulForward(qkv, ln, P.qkvw[l], P.qkvb[l], N, C, 3 * C);
+      m.linear(qkv, null, ln, 'qkvw', l, P.qkvb[l], N, C, 3 * C);
       k.attentionDecode(atty, qkv, this.k[l], this.v[l], B, T, this.pos, NH, HS, this.maxT);
-      k.matmulForward(proj, atty, P.attprojw[l], P.attprojb[l], N, C, C);
+      m.linear(proj, null, atty, 'attprojw', l, P.attprojb[l], N, C, C);
       k.residualLayernormForward(x, ln, mean, rstd, x, proj, P.ln2w[l], P.ln2b[l], N, C);
-      k.matmulGeluForward(fchGelu, fch, ln, P.fcw[l], P.fcb[l], N, C, F);
-      k.matmulForward(proj, fchGelu, P.fcprojw[l], P.fcprojb[l], N, F, C);
+      m.linear(fchGelu, fch, ln, 'fcw', l, P.fcb[l], N, C, F);
+      m.linear(proj, null, fchGelu, 'fcprojw', l, P.fcprojb[l], N, F, C);
       const next = l + 1 < L ? [P.ln1w[l + 1], P.ln1b[l + 1]] : [p.lnfw, p.lnfb];
       k.residualLayernormForward(x, ln, mean, rstd, x, proj, next[0], next[1], N, C);
     }
     if (T === 1) {
-      k.matmulForward(s.logits, ln, p.wte, null, B, C, V);
+      m.linear(s.logits, null, ln, 'wte', 0, null, B, C, V);
     } else {
       // only each sequence's last position reaches the LM head
       for (let b = 0; b < B; b++) {
-        k.matmulForward(be.view(s.logits, b * V, V), be.view(ln, (b * T + T - 1) * C, C), p.wte, null, 1, C, V);
+        m.linear(be.view(s.logits, b * V, V), null, be.view(ln, (b * T + T - 1) * C, C), 'wte', 0, null, 1, C, V);
       }
     }
     this.pos += T;

@@ -2,7 +2,7 @@ import type { Backend, Buf, DType, Kernels } from '../../backend.js';
 import { RefBuf, f32 } from './buf.js';
 import { encoderForward, encoderBackward } from './encoder.js';
 import { layernormForward, layernormBackward } from './layernorm.js';
-import { matmulForward, matmulBackward, biasBackward } from './matmul.js';
+import { matmulForward, matmulBackward, biasBackward, matmulInt8Forward } from './matmul.js';
 import { attentionForward, attentionBackward, attentionDecode } from './attention.js';
 import { geluForward, geluBackward } from './gelu.js';
 import { add } from './add.js';
@@ -27,6 +27,10 @@ const kernels: Kernels = {
   residualLayernormForward(res, out, mean, rstd, a, b, w, bias, N, C) {
     add(res, a, b, N * C);
     layernormForward(out, mean, rstd, res, w, bias, N, C);
+  },
+  matmulInt8Forward(out, pre, inp, q, scale, bias, N, IN, OUT) {
+    matmulInt8Forward(pre ?? out, inp, q, scale, bias, N, IN, OUT);
+    if (pre) geluForward(out, pre, N * OUT);
   },
   crossEntropyBackward(dlogits, losses, logits, targets, scale, N, V) {
     crossEntropyForward(losses, null, logits, targets, N, V);

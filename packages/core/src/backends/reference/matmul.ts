@@ -1,5 +1,6 @@
 import type { Buf } from '../../backend.js';
-import { f32 } from './buf.js';
+import { f32, i32 } from './buf.js';
+import { int8RowBytes } from '../../model/int8.js';
 
 // out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias (OUT)
 // Four rows of inp share each pass over a weight row, so w is read N/4 times, not N.
@@ -67,5 +68,21 @@ function axpy4(dst: Float32Array, off: number, src: Float32Array, IN: number, R:
   for (; r < R; r++) {
     const g = coef(r), s0 = r * IN;
     for (let i = 0; i < IN; i++) dst[off + i] += g * src[s0 + i];
+  }
+}
+
+// out (N,OUT) = scale[j] * (inp (N,IN) . q[j,:]) + bias, q (OUT,IN) int8 packed in i32 words with
+// rows padded to int8RowBytes(IN): the int8 arithmetic every backend matches
+export function matmulInt8Forward(out: Buf, inp: Buf, q: Buf, scale: Buf, bias: Buf | null, N: number, IN: number, OUT: number): void {
+  const o = f32(out), x = f32(inp), s = f32(scale), bs = bias ? f32(bias) : null;
+  const qw = i32(q), bytes = new Int8Array(qw.buffer, qw.byteOffset, qw.byteLength), rb = int8RowBytes(IN);
+  for (let n = 0; n < N; n++) {
+    const xo = n * IN;
+    for (let j = 0; j < OUT; j++) {
+      const wo = j * rb;
+      let acc = 0;
+      for (let i = 0; i < IN; i++) acc += x[xo + i] * bytes[wo + i];
+      o[n * OUT + j] = s[j] * acc + (bs ? bs[j] : 0);
+    }
   }
 }
