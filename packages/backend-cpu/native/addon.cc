@@ -173,6 +173,7 @@ KERNEL(LayernormBackward, 10, layernorm_backward(F(0), F(1), F(2), F(3), F(4), F
 KERNEL(ResidualLayernormForward, 10, residual_layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))
 KERNEL(MatmulForward, 7, matmul_forward(F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6)))
 KERNEL(MatmulGeluForward, 8, matmul_gelu_forward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7)))
+KERNEL(MatmulInt8Forward, 9, matmul_int8_forward(F(0), F(1), F(2), (const int8_t *)(uintptr_t)a[3], F(4), F(5), N_(6), N_(7), N_(8)))
 KERNEL(MatmulBackward, 9, matmul_backward(F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7), N_(8)))
 KERNEL(AttentionForward, 7, attention_forward(F(0), F(1), F(2), N_(3), N_(4), N_(5), N_(6)))
 KERNEL(AttentionBackward, 9, attention_backward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7), N_(8)))
@@ -192,6 +193,7 @@ static napi_value ModuleInit(napi_env env, napi_value exports) {
       EXPORT("encoderBackward", EncoderBackward), EXPORT("layernormForward", LayernormForward),
       EXPORT("layernormBackward", LayernormBackward), EXPORT("residualLayernormForward", ResidualLayernormForward),
       EXPORT("matmulForward", MatmulForward), EXPORT("matmulGeluForward", MatmulGeluForward), EXPORT("matmulBackward", MatmulBackward),
+      EXPORT("matmulInt8Forward", MatmulInt8Forward),
       EXPORT("attentionForward", AttentionForward), EXPORT("attentionBackward", AttentionBackward),
       EXPORT("attentionDecode", AttentionDecode), EXPORT("geluBackward", GeluBackward),
       EXPORT("crossEntropyForward", CrossEntropyForward), EXPORT("crossEntropyBackward", CrossEntropyBackward),

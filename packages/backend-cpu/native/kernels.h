@@ -26,11 +26,12 @@ void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd
                                 const float *bias, int N, int C);
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, const float *mean,
                         const float *rstd, int N, int C);
-// matmul.cc
+// matmul.cc, matmul-int8.cc
 void set_gemm(bool onednn, bool bf16); // products of many rows through oneDNN (else the BLAS), bf16 operands
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
 void matmul_gelu_forward(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N, int IN, int OUT);
+void matmul_int8_forward(float *out, float *pre, const float *inp, const int8_t *q, const float *scale, const float *bias, int N, int IN, int OUT);
 // attention.cc
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int NH, int HS);
@@ -54,6 +55,19 @@ inline void share(int64_t n, int64_t &begin, int64_t &end) {
   begin = n * tid / nt;
   end = n * (tid + 1) / nt;
 }
+
+// inside a parallel region: this thread's share [c0, c1) of n columns, in multiples of 16 floats (one
+// cache line), as the matmuls split their outputs
+inline void share_cols(int64_t n, int64_t &c0, int64_t &c1) {
+  const int64_t GRAIN = 16;
+  share((n + GRAIN - 1) / GRAIN, c0, c1);
+  c0 = c0 * GRAIN < n ? c0 * GRAIN : n;
+  c1 = c1 * GRAIN < n ? c1 * GRAIN : n;
+}
+
+// the matmuls take at most this many rows with their own kernel, which reads each weight row once
+// (decoding), and more with a GEMM
+const int SMALL_N = 8;
 
 // matmul + GELU's epilogue (gelu.cc): pre (N,OUT) rows n0..n1, columns j0..j1 += bias, out = gelu(pre)
 void bias_gelu(float *out, float *pre, const float *bias, int64_t n0, int64_t n1, int OUT, int64_t j0, int64_t j1);

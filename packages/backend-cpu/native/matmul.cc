@@ -16,15 +16,6 @@
 #include "kernels.h"
 #include "onednn.h"
 
-static const int SMALL_N = 8;
-static const int GRAIN = 16; // threads split columns in multiples of 16 floats (one cache line)
-
-// this thread's share of n columns, in GRAIN multiples
-static inline void share_cols(int64_t n, int64_t &c0, int64_t &c1) {
-  share((n + GRAIN - 1) / GRAIN, c0, c1);
-  c0 = c0 * GRAIN < n ? c0 * GRAIN : n;
-  c1 = c1 * GRAIN < n ? c1 * GRAIN : n;
-}
 
 // out (R,OUT) columns j0..j1 for R <= SMALL_N input rows, two weight rows at a time
 template <int R>

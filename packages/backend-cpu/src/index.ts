@@ -117,6 +117,7 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
       call('residualLayernormForward', p(res), p(out), p(mean), p(rstd), p(x), p(y), p(w), p(bias), N, C),
     matmulForward: (out, inp, w, bias, N, IN, OUT) => call('matmulForward', p(out), p(inp), p(w), p(bias), N, IN, OUT),
     matmulGeluForward: (out, pre, inp, w, bias, N, IN, OUT) => call('matmulGeluForward', p(out), p(pre), p(inp), p(w), p(bias), N, IN, OUT),
+    matmulInt8Forward: (out, pre, inp, q, scale, bias, N, IN, OUT) => call('matmulInt8Forward', p(out), p(pre), p(inp), p(q), p(scale), p(bias), N, IN, OUT),
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => call('matmulBackward', p(dinp), p(dw), p(dbias), p(dout), p(inp), p(w), N, IN, OUT),
     attentionForward: (out, lse, qkv, B, T, NH, HS) => call('attentionForward', p(out), p(lse), p(qkv), B, T, NH, HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) => call('attentionBackward', p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS),
