@@ -170,6 +170,124 @@ function gemv(out: usize, inp: usize, w: usize, bias: usize, N: i32, IN: i32, OU
   return 0;
 }
 
+// ---- matmul with int8 weights -------------------------------------------------------------
+
+// out (N,OUT) = scale[o] * (inp (N,IN) . q[o,:]) + bias[o], for output columns [s, e). q (OUT,IN) is
+// int8 with rows padded to 4 bytes (core's model/int8.ts), widened to f32 in registers, never the
+// whole matrix. Four input rows share each widened pair of weight rows. One row (decoding) streams
+// four weight rows at once and widens sixteen weights as four i32x4 lanes' bytes by shifts (fewer
+// instructions than the int8 -> int16 -> int32 extends), against the input row reordered to match
+// in this thread's scratch (IN floats at scratch + tid * scratchStride).
+export function matmul_int8_forward(out: usize, inp: usize, q: usize, scale: usize, bias: usize, N: i32, IN: i32, OUT: i32, scratch: usize, scratchStride: i32, s: i32, e: i32, tid: i32): f64 {
+  const rb = <usize>((IN + 3) & ~3);
+  let n = 0;
+  for (; n + 4 <= N; n += 4) {
+    let o = s;
+    for (; o + 2 <= e; o += 2) int8Tile4x2(out, inp, q, scale, bias, n, o, IN, OUT, rb);
+    for (; o < e; o++) for (let r = n; r < n + 4; r++) int8Store(out, scale, bias, r, o, OUT, int8Dot(inp + <usize>r * (<usize>IN << 2), q + <usize>o * rb, IN));
+  }
+  const xt = scratch + <usize>tid * <usize>scratchStride;
+  for (; n < N; n++) {
+    const x = inp + <usize>n * (<usize>IN << 2);
+    // xt[g + 4k + l] = x[g + 4l + k] in each block g of 16: byte k of lane l is weight g + 4l + k
+    const I16 = IN & ~15;
+    for (let g = 0; g < I16; g += 16) for (let k = 0; k < 4; k++) for (let l = 0; l < 4; l++) stf(xt, g + 4 * k + l, ldf(x, g + 4 * l + k));
+    let o = s;
+    for (; o + 4 <= e; o += 4) int8Row1x4(out, x, xt, q, scale, bias, n, o, IN, OUT, rb);
+    for (; o < e; o++) int8Store(out, scale, bias, n, o, OUT, int8Dot(x, q + <usize>o * rb, IN));
+  }
+  return 0;
+}
+
+@inline function int8Store(out: usize, scale: usize, bias: usize, n: i32, o: i32, OUT: i32, dot: f32): void {
+  stf(out, n * OUT + o, ldf(scale, o) * dot + (bias ? ldf(bias, o) : 0));
+}
+
+/** sum x[i] * q[i], i < n, q int8 */
+function int8Dot(x: usize, q: usize, n: i32): f32 {
+  let acc = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) acc = madd(v128.load(x + (<usize>i << 2)), widen4(q + <usize>i), acc);
+  let sum = hsum(acc);
+  for (; i < n; i++) sum += ldf(x, i) * <f32>load<i8>(q + <usize>i);
+  return sum;
+}
+
+/** four int8 at p as f32x4 */
+@inline function widen4(p: usize): v128 {
+  return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(p))));
+}
+
+// byte k (0..3) of each i32x4 lane of b as f32x4
+@inline function byte0(b: v128): v128 { return f32x4.convert_i32x4_s(i32x4.shr_s(i32x4.shl(b, 24), 24)); }
+@inline function byte1(b: v128): v128 { return f32x4.convert_i32x4_s(i32x4.shr_s(i32x4.shl(b, 16), 24)); }
+@inline function byte2(b: v128): v128 { return f32x4.convert_i32x4_s(i32x4.shr_s(i32x4.shl(b, 8), 24)); }
+@inline function byte3(b: v128): v128 { return f32x4.convert_i32x4_s(i32x4.shr_s(b, 24)); }
+
+// one input row (x, and xt: x reordered per block of 16) against weight rows o..o+3
+function int8Row1x4(out: usize, x: usize, xt: usize, q: usize, scale: usize, bias: usize, n: i32, o: i32, IN: i32, OUT: i32, rb: usize): void {
+  const q0 = q + <usize>o * rb, q1 = q0 + rb, q2 = q1 + rb, q3 = q2 + rb;
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const I16 = IN & ~15;
+  for (let i = 0; i < I16; i += 16) {
+    const k = <usize>i << 2;
+    const x0 = v128.load(xt + k), x1 = v128.load(xt + k + 16), x2 = v128.load(xt + k + 32), x3 = v128.load(xt + k + 48);
+    let b = v128.load(q0 + <usize>i);
+    a0 = madd(x0, byte0(b), a0); a0 = madd(x1, byte1(b), a0); a0 = madd(x2, byte2(b), a0); a0 = madd(x3, byte3(b), a0);
+    b = v128.load(q1 + <usize>i);
+    a1 = madd(x0, byte0(b), a1); a1 = madd(x1, byte1(b), a1); a1 = madd(x2, byte2(b), a1); a1 = madd(x3, byte3(b), a1);
+    b = v128.load(q2 + <usize>i);
+    a2 = madd(x0, byte0(b), a2); a2 = madd(x1, byte1(b), a2); a2 = madd(x2, byte2(b), a2); a2 = madd(x3, byte3(b), a2);
+    b = v128.load(q3 + <usize>i);
+    a3 = madd(x0, byte0(b), a3); a3 = madd(x1, byte1(b), a3); a3 = madd(x2, byte2(b), a3); a3 = madd(x3, byte3(b), a3);
+  }
+  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  if (I16 < IN) {
+    const xr = x + (<usize>I16 << 2), n16 = IN - I16, o16 = <usize>I16;
+    s0 += int8Dot(xr, q0 + o16, n16); s1 += int8Dot(xr, q1 + o16, n16);
+    s2 += int8Dot(xr, q2 + o16, n16); s3 += int8Dot(xr, q3 + o16, n16);
+  }
+  int8Store(out, scale, bias, n, o, OUT, s0);
+  int8Store(out, scale, bias, n, o + 1, OUT, s1);
+  int8Store(out, scale, bias, n, o + 2, OUT, s2);
+  int8Store(out, scale, bias, n, o + 3, OUT, s3);
+}
+
+// input rows n..n+3 against weight rows o, o+1, four inputs a step (8 accumulators)
+function int8Tile4x2(out: usize, inp: usize, q: usize, scale: usize, bias: usize, n: i32, o: i32, IN: i32, OUT: i32, rb: usize): void {
+  const rowB = <usize>IN << 2;
+  const q0 = q + <usize>o * rb, q1 = q0 + rb;
+  const x0 = inp + <usize>n * rowB, x1 = x0 + rowB, x2 = x1 + rowB, x3 = x2 + rowB;
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+  let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+  const I4 = IN & ~3;
+  for (let i = 0; i < I4; i += 4) {
+    const k = <usize>i << 2;
+    const v0 = widen4(q0 + <usize>i), v1 = widen4(q1 + <usize>i);
+    let x = v128.load(x0 + k);
+    a00 = madd(x, v0, a00); a01 = madd(x, v1, a01);
+    x = v128.load(x1 + k);
+    a10 = madd(x, v0, a10); a11 = madd(x, v1, a11);
+    x = v128.load(x2 + k);
+    a20 = madd(x, v0, a20); a21 = madd(x, v1, a21);
+    x = v128.load(x3 + k);
+    a30 = madd(x, v0, a30); a31 = madd(x, v1, a31);
+  }
+  let s00 = hsum(a00), s01 = hsum(a01), s10 = hsum(a10), s11 = hsum(a11);
+  let s20 = hsum(a20), s21 = hsum(a21), s30 = hsum(a30), s31 = hsum(a31);
+  for (let i = I4; i < IN; i++) {
+    const v0 = <f32>load<i8>(q0 + <usize>i), v1 = <f32>load<i8>(q1 + <usize>i);
+    s00 += ldf(x0, i) * v0; s01 += ldf(x0, i) * v1;
+    s10 += ldf(x1, i) * v0; s11 += ldf(x1, i) * v1;
+    s20 += ldf(x2, i) * v0; s21 += ldf(x2, i) * v1;
+    s30 += ldf(x3, i) * v0; s31 += ldf(x3, i) * v1;
+  }
+  int8Store(out, scale, bias, n, o, OUT, s00); int8Store(out, scale, bias, n, o + 1, OUT, s01);
+  int8Store(out, scale, bias, n + 1, o, OUT, s10); int8Store(out, scale, bias, n + 1, o + 1, OUT, s11);
+  int8Store(out, scale, bias, n + 2, o, OUT, s20); int8Store(out, scale, bias, n + 2, o + 1, OUT, s21);
+  int8Store(out, scale, bias, n + 3, o, OUT, s30); int8Store(out, scale, bias, n + 3, o + 1, OUT, s31);
+}
+
 // dinp (N,IN) += dout (N,OUT) @ w (OUT,IN), for rows [s, e).
 // Register tile: 2 rows x 16 columns of dinp (8 accumulators). The weight rows are taken in
 // blocks of OB that stay in L2 while every row pair passes over them, so W streams from memory

@@ -115,8 +115,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     Atomics.notify(ints, SEQ);
     const [s, e] = share(units, grain, threads, 0);
     let total = s < e ? fns[name](...a, s, e, 0) : 0;
-    for (let done = Atomics.load(ints, DONE); done < threads - 1; done = Atomics.load(ints, DONE)) {
-      if (canBlock) Atomics.wait(ints, DONE, done);
+    for (let done = Atomics.load(ints, DONE), spin = 0; done < threads - 1; done = Atomics.load(ints, DONE)) {
+      if (canBlock && ++spin > 20_000) Atomics.wait(ints, DONE, done); // spin first: the others finish about when we do
     }
     for (let t = 1; t < threads; t++) total += results[t];
     return total;
@@ -149,7 +149,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     return new WasmBuf(ptr, length, dtype, true);
   }
 
-  // per-thread scratch for matmul_backward_weight's gathered dout columns, grown as needed
+  // per-thread scratch (matmul_backward_weight's gathered dout columns, matmul_int8_forward's reordered input row), grown as needed
   let scratch: { buf: WasmBuf; floats: number } | undefined;
   function gatherScratch(floats: number): { ptr: number; stride: number } {
     if (!scratch || scratch.floats < floats) {
@@ -185,6 +185,12 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     matmulGeluForward(out, pre, inp, w, bias, N, IN, OUT) {
       dispatch('matmul_forward', [p(pre), p(inp), p(w), p(bias), N, IN, OUT], OUT, 4, N * IN * OUT);
       dispatch('gelu_forward', [p(out), p(pre)], N * OUT, 16, N * OUT * 20);
+    },
+    matmulInt8Forward(out, pre, inp, q, scale, bias, N, IN, OUT) {
+      // with GELU: pre = scale * dot + bias, then out = gelu(pre), as matmulGeluForward
+      const g = gatherScratch(IN);
+      dispatch('matmul_int8_forward', [p(pre ?? out), p(inp), p(q), p(scale), p(bias), N, IN, OUT, g.ptr, g.stride], OUT, 4, N * IN * OUT);
+      if (pre) dispatch('gelu_forward', [p(out), p(pre)], N * OUT, 16, N * OUT * 20);
     },
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => {
       dispatch('matmul_backward_input', [p(dinp), p(dout), p(w), N, IN, OUT], N, 2, N * IN * OUT);
