@@ -218,30 +218,37 @@ function int8Dot(x: usize, q: usize, n: i32): f32 {
   return f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(v128.load32_zero(p))));
 }
 
-// byte k (0..3) of each i32x4 lane of b as f32x4
-@inline function byte0(b: v128): v128 { return f32x4.convert_i32x4_s(i32x4.shr_s(i32x4.shl(b, 24), 24)); }
-@inline function byte1(b: v128): v128 { return f32x4.convert_i32x4_s(i32x4.shr_s(i32x4.shl(b, 16), 24)); }
-@inline function byte2(b: v128): v128 { return f32x4.convert_i32x4_s(i32x4.shr_s(i32x4.shl(b, 8), 24)); }
-@inline function byte3(b: v128): v128 { return f32x4.convert_i32x4_s(i32x4.shr_s(b, 24)); }
+// byte k (0..3) of each i32x4 lane of b, times 2^24, as f32x4: the byte moved to the lane's top and
+// the rest masked off is exact as a float (one or two integer ops, not a shift pair), and scaling
+// by a power of two changes no rounding; the dot products are scaled back by 2^-24
+const TOP: u32 = 0xff000000;
+@inline function byte0(b: v128): v128 { return f32x4.convert_i32x4_s(i32x4.shl(b, 24)); }
+@inline function byte1(b: v128): v128 { return f32x4.convert_i32x4_s(v128.and(i32x4.shl(b, 16), i32x4.splat(TOP))); }
+@inline function byte2(b: v128): v128 { return f32x4.convert_i32x4_s(v128.and(i32x4.shl(b, 8), i32x4.splat(TOP))); }
+@inline function byte3(b: v128): v128 { return f32x4.convert_i32x4_s(v128.and(b, i32x4.splat(TOP))); }
+const UNTOP: f32 = 1.0 / 16777216.0;
 
 // one input row (x, and xt: x reordered per block of 16) against weight rows o..o+3
 function int8Row1x4(out: usize, x: usize, xt: usize, q: usize, scale: usize, bias: usize, n: i32, o: i32, IN: i32, OUT: i32, rb: usize): void {
   const q0 = q + <usize>o * rb, q1 = q0 + rb, q2 = q1 + rb, q3 = q2 + rb;
+  // two accumulators a row (a, c), so each takes two multiply-adds a step, not a chain of four
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  let c0 = f32x4.splat(0), c1 = f32x4.splat(0), c2 = f32x4.splat(0), c3 = f32x4.splat(0);
   const I16 = IN & ~15;
   for (let i = 0; i < I16; i += 16) {
     const k = <usize>i << 2;
     const x0 = v128.load(xt + k), x1 = v128.load(xt + k + 16), x2 = v128.load(xt + k + 32), x3 = v128.load(xt + k + 48);
     let b = v128.load(q0 + <usize>i);
-    a0 = madd(x0, byte0(b), a0); a0 = madd(x1, byte1(b), a0); a0 = madd(x2, byte2(b), a0); a0 = madd(x3, byte3(b), a0);
+    a0 = madd(x0, byte0(b), a0); c0 = madd(x1, byte1(b), c0); a0 = madd(x2, byte2(b), a0); c0 = madd(x3, byte3(b), c0);
     b = v128.load(q1 + <usize>i);
-    a1 = madd(x0, byte0(b), a1); a1 = madd(x1, byte1(b), a1); a1 = madd(x2, byte2(b), a1); a1 = madd(x3, byte3(b), a1);
+    a1 = madd(x0, byte0(b), a1); c1 = madd(x1, byte1(b), c1); a1 = madd(x2, byte2(b), a1); c1 = madd(x3, byte3(b), c1);
     b = v128.load(q2 + <usize>i);
-    a2 = madd(x0, byte0(b), a2); a2 = madd(x1, byte1(b), a2); a2 = madd(x2, byte2(b), a2); a2 = madd(x3, byte3(b), a2);
+    a2 = madd(x0, byte0(b), a2); c2 = madd(x1, byte1(b), c2); a2 = madd(x2, byte2(b), a2); c2 = madd(x3, byte3(b), c2);
     b = v128.load(q3 + <usize>i);
-    a3 = madd(x0, byte0(b), a3); a3 = madd(x1, byte1(b), a3); a3 = madd(x2, byte2(b), a3); a3 = madd(x3, byte3(b), a3);
+    a3 = madd(x0, byte0(b), a3); c3 = madd(x1, byte1(b), c3); a3 = madd(x2, byte2(b), a3); c3 = madd(x3, byte3(b), c3);
   }
-  let s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+  a0 = f32x4.add(a0, c0); a1 = f32x4.add(a1, c1); a2 = f32x4.add(a2, c2); a3 = f32x4.add(a3, c3);
+  let s0 = hsum(a0) * UNTOP, s1 = hsum(a1) * UNTOP, s2 = hsum(a2) * UNTOP, s3 = hsum(a3) * UNTOP;
   if (I16 < IN) {
     const xr = x + (<usize>I16 << 2), n16 = IN - I16, o16 = <usize>I16;
     s0 += int8Dot(xr, q0 + o16, n16); s1 += int8Dot(xr, q1 + o16, n16);

@@ -35,9 +35,18 @@ const threadsOption = () => new Option('--threads <n>', 'CPU threads for the cpu
 const precisionOption = () =>
   new Option('--precision <mode>', 'matmul precision: tf32 or bf16 on cuda, bf16 on cpu (oneDNN), f16 on webgpu (README, "Precision")').choices(PRECISIONS).default('fp32');
 
+const quantizeOption = () =>
+  new Option('--quantize <kind>', 'int8: the linear layers\' weights as int8 with a scale per row, fp32 arithmetic (README, "int8 weights")').choices(['int8']);
+// training needs fp32 weights: --quantize on a training command says where it belongs
+const noQuantize = () =>
+  new Option('--quantize <kind>').hideHelp().argParser(() => {
+    throw new InvalidArgumentError('int8 weights are for generate, eval and bench --task generate; training needs the fp32 weights (drop --quantize).');
+  });
+
 function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
   const ft = kind === 'finetune';
   return cmd
+    .addOption(noQuantize())
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(precisionOption())
@@ -114,6 +123,7 @@ export function buildProgram(): Command {
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(precisionOption())
+    .addOption(quantizeOption())
     .option('--prompt <text>', 'text to continue (default: unconditional)')
     .option('--prompt-file <file>', 'read the prompt from a file')
     .option('--max-new-tokens <n>', 'tokens to generate per sample (any length: the context slides)', int(0), 200)
@@ -145,6 +155,7 @@ export function buildProgram(): Command {
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(precisionOption())
+    .addOption(quantizeOption())
     .option('--json', 'print {"loss", "perplexity", "accuracy", "tokens"}')
     .action(async function (this: Command) {
       await runEval(this.opts());
@@ -194,6 +205,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--backend <name>', 'compute backend, or onnxruntime: ONNX Runtime on our ONNX export (generate only)').choices([...BACKEND_CHOICES, 'onnxruntime']).default('auto'))
     .addOption(threadsOption())
     .addOption(precisionOption())
+    .addOption(quantizeOption())
     .option('--init <size|config.json>', 'model shape', 'gpt2')
     .option('--batch <n>', 'batch size', int(1), 4)
     .option('--seq <n>', 'sequence length (train; matmul times batch*seq rows too)', int(1), 64)

@@ -2,7 +2,7 @@
 // random initialisation of a named size (--init gpt2 | gpt2-medium | ... | CONFIG.json).
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { GPT2, GPT2Error, parseConfig, presetConfig, type Backend, type GPT2Config, type Tokenizer } from '@gpt2/core';
+import { GPT2, GPT2Error, parseConfig, presetConfig, type Backend, type GPT2Config, type Tokenizer, type WeightFormat } from '@gpt2/core';
 import { gpt2Tokenizer, loadModelDir, loadTokenizerDir } from '@gpt2/core/node';
 import { downloadModel, hubOptionsFromEnv } from './hub.js';
 import type { Reporter } from './report.js';
@@ -56,8 +56,15 @@ export async function readModel(model: string, report?: Reporter) {
   return { config, params, tokenizer: await tokenizerFor(dir, config, report), dir };
 }
 
-export function instantiate(backend: Backend, m: Awaited<ReturnType<typeof readModel>>): LoadedModel {
-  return { model: new GPT2(backend, m.config, m.params), tokenizer: m.tokenizer, dir: m.dir };
+/** The weight format --quantize asks for; int8 computes in fp32, so it refuses a reduced --precision. */
+export function weightFormat(f: { quantize?: string; precision?: string }): WeightFormat {
+  if (!f.quantize) return 'fp32';
+  if (f.precision && f.precision !== 'fp32') throw new GPT2Error(`--quantize int8 keeps fp32 arithmetic (int8 weights, fp32 activations); drop --precision ${f.precision}.`);
+  return 'int8';
+}
+
+export function instantiate(backend: Backend, m: Awaited<ReturnType<typeof readModel>>, weights: WeightFormat = 'fp32'): LoadedModel {
+  return { model: new GPT2(backend, m.config, m.params, { weights }), tokenizer: m.tokenizer, dir: m.dir };
 }
 
 /** A config from a preset name or a config.json path. */

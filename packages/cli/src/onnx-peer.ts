@@ -18,9 +18,10 @@ export interface OnnxDecoder {
   feed(tokens: Int32Array, T: number): Promise<Float32Array>;
 }
 
-export async function onnxPeer(config: GPT2Config, params: Float32Array, threads?: number) {
+/** `quantize`: the q8 export (int8 matmul weights) instead of fp32. */
+export async function onnxPeer(config: GPT2Config, params: Float32Array, threads?: number, quantize = false) {
   const ort = await loadOrt();
-  const { model } = gpt2OnnxModel(config, paramsToTensors(config, params));
+  const { model } = gpt2OnnxModel(config, paramsToTensors(config, params), { quantize });
   const session = await ort.InferenceSession.create(model, { intraOpNumThreads: threads ?? 0, graphOptimizationLevel: 'all' });
   const { nHead: NH, nEmbd: C, nLayer: L, vocabSize: V } = config;
   const i64 = (n: number, f: (i: number) => number, dims: number[]) => new ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => BigInt(f(i))), dims);

@@ -5,15 +5,16 @@
 //                    --backend onnxruntime times ONNX Runtime on our ONNX export of the same model
 //   --task matmul:   GFLOP/s of the forward product and the backward pair at GPT-2's shapes, for
 //                    1, 8 and batch*seq rows (with GPT2_PEAK_TFLOPS, also as a fraction of that peak)
-import { argmax, generationMemory, GPT2, GPT2Error, paramLayout, trainingMemory, type Backend, type GPT2Config, type Precision } from '@gpt2/core';
+import { argmax, generationMemory, GPT2, GPT2Error, paramLayout, trainingMemory, type Backend, type GPT2Config, type Precision, type WeightFormat } from '@gpt2/core';
 import { openBackend } from '../backends.js';
-import { initConfig } from '../model-source.js';
+import { initConfig, weightFormat } from '../model-source.js';
 import { onnxPeer } from '../onnx-peer.js';
 
 export interface BenchFlags {
   backend: string;
   threads?: number;
   precision?: Precision;
+  quantize?: 'int8';
   task: string;
   init: string;
   batch: number;
@@ -53,14 +54,17 @@ async function decodeFigures(f: BenchFlags, config: GPT2Config, createCache: (B:
   };
 }
 
-/** The generate benchmark on ONNX Runtime, running our ONNX export of the same random model. */
-async function benchOnnxRuntime(f: BenchFlags, config: GPT2Config): Promise<void> {
+/**
+ * The generate benchmark on ONNX Runtime, running our ONNX export of the same random model (with
+ * --quantize int8 its q8 export: the int8 weights transformers.js's dtype 'q8' runs).
+ */
+async function benchOnnxRuntime(f: BenchFlags, config: GPT2Config, weights: WeightFormat): Promise<void> {
   if (f.task !== 'generate') throw new GPT2Error(`--backend onnxruntime is a peer for --task generate only (it runs our ONNX export), not ${f.task}.`);
   if (f.precision && f.precision !== 'fp32') throw new GPT2Error(`--backend onnxruntime runs the fp32 export; drop --precision ${f.precision}.`);
   const params = GPT2.initParams(config, 1);
-  const peer = await onnxPeer(config, params, f.threads);
+  const peer = await onnxPeer(config, params, f.threads, weights === 'int8');
   const result = {
-    task: f.task, backend: peer.name, precision: 'fp32', model: f.init, params: paramLayout(config).count, device: peer.describe(),
+    task: f.task, backend: peer.name, precision: 'fp32', weights: weights === 'int8' ? 'q8 (onnx)' : 'fp32', model: f.init, params: paramLayout(config).count, device: peer.describe(),
     ...(await decodeFigures(f, config, (B) => peer.createCache(B))), peakRssMB: peakRssMB(),
   };
   process.stdout.write((f.json ? JSON.stringify(result) : JSON.stringify(result, null, 2)) + '\n');
@@ -128,7 +132,9 @@ async function matmulFigures(be: Backend, rows: number) {
 
 export async function runBench(f: BenchFlags): Promise<void> {
   const config = initConfig(f.init); // bad input fails before any backend starts
-  if (f.backend === 'onnxruntime') return benchOnnxRuntime(f, config);
+  const weights = weightFormat(f);
+  if (weights === 'int8' && f.task !== 'generate') throw new GPT2Error(`--quantize int8 is for --task generate (int8 weights only generate and evaluate), not ${f.task}.`);
+  if (f.backend === 'onnxruntime') return benchOnnxRuntime(f, config, weights);
   const { backend } = await openBackend(f);
   if (f.task === 'matmul') {
     process.stdout.write(JSON.stringify({ task: 'matmul', backend: backend.name, precision: f.precision ?? 'fp32', ...(await matmulFigures(backend, f.batch * f.seq)) }, null, f.json ? 0 : 2) + '\n');
@@ -136,9 +142,9 @@ export async function runBench(f: BenchFlags): Promise<void> {
     return;
   }
   const kernelMs = f.profile && f.task === 'train' ? profileKernels(backend) : undefined;
-  const model = new GPT2(backend, config, GPT2.initParams(config, 1));
+  const model = new GPT2(backend, config, GPT2.initParams(config, 1), { weights });
   const ids = (n: number, salt: number) => benchIds(config, n, salt);
-  const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', model: f.init, params: model.numParams };
+  const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', weights, model: f.init, params: model.numParams };
   let result: object;
   if (f.task === 'train') {
     if (f.seq > config.nPositions) throw new GPT2Error(`--seq ${f.seq} is longer than the model's context of ${config.nPositions}.`);
@@ -162,7 +168,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
       ...memory(trainingMemory(config, f.batch, f.seq).total), ...(profile ? { msPerStepByKernel: profile } : {}),
     };
   } else if (f.task === 'generate') {
-    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...memory(generationMemory(config, f.batch, config.nPositions).total) };
+    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...memory(generationMemory(config, f.batch, config.nPositions, weights).total) };
   } else {
     throw new GPT2Error(`Unknown bench task '${f.task}'; choose train, generate or matmul (the tokenizer benchmark is pnpm bench:tokenizer).`);
   }

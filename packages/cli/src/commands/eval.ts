@@ -4,14 +4,15 @@ import { readFile } from 'node:fs/promises';
 import { GPT2Error, perplexity, type Precision } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { expandPaths } from '../corpus.js';
-import { instantiate, readModel } from '../model-source.js';
+import { instantiate, readModel, weightFormat } from '../model-source.js';
 import { Reporter } from '../report.js';
 
-export async function runEval(f: { model: string; data: string; backend: string; threads?: number; precision?: Precision; stride?: number; json?: boolean }): Promise<void> {
+export async function runEval(f: { model: string; data: string; backend: string; threads?: number; precision?: Precision; quantize?: 'int8'; stride?: number; json?: boolean }): Promise<void> {
   const report = new Reporter(Boolean(f.json));
+  const weights = weightFormat(f);
   const read = await readModel(f.model, report);
   const { backend } = await openBackend(f);
-  const { model, tokenizer } = instantiate(backend, read);
+  const { model, tokenizer } = instantiate(backend, read, weights);
   const files = await expandPaths([f.data]);
   let text = '';
   for (const file of files) {
@@ -24,6 +25,6 @@ export async function runEval(f: { model: string; data: string; backend: string;
   }
   const ids = tokenizer.encode(text, { specials: true });
   const r = await perplexity(model, ids, f.stride);
-  if (f.json) process.stdout.write(JSON.stringify({ loss: r.loss, perplexity: r.perplexity, accuracy: r.accuracy, tokens: r.tokens }) + '\n');
-  else process.stdout.write(`loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  accuracy ${(100 * r.accuracy).toFixed(2)}%  (${r.tokens} tokens, ${backend.name})\n`);
+  if (f.json) process.stdout.write(JSON.stringify({ loss: r.loss, perplexity: r.perplexity, accuracy: r.accuracy, tokens: r.tokens, weights }) + '\n');
+  else process.stdout.write(`loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  accuracy ${(100 * r.accuracy).toFixed(2)}%  (${r.tokens} tokens, ${backend.name}${weights === 'int8' ? ', int8 weights' : ''})\n`);
 }

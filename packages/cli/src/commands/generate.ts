@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline/promises';
 import { generateStream, GPT2Error, type GenerateOptions, type GPT2, type Precision, type Tokenizer } from '@gpt2/core';
 import { writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
-import { instantiate, readModel } from '../model-source.js';
+import { instantiate, readModel, weightFormat } from '../model-source.js';
 import { Reporter } from '../report.js';
 
 export interface GenerateFlags {
@@ -13,6 +13,7 @@ export interface GenerateFlags {
   backend: string;
   threads?: number;
   precision?: Precision;
+  quantize?: 'int8';
   prompt?: string;
   promptFile?: string;
   maxNewTokens: number;
@@ -38,9 +39,10 @@ export interface GenerateFlags {
 export async function runGenerate(f: GenerateFlags): Promise<void> {
   if (f.prompt !== undefined && f.promptFile !== undefined) throw new GPT2Error('Give either --prompt or --prompt-file, not both.');
   const report = new Reporter(Boolean(f.json));
+  const weights = weightFormat(f);
   const read = await readModel(f.model, report);
   const { backend } = await openBackend(f);
-  const { model, tokenizer } = instantiate(backend, read);
+  const { model, tokenizer } = instantiate(backend, read, weights);
   const seed = f.seed ?? Math.floor(Math.random() * 2 ** 31);
   const opts: GenerateOptions = {
     maxNewTokens: f.maxNewTokens, temperature: f.temperature, topK: f.topK, topP: f.topP, minP: f.minP,
@@ -68,7 +70,7 @@ export async function runGenerate(f: GenerateFlags): Promise<void> {
     report.line(`wrote ${result.samples.length} sample(s) to ${f.out}`);
   }
   if (f.json) process.stdout.write(JSON.stringify({ samples: result.samples, tokensPerSecond: result.tokensPerSecond, seed }) + '\n');
-  else report.line(`(${result.tokensPerSecond.toFixed(1)} tokens/s on ${backend.name}, seed ${seed})`);
+  else report.line(`(${result.tokensPerSecond.toFixed(1)} tokens/s on ${backend.name}${weights === 'int8' ? ' with int8 weights' : ''}, seed ${seed})`);
 }
 
 /** Runs every sample; when `print`, streams sample 1 to stdout and prints the others as they finish. */

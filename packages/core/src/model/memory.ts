@@ -2,6 +2,7 @@
 // failed allocation ends in, and for benchmarks that print peak memory next to the arithmetic.
 import type { GPT2Config } from './config.js';
 import { paramLayout } from './params.js';
+import { INT8_MATRICES, int8Layout, type WeightFormat } from './int8.js';
 
 export interface MemoryPlan {
   /** Bytes of each part; `activations` for training at (B, T), or the KV cache and scratch for generation. */
@@ -27,11 +28,19 @@ export function trainingMemory(cfg: GPT2Config, B: number, T: number): MemoryPla
   return { params, grads: params, moments: 2 * params, activations, total: 4 * params + activations };
 }
 
+/** Bytes of a model's weights on the device: fp32, or under int8 the int8 matrices and their scales beside the fp32 rest (gpt2.ts). */
+export function weightBytes(cfg: GPT2Config, weights: WeightFormat = 'fp32'): number {
+  const { tensors, total } = paramLayout(cfg);
+  if (weights === 'fp32') return total * 4;
+  const { words, scales } = int8Layout(cfg);
+  const matrices = INT8_MATRICES.reduce((n, name) => n + tensors[name].size, 0);
+  return (total - matrices) * 4 + words * 4 + scales * 4;
+}
+
 /** Generation for B sequences of up to maxT tokens: parameters, the KV cache and one step's scratch. */
-export function generationMemory(cfg: GPT2Config, B: number, maxT: number): MemoryPlan {
-  const { total } = paramLayout(cfg);
+export function generationMemory(cfg: GPT2Config, B: number, maxT: number, weights: WeightFormat = 'fp32'): MemoryPlan {
   const { nEmbd: C, nLayer: L, nInner: F, vocabSize: V } = cfg;
-  const params = total * 4, activations = (2 * L * B * maxT * C + B * maxT * (7 * C + 2 * F + 3) + B * V) * 4;
+  const params = weightBytes(cfg, weights), activations = (2 * L * B * maxT * C + B * maxT * (7 * C + 2 * F + 3) + B * V) * 4;
   return { params, grads: 0, moments: 0, activations, total: params + activations };
 }
 
