@@ -7,6 +7,7 @@ import type { Buf, Kernels } from '@gpt2/core';
 import { GpuBuf, type Runtime } from './runtime.js';
 import { biasBackward, matmulBackward, matmulForward } from './kernels/matmul.js';
 import { geluBackward } from './kernels/elementwise.js';
+import { matmulInt8Forward } from './kernels/matmul-int8.js';
 import { encoderBackwardWpe, encoderBackwardWte, encoderForward } from './kernels/encoder.js';
 import { layernormBackward, layernormForward, residualLayernormForward } from './kernels/layernorm.js';
 import { attentionBackward, attentionDecode, attentionForward } from './kernels/attention.js';
@@ -61,6 +62,12 @@ export function splitKernels(rt: Runtime, scratch: Scratch, halves: HalfWeights 
         residualLayernormForward(rt, sub(res, n0 * C, n * C), sub(out, n0 * C, n * C), sub(mean, n0, n), sub(rstd, n0, n), sub(a, n0 * C, n * C), sub(b, n0 * C, n * C), g(w), g(bias), n, C)),
     matmulForward: (out, inp, w, bias, N, IN, OUT) => forward(out, null, inp, w, bias, N, IN, OUT),
     matmulGeluForward: (out, pre, inp, w, bias, N, IN, OUT) => forward(pre, out, inp, w, bias, N, IN, OUT),
+    // with GELU: pre = the product, out = gelu(pre), as matmulGeluForward; rows of inp/out at a time
+    matmulInt8Forward: (out, pre, inp, q, scale, bias, N, IN, OUT) =>
+      byRows(N, Math.max(IN, OUT), (n0, rows) => {
+        const c = pre ?? out, at = (x: Buf) => sub(x, n0 * OUT, rows * OUT);
+        matmulInt8Forward(rt, at(c), pre && at(out), sub(inp, n0 * IN, rows * IN), g(q), g(scale), bias && g(bias), rows, IN, OUT, OUT);
+      }),
     // per block of W's rows: dinp += dout[:, block] @ W[block]; dW[block] += dout[:, block]^T @ inp
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) =>
       byRows(N, Math.max(IN, OUT), (n0, rows) => {
