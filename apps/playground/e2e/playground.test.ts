@@ -50,11 +50,13 @@ async function open(browser: Browser): Promise<{ page: Page; errors: string[] }>
   return { page, errors };
 }
 
-async function loadTiny(page: Page, backend: string): Promise<void> {
-  await page.click('#model summary'); // the endpoint setting is folded away
+async function loadTiny(page: Page, backend: string, weights = 'fp32'): Promise<void> {
+  if (!(await page.isVisible('#endpoint'))) await page.click('#model summary'); // the endpoint setting is folded away
   await page.fill('#endpoint', `${server.url}/hub`);
   await page.fill('#source', 'test/gpt2-tiny');
   await page.selectOption('#backend-choice', backend);
+  await page.selectOption('#weights-choice', weights);
+  await page.evaluate(() => (document.querySelector('#model-info')!.textContent = ''));
   await page.click('#load');
   await page.waitForFunction(() => document.querySelector('#model-info')!.textContent!.includes('parameters'), undefined, { timeout: 120_000 });
 }
@@ -131,6 +133,13 @@ describe.skipIf(skip)(`playground in chromium${skip ? ` (skipped: ${skip})` : ''
       await page.waitForSelector('#outputs[data-tokens]');
       expect(await page.locator('#outputs img').count()).toBe(0);
       expect(await page.textContent('#outputs')).toContain('<img src=x');
+      // int8 weights: the same greedy tokens (int8 moves gpt2-tiny's logits by < 0.05, its smallest top-2 gap is 0.19); generation only
+      await loadTiny(page, 'wasm', 'int8');
+      expect(await page.textContent('#model-info')).toContain('int8 weights (generation only)');
+      expect(await greedy(page)).toEqual([...ref.int32('greedy.tokens')]);
+      expect(await page.isDisabled('#download')).toBe(true);
+      await page.click('#train');
+      await page.waitForFunction(() => document.querySelector('#messages')!.textContent!.includes('int8 weights, which only generate'));
       // a malformed model file gives a message, not a frozen tab
       const dir = join(OUT, 'bad-model');
       mkdirSync(dir, { recursive: true });

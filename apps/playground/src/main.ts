@@ -2,6 +2,7 @@
 // produces is shown with textContent, never as HTML.
 import { LossChart } from './chart.js';
 import { baseUrl, cachedModels, fromFiles, fromUrl } from './model-store.js';
+import type { WeightFormat } from '@gpt2/core';
 import type { BackendChoice, FromWorker, ModelFiles, ToWorker } from './protocol.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -28,7 +29,8 @@ async function load(files: Promise<ModelFiles>): Promise<void> {
   try {
     const f = await files;
     $('progress-label').textContent = 'starting the model…';
-    send({ type: 'load', files: f, backend: $<HTMLSelectElement>('backend-choice').value as BackendChoice }, [f.config, f.model, f.vocab, f.merges]);
+    const weights = $<HTMLSelectElement>('weights-choice').value as WeightFormat;
+    send({ type: 'load', files: f, backend: $<HTMLSelectElement>('backend-choice').value as BackendChoice, weights }, [f.config, f.model, f.vocab, f.merges]);
   } catch (err) {
     setBusy(false);
     message((err as Error).message, 'error');
@@ -155,9 +157,9 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case 'loaded':
       setBusy(false);
       $('progress-label').textContent = 'ready';
-      $('model-info').textContent = `${m.params.toLocaleString('en-US')} parameters · ${m.layers} layers · context ${m.context} · vocabulary ${m.vocab}`;
-      $<HTMLButtonElement>('download').disabled = false;
-      $<HTMLButtonElement>('download-onnx').disabled = false;
+      $('model-info').textContent = `${m.params.toLocaleString('en-US')} parameters · ${m.layers} layers · context ${m.context} · vocabulary ${m.vocab}${m.weights === 'int8' ? ' · int8 weights (generation only)' : ''}`;
+      $<HTMLButtonElement>('download').disabled = m.weights === 'int8';
+      $<HTMLButtonElement>('download-onnx').disabled = m.weights === 'int8';
       void showCached();
       break;
     case 'text': {

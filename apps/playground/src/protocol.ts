@@ -1,5 +1,5 @@
 // Messages between the page and the model worker.
-import type { GenerateOptions } from '@gpt2/core';
+import type { GenerateOptions, WeightFormat } from '@gpt2/core';
 
 /** webgpu-f16: WebGPU with --precision f16 (weights read as halves). */
 /** 'hf': safetensors and vocab files (transformers, gpt2.ts); 'transformers.js': the ONNX folder transformers.js loads */
@@ -15,7 +15,7 @@ export interface ModelFiles {
 }
 
 export type ToWorker =
-  | { type: 'load'; files: ModelFiles; backend: BackendChoice }
+  | { type: 'load'; files: ModelFiles; backend: BackendChoice; weights: WeightFormat }
   | { type: 'generate'; prompt: string; options: Omit<GenerateOptions, 'onWarning'> }
   | { type: 'finetune'; text: string; steps: number; batchSize: number; blockSize: number; lr: number; sampleEvery: number; valSplit: number; evalEvery: number }
   | { type: 'stop' }
@@ -23,7 +23,7 @@ export type ToWorker =
 
 export type FromWorker =
   | { type: 'backend'; name: string; why: string; details: Record<string, string> }
-  | { type: 'loaded'; params: number; vocab: number; context: number; layers: number }
+  | { type: 'loaded'; params: number; vocab: number; context: number; layers: number; weights: WeightFormat }
   | { type: 'text'; sample: number; text: string; done: boolean; tokens?: number[] }
   | { type: 'generated'; tokensPerSecond: number; stopped: boolean }
   | { type: 'loss'; step: number; loss: number; tokensPerSecond: number }

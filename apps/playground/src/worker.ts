@@ -2,7 +2,7 @@
 // fine-tuning off the page's thread. A 'stop' message ends either between two tokens or steps.
 import {
   configToJson, generateStream, GPT2, GPT2Error, paramsFromSafetensors, paramsToSafetensors, parseConfig, parseSafetensors,
-  splitTokens, Tokenizer, Trainer, transformersJsFiles, type Backend,
+  splitTokens, Tokenizer, Trainer, transformersJsFiles, type Backend, type WeightFormat,
 } from '@gpt2/core';
 import { createWasmBackend } from '@gpt2/backend-wasm';
 import { createWebGPUBackend } from '@gpt2/backend-webgpu';
@@ -41,15 +41,22 @@ async function openBackend(choice: BackendChoice): Promise<Backend> {
   return b;
 }
 
-function load(files: ModelFiles): void {
+function load(files: ModelFiles, weights: WeightFormat): void {
   const dec = new TextDecoder();
   const config = parseConfig(dec.decode(files.config), 'config.json');
   const params = paramsFromSafetensors(config, parseSafetensors(new Uint8Array(files.model), 'model.safetensors'));
   tok = Tokenizer.fromFiles(dec.decode(files.vocab), dec.decode(files.merges), 'vocab.json');
   if (tok.vocabSize > config.vocabSize) throw new GPT2Error(`The tokenizer has ${tok.vocabSize} tokens but the model only ${config.vocabSize}; the files do not belong together.`);
   model?.dispose();
-  model = new GPT2(backend!, config, params);
-  post({ type: 'loaded', params: model.numParams, vocab: config.vocabSize, context: config.nPositions, layers: config.nLayer });
+  model = new GPT2(backend!, config, params, { weights });
+  post({ type: 'loaded', params: model.numParams, vocab: config.vocabSize, context: config.nPositions, layers: config.nLayer, weights });
+}
+
+/** The loaded model, with its fp32 weights (fine-tuning and downloads need them). */
+function fp32Model(): { model: GPT2; tok: Tokenizer } {
+  if (!model || !tok) throw new GPT2Error('Load a model first.');
+  if (model.weights === 'int8') throw new GPT2Error('The model was loaded with int8 weights, which only generate; load it with fp32 weights to fine-tune or download it.');
+  return { model, tok };
 }
 
 async function generate(prompt: string, options: Extract<ToWorker, { type: 'generate' }>['options']): Promise<void> {
@@ -67,7 +74,7 @@ async function generate(prompt: string, options: Extract<ToWorker, { type: 'gene
 }
 
 async function finetune(m: Extract<ToWorker, { type: 'finetune' }>): Promise<void> {
-  if (!model || !tok) throw new GPT2Error('Load a model first.');
+  const { model, tok } = fp32Model();
   if (m.text.trim() === '') throw new GPT2Error('Paste or drop some text to fine-tune on.');
   const ids = tok.encode(m.text, { specials: true });
   const block = Math.min(m.blockSize, model.config.nPositions, ids.length - 1);
@@ -101,7 +108,7 @@ async function finetune(m: Extract<ToWorker, { type: 'finetune' }>): Promise<voi
 
 /** The model as a zip: HF files, or the folder transformers.js loads (ONNX fp32 and q8, stored uncompressed: weights barely deflate). */
 async function exportModel(format: ExportFormat): Promise<void> {
-  if (!model || !tok) throw new GPT2Error('Load a model first.');
+  const { model, tok } = fp32Model();
   const enc = new TextEncoder();
   const params = await model.readParams();
   const bytes = (d: string | Uint8Array | Uint8Array[]) => (typeof d === 'string' ? enc.encode(d) : Array.isArray(d) ? concat(d) : d);
@@ -144,7 +151,7 @@ self.onmessage = (e: MessageEvent<ToWorker>) => {
           backend = await openBackend(m.backend);
           backendChoice = m.backend;
         }
-        load(m.files);
+        load(m.files, m.weights);
       } else if (m.type === 'generate') await generate(m.prompt, m.options);
       else if (m.type === 'finetune') await finetune(m);
       else if (m.type === 'export') await exportModel(m.format);

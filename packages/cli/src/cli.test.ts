@@ -24,6 +24,23 @@ describe('gpt2 CLI', () => {
     expect(JSON.parse(r.stdout).samples[0].tokens).toEqual([...ref.int32('greedy.tokens')]);
   });
 
+  // int8 weights move gpt2-tiny's logits by at most 0.05 (core's int8.test.ts), below the fixture's smallest top-2 gap of 0.19
+  it.each(['cpu', 'wasm', 'reference'])('generate --quantize int8 --backend %s: greedy tokens still equal the float64 fp32 reference', async (backend) => {
+    const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json', '--backend', backend, '--quantize', 'int8']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).samples[0].tokens).toEqual([...ref.int32('greedy.tokens')]);
+  });
+
+  it('eval --quantize int8: loss within 1% of fp32 on the same text, and says which weights it used', async () => {
+    const args = ['eval', '--model', join(FIXTURES, 'gpt2-tiny'), '--data', join(FIXTURES, 'README.md'), '--backend', 'cpu', '--json'];
+    const fp32 = JSON.parse((await gpt2(args)).stdout), int8 = await gpt2([...args, '--quantize', 'int8']);
+    expect(int8.code, int8.stderr).toBe(0);
+    const q = JSON.parse(int8.stdout);
+    expect([fp32.weights, q.weights, q.tokens]).toEqual(['fp32', 'int8', fp32.tokens]);
+    expect(Math.abs(q.loss - fp32.loss) / fp32.loss).toBeLessThan(0.01);
+    expect(q.loss).not.toBe(fp32.loss); // the weights really were int8
+  });
+
   it('generate: the same seed gives the same sampled text on cpu, wasm and reference', async () => {
     const args = ['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--prompt', 'Once upon a time', '--temperature', '1', '--top-k', '50', '--max-new-tokens', '16', '--nsamples', '2', '--seed', '7', '--no-stop-at-eos', '--json'];
     const [cpu, wasm, reference] = await Promise.all(['cpu', 'wasm', 'reference'].map(async (b) => JSON.parse((await gpt2([...args, '--backend', b])).stdout)));
@@ -94,6 +111,9 @@ describe('gpt2 CLI', () => {
     });
     const g = await gpt2(['bench', '--task', 'generate', '--init', join(FIXTURES, 'gpt2-odd/config.json'), '--batch', '1', '--prompt-tokens', '8', '--new-tokens', '16', '--json']);
     expect(JSON.parse(g.stdout)).toMatchObject({ task: 'generate', prefillMs: expect.any(Number), msPerToken: expect.any(Number), tokensPerSecond: expect.any(Number) });
+    const q = await gpt2(['bench', '--task', 'generate', '--quantize', 'int8', '--init', join(FIXTURES, 'gpt2-odd/config.json'), '--batch', '2', '--prompt-tokens', '8', '--new-tokens', '16', '--json']);
+    expect(JSON.parse(q.stdout)).toMatchObject({ task: 'generate', weights: 'int8', batch: 2, tokensPerSecond: expect.any(Number) });
+    expect(JSON.parse(q.stdout).predictedMB).toBeLessThanOrEqual(JSON.parse(g.stdout).predictedMB);
   });
 
   it.each([
@@ -107,6 +127,10 @@ describe('gpt2 CLI', () => {
     [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--precision', 'fp8'], 2, /Allowed choices are fp32, tf32, bf16, f16/],
     [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'wasm', '--precision', 'bf16'], 1, /^error: The wasm backend could not start: The wasm backend offers --precision fp32, not bf16; tf32 runs on cuda, bf16 on cuda and on cpu \(with oneDNN\), f16 on webgpu\./],
     [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'reference', '--batch-size', '100000', '--nsamples', '100000'], 1, /^error: The reference backend cannot allocate 18\.72 GiB \(JavaScript refused a typed array of 5025700000 values\); generating with this model at batch 100000 and context 64 needs about [\d.]+ GiB in all .*: lower --batch-size or --max-new-tokens, or use a smaller model\.$/m],
+    [['finetune', 'x.txt', '--quantize', 'int8'], 2, /int8 weights are for generate, eval and bench --task generate; training needs the fp32 weights \(drop --quantize\)\./],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--quantize', 'int4'], 2, /Allowed choices are int8/],
+    [['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--quantize', 'int8', '--precision', 'bf16'], 1, /^error: --quantize int8 keeps fp32 arithmetic \(int8 weights, fp32 activations\); drop --precision bf16\./],
+    [['bench', '--task', 'train', '--quantize', 'int8'], 1, /^error: --quantize int8 is for --task generate \(int8 weights only generate and evaluate\), not train\./],
   ])('bad input %j ends in one clear sentence and exit code %i', async (args, code, pattern) => {
     const r = await gpt2(args as string[]);
     expect(r.code).toBe(code);

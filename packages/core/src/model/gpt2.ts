@@ -55,7 +55,7 @@ export class GPT2 {
   readonly bufferLength: number;
   readonly params: Buf;
   readonly views: Views;
-  /** Per-layer parameter views: layers.qkvw[l] is layer l's (3C, C) weight. */
+  /** Per-layer parameter views: layers.qkvw[l] is layer l's (3C, C) weight. Under int8 (and in `views`) the INT8_MATRICES are absent. */
   readonly layers: Record<ParamName, Buf[]>;
   /** Offset and size of every tensor in the flat buffers. */
   private readonly layout: Record<ParamName, ParamLayout>;
@@ -74,6 +74,7 @@ export class GPT2 {
   readonly weights: WeightFormat;
   /** Under int8: each matrix's packed int8 rows and row scales (views into two buffers). */
   private readonly int8?: Record<Int8Matrix, { q: Buf; scale: Buf }[]>;
+  private readonly int8Buffers: Buf[] = []; // the two buffers those views share
 
   /**
    * `params` is the flat fp32 buffer (paramLayout). With `weights: 'int8'` the linear layers'
@@ -106,6 +107,7 @@ export class GPT2 {
       const q = backend.alloc(words.length, 'i32'), sc = backend.alloc(scales.length);
       backend.upload(q, words);
       backend.upload(sc, scales);
+      this.int8Buffers.push(q, sc);
       this.int8 = {} as Record<Int8Matrix, { q: Buf; scale: Buf }[]>;
       for (const [n, list] of Object.entries(layout.matrices)) {
         this.int8[n as Int8Matrix] = list.map((m) => ({ q: backend.view(q, m.word, m.words), scale: backend.view(sc, m.scale, m.OUT) }));
@@ -237,7 +239,7 @@ export class GPT2 {
   /** Releases every device buffer of the model. */
   dispose(): void {
     this.freeActivations();
-    for (const b of [this.params, this.grads, this.m, this.v, this.normBuf]) if (b) this.backend.free(b);
+    for (const b of [this.params, this.grads, this.m, this.v, this.normBuf, ...this.int8Buffers]) if (b) this.backend.free(b);
   }
 
   /**
