@@ -12,9 +12,7 @@
 #include "blas.h"
 #include "kernels.h"
 
-#ifndef PREFETCH
-#define PREFETCH 4096
-#endif
+static const int PREFETCH = 4096; // bytes ahead the decoding kernel prefetches weights
 static const int PANEL = 64; // weight rows widened at a time: 64 x 3072 floats = 768 KB, within L2
 
 // 16 int8 weights widened to 16 floats: vpmovsxbd + vcvtdq2ps (GCC's generic vector conversions

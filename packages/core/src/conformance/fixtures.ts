@@ -8,6 +8,7 @@ import { GPT2 } from '../model/gpt2.js';
 import { paramsFromSafetensors, paramsToTensors } from '../io/checkpoint.js';
 import { parseSafetensors, type SafeTensors } from '../io/safetensors.js';
 import { assertClose } from './compare.js';
+import { argmax } from '../sample/processors.js';
 import { ROUNDED, TOLERANCES, roundOperand, type Precision, type Tolerances } from '../precision.js';
 
 /** The repository's fixtures/ folder (GPT2_FIXTURES overrides). */
@@ -135,22 +136,28 @@ function adamwCase(f: Fixture, TOL: Tolerances): ModelCase {
   };
 }
 
+/** Greedy decoding through the KV cache: each step's logits and argmax; `force` feeds these tokens instead. */
+export async function greedy(m: GPT2, prompt: Int32Array, steps: number, force?: number[]): Promise<{ logits: Float32Array; token: number }[]> {
+  const cache = m.createCache(1);
+  const out: { logits: Float32Array; token: number }[] = [];
+  let logits = await cache.feed(prompt, prompt.length);
+  for (let i = 0; i < steps; i++) {
+    const token = force ? force[i] : argmax(logits);
+    out.push({ logits, token });
+    if (i + 1 < steps) logits = await cache.feed(Int32Array.of(token), 1);
+  }
+  cache.dispose();
+  return out;
+}
+
 function greedyCase(f: Fixture): ModelCase {
   return {
     name: `${f.name}: greedy decoding through the KV cache`,
     async run(be) {
       const m = new GPT2(be, f.config, f.params);
-      const prompt = f.ref.int32('greedy.prompt'), want = f.ref.int32('greedy.tokens');
-      const cache = m.createCache(1);
-      let logits = await cache.feed(prompt, prompt.length);
-      const got: number[] = [];
-      for (let i = 0; i < want.length; i++) {
-        let best = 0;
-        for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
-        got.push(best);
-        if (i + 1 < want.length) logits = await cache.feed(Int32Array.of(best), 1);
-      }
-      assertClose(`${f.name} greedy tokens`, got, want, 0);
+      const want = f.ref.int32('greedy.tokens');
+      const got = await greedy(m, f.ref.int32('greedy.prompt'), want.length);
+      assertClose(`${f.name} greedy tokens`, got.map((s) => s.token), want, 0);
     },
   };
 }

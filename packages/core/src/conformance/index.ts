@@ -6,10 +6,10 @@ import type { Precision } from '../precision.js';
 import { conformanceCases } from './selftest.js';
 
 export { kernelCases, matmulCases } from './kernels.js';
-export { modelCases, loadFixture, fixtureNames, fixturesDir } from './fixtures.js';
+export { modelCases, loadFixture, fixtureNames, fixturesDir, greedy } from './fixtures.js';
 export { assertClose, withWorst, type Worst } from './compare.js';
 export { conformanceCases, runSelftest, type CaseResult } from './selftest.js';
-export { int8KernelCases, int8ModelCases, greedy } from './int8.js';
+export { int8KernelCases, int8ModelCases } from './int8.js';
 
 export interface ConformanceOptions {
   /** When set, every case is registered as skipped with this reason (e.g. "no GPU adapter"). */

@@ -8,12 +8,10 @@ import { GPT2 } from '../model/gpt2.js';
 import { int8RowBytes } from '../model/int8.js';
 import { Rng } from '../sample/rng.js';
 import { assertClose } from './compare.js';
-import { fixtureNames, loadFixture, type Fixture } from './fixtures.js';
+import { fixtureNames, greedy, loadFixture, type Fixture } from './fixtures.js';
 import type { KernelCase } from './kernels.js';
 import * as ref from './reference.js';
 import { TOLERANCES } from '../precision.js';
-
-const argmax = (a: Float32Array) => a.reduce((best, x, i) => (x > a[best] ? i : best), 0);
 
 // out = scale[j] * (inp . q[j]) + bias over random int8 rows, IN odd too (padded rows); with gelu,
 // pre is that and out its GELU
@@ -80,20 +78,6 @@ async function int8Reference(f: Fixture): Promise<Int8Reference> {
   if (f.ref.tensors.has('greedy.prompt')) r.steps = await greedy(m, f.ref.int32('greedy.prompt'), DECODE_STEPS);
   references.set(f.name, r);
   return r;
-}
-
-/** Greedy decoding through the KV cache: each step's logits and argmax; `force` feeds given tokens instead. */
-export async function greedy(m: GPT2, prompt: Int32Array, steps: number, force?: number[]): Promise<{ logits: Float32Array; token: number }[]> {
-  const cache = m.createCache(1);
-  const out: { logits: Float32Array; token: number }[] = [];
-  let logits = await cache.feed(prompt, prompt.length);
-  for (let i = 0; i < steps; i++) {
-    const token = force ? force[i] : argmax(logits);
-    out.push({ logits, token });
-    if (i + 1 < steps) logits = await cache.feed(Int32Array.of(token), 1);
-  }
-  cache.dispose();
-  return out;
 }
 
 function int8ModelCase(f: Fixture): KernelCase {

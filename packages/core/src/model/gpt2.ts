@@ -118,8 +118,8 @@ export class GPT2 {
   /**
    * out (N,OUT) = inp @ W^T + bias for one of the model's matrices (layer l's, or the LM head's
    * wte), in int8 where the model holds it so; with pre, pre gets the product and out its GELU.
+   * Internal: for the forward pass and KVCache.
    */
-  /** @internal (KVCache) */
   linear(out: Buf, pre: Buf | null, inp: Buf, name: Int8Matrix, l: number, bias: Buf | null, N: number, IN: number, OUT: number): void {
     const k = this.backend.kernels;
     if (this.int8) {

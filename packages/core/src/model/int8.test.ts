@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createReferenceBackend } from '../backends/reference/index.js';
-import { greedy } from '../conformance/int8.js';
-import { loadFixture } from '../conformance/fixtures.js';
+import { greedy, loadFixture } from '../conformance/fixtures.js';
 import { GPT2 } from './gpt2.js';
 import { dequantizeRows, int8Layout, int8RowBytes, quantizeRows } from './int8.js';
 import { presetConfig } from './config.js';
