@@ -61,9 +61,12 @@ export interface Kernels {
   matmulInt8Forward?(
     out: Buf, pre: Buf | null, inp: Buf, q: Buf, scale: Buf, bias: Buf | null, N: number, IN: number, OUT: number,
   ): void;
-  /** dinp (N,IN) += dout @ w; dw (OUT,IN) += dout^T @ inp; dbias (OUT) += sum_n dout. */
+  /**
+   * dinp (N,IN) += dout @ w; dw (OUT,IN) += dout^T @ inp; dbias (OUT) += sum_n dout. A null dw or
+   * dbias is a frozen weight (LoRA's base model): its product is skipped, not computed and dropped.
+   */
   matmulBackward(
-    dinp: Buf, dw: Buf, dbias: Buf | null, dout: Buf, inp: Buf, w: Buf, N: number, IN: number, OUT: number,
+    dinp: Buf, dw: Buf | null, dbias: Buf | null, dout: Buf, inp: Buf, w: Buf, N: number, IN: number, OUT: number,
   ): void;
 
   /**
@@ -86,6 +89,8 @@ export interface Kernels {
     maxT: number,
   ): void;
 
+  /** out (N) = gelu_new(inp): the GELU alone, after a LoRA-adapted c_fc whose sum precedes it. */
+  geluForward(out: Buf, inp: Buf, N: number): void;
   /** dinp += gelu_new'(inp) * dout, for GPT-2's tanh-approximated GELU. */
   geluBackward(dinp: Buf, inp: Buf, dout: Buf, N: number): void;
 
@@ -101,6 +106,15 @@ export interface Kernels {
    * logits. Overwrites; may be in place (dlogits === logits).
    */
   crossEntropyBackward(dlogits: Buf, losses: Buf, logits: Buf, targets: Buf, scale: number, N: number, V: number): void;
+
+  /**
+   * out (N) += scale * dropout_p(inp): LoRA's input dropout and alpha/r scaling in one pass (lora.ts),
+   * and, being linear, its own backward. Element i is kept when dropoutHash(seed, i) >=
+   * dropoutThreshold(p) (dropout.ts: integer arithmetic every backend reproduces bit for bit) and then
+   * adds inp[i] * Math.fround(scale / (1 - p)); a dropped one adds nothing. p = 0 keeps every element:
+   * out += scale * inp. 0 <= p < 1; seed is a u32.
+   */
+  scaledDropout(out: Buf, inp: Buf, scale: number, p: number, seed: number, N: number): void;
 
   /** out (1) = sum x^2 over N elements (overwrites). */
   sumSquares(out: Buf, x: Buf, N: number): void;

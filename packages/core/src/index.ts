@@ -6,6 +6,7 @@ export * from './model/config.js';
 export * from './model/params.js';
 export * from './model/memory.js';
 export * from './model/int8.js';
+export * from './dropout.js';
 export * from './model/gpt2.js';
 export * from './io/safetensors.js';
 export * from './io/checkpoint.js';

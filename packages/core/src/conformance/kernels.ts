@@ -69,6 +69,22 @@ function matmulCase(N: number, IN: number, OUT: number, bias: boolean, p: Precis
   };
 }
 
+// a frozen weight (LoRA's base): dw null, so only dinp (and dbias) accumulate
+function frozenMatmulCase(N: number, IN: number, OUT: number, bias: boolean): KernelCase {
+  return {
+    name: `matmulBackward frozen w N=${N} IN=${IN} OUT=${OUT}${bias ? '' : ' (no bias)'}`,
+    async run(be) {
+      const c = new Ctx(be, N * 59 + IN * 3 + OUT);
+      const inp = c.rand(N * IN), w = c.rand(OUT * IN, 1 / Math.sqrt(IN)), dout = c.rand(N * OUT);
+      const di0 = c.rand(N * IN), db0 = c.rand(OUT), dinp = c.buf(di0), db = bias ? c.buf(db0) : null;
+      be.kernels.matmulBackward(dinp, null, db, c.buf(dout), c.buf(inp), c.buf(w), N, IN, OUT);
+      const g = ref.matmulGrad(dout, inp, w, N, IN, OUT);
+      await c.expect('matmulBackward dinp (dw null)', dinp, plus(di0, g.dinp), 2e-5);
+      if (db) await c.expect('matmulBackward dbias (dw null)', db, plus(db0, g.dbias), 1e-5 * Math.sqrt(N) + 1e-5);
+    },
+  };
+}
+
 function layernormCase(N: number, C: number): KernelCase {
   return {
     name: `layernorm N=${N} C=${C}`,
@@ -157,6 +173,34 @@ function geluCase(N: number): KernelCase {
       const x = c.rand(N, 6), dout = c.rand(N), d0 = c.rand(N), dinp = c.buf(d0);
       be.kernels.geluBackward(dinp, c.buf(x), c.buf(dout), N);
       await c.expect('geluBackward', dinp, plus(d0, ref.geluGrad(x, dout)), 1e-6);
+    },
+  };
+}
+
+function geluForwardCase(N: number): KernelCase {
+  return {
+    name: `geluForward N=${N}`,
+    async run(be) {
+      const c = new Ctx(be, N + 5);
+      const x = c.rand(N, 6), out = c.buf(c.rand(N)); // overwritten
+      be.kernels.geluForward(out, c.buf(x), N);
+      await c.expect('geluForward', out, ref.gelu(x), 1e-6);
+    },
+  };
+}
+
+// out += scale * dropout_p(inp) with the mask drawn from (seed, i): the kept fraction is near 1 - p
+function scaledDropoutCase(N: number, scale: number, p: number, seed: number): KernelCase {
+  return {
+    name: `scaledDropout N=${N} scale=${scale} p=${p} seed=${seed}`,
+    async run(be) {
+      const c = new Ctx(be, N + seed);
+      const x = c.rand(N, 3), o0 = c.rand(N), out = c.buf(o0);
+      be.kernels.scaledDropout(out, c.buf(x), scale, p, seed, N);
+      const want = ref.scaledDropout(o0, x, scale, p, seed);
+      await c.expect('scaledDropout', out, want, 1e-6);
+      const kept = want.reduce((n, v, i) => n + (v !== o0[i] ? 1 : 0), 0) / N;
+      if (N >= 1000 && Math.abs(kept - (1 - p)) > 0.02) throw new Error(`scaledDropout kept ${kept} of the elements at p=${p}`);
     },
   };
 }
@@ -309,8 +353,16 @@ export function kernelCases(): KernelCase[] {
     decodeCase(2, 5, 4, 3, 16, 12),
     decodeCase(1, 1, 6, 2, 8, 7),
     decodeCase(1, 70, 3, 2, 48, 80), // past 64 cache positions, and a head wider than 32
+    frozenMatmulCase(37, 48, 144, false),
+    frozenMatmulCase(5, 64, 3072, true),
     geluCase(1),
     geluCase(4099),
+    geluForwardCase(1),
+    geluForwardCase(4099),
+    scaledDropoutCase(1, 2, 0, 0),
+    scaledDropoutCase(1000, 0.5, 0, 3),
+    scaledDropoutCase(4099, 2, 0.1, 7),
+    scaledDropoutCase(70000, 1.5, 0.5, 0xdeadbeef),
     matmulGeluCase(1, 7, 5),
     matmulGeluCase(37, 48, 192),
     matmulGeluCase(5, 64, 3072),

@@ -3,6 +3,8 @@
 // score matrix and backpropagates through the softmax Jacobian, matmuls are textbook triple
 // loops. `reference.test.ts` checks every backward here against finite differences, so these
 // are verified, not assumed.
+import { dropoutHash, dropoutThreshold } from '../dropout.js';
+
 type A = Float64Array;
 
 export function matmul(inp: A, w: A, bias: A | null, N: number, IN: number, OUT: number): A {
@@ -178,4 +180,10 @@ export function adamw(
     P[i] -= (lr / bc1) * (M[i] / denom);
   }
   return { p: P, m: M, v: Vv };
+}
+
+/** out0 + scale * dropout_p(x), the mask from dropout.ts's hash (the definition every backend draws). */
+export function scaledDropout(out0: A, x: A, scale: number, p: number, seed: number): A {
+  const keepFrom = dropoutThreshold(p);
+  return out0.map((o, i) => (dropoutHash(seed, i) >= keepFrom ? o + (x[i] * scale) / (1 - p) : o));
 }

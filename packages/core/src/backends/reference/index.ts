@@ -6,6 +6,7 @@ import { matmulForward, matmulBackward, biasBackward, matmulInt8Forward } from '
 import { attentionForward, attentionBackward, attentionDecode } from './attention.js';
 import { geluForward, geluBackward } from './gelu.js';
 import { add } from './add.js';
+import { scaledDropout } from './dropout.js';
 import { crossEntropyForward, crossEntropyBackward } from './crossentropy.js';
 import { sumSquares } from './sum-squares.js';
 import { adamw } from './adamw.js';
@@ -22,7 +23,7 @@ const fused = (mm: Kernels['matmulForward']): Pick<Kernels, 'matmulGeluForward'>
 
 const kernels: Kernels = {
   encoderForward, encoderBackward, layernormForward, layernormBackward, matmulForward, matmulBackward,
-  attentionForward, attentionBackward, attentionDecode, geluBackward, crossEntropyForward, sumSquares, adamw,
+  attentionForward, attentionBackward, attentionDecode, geluForward, geluBackward, scaledDropout, crossEntropyForward, sumSquares, adamw,
   ...fused(matmulForward),
   residualLayernormForward(res, out, mean, rstd, a, b, w, bias, N, C) {
     add(res, a, b, N * C);

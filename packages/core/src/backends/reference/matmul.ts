@@ -41,13 +41,14 @@ export function matmulForward(out: Buf, inp: Buf, w: Buf, bias: Buf | null, N: n
 // Both products are row axpys over contiguous memory, four source rows per pass so each
 // destination element is loaded and stored once per four multiply-adds.
 export function matmulBackward(
-  dinp: Buf, dw: Buf, dbias: Buf | null, dout: Buf, inp: Buf, w: Buf, N: number, IN: number, OUT: number,
+  dinp: Buf, dw: Buf | null, dbias: Buf | null, dout: Buf, inp: Buf, w: Buf, N: number, IN: number, OUT: number,
 ): void {
-  const di = f32(dinp), dwt = f32(dw), d = f32(dout), x = f32(inp), wt = f32(w);
+  const di = f32(dinp), d = f32(dout), x = f32(inp), wt = f32(w);
   // dinp[n, :] += sum_j dout[n, j] * w[j, :]
   for (let n = 0; n < N; n++) axpy4(di, n * IN, wt, IN, OUT, (j) => d[n * OUT + j]);
   // dw[j, :] += sum_n dout[n, j] * inp[n, :]
-  for (let j = 0; j < OUT; j++) axpy4(dwt, j * IN, x, IN, N, (n) => d[n * OUT + j]);
+  const dwt = dw ? f32(dw) : null;
+  if (dwt) for (let j = 0; j < OUT; j++) axpy4(dwt, j * IN, x, IN, N, (n) => d[n * OUT + j]);
   if (dbias) biasBackward(dbias, dout, N, OUT);
 }
 
