@@ -10,6 +10,7 @@ export { modelCases, loadFixture, fixtureNames, fixturesDir, greedy } from './fi
 export { assertClose, withWorst, type Worst } from './compare.js';
 export { conformanceCases, runSelftest, type CaseResult } from './selftest.js';
 export { int8KernelCases, int8ModelCases } from './int8.js';
+export { loraModelCases, loadLoraFixture, fixtureAdapter } from './lora.js';
 
 export interface ConformanceOptions {
   /** When set, every case is registered as skipped with this reason (e.g. "no GPU adapter"). */

@@ -6,17 +6,18 @@ import type { Precision } from '../precision.js';
 import { kernelCases, matmulCases, type KernelCase } from './kernels.js';
 import { modelCases } from './fixtures.js';
 import { int8KernelCases, int8ModelCases } from './int8.js';
+import { loraModelCases } from './lora.js';
 
 export { fixturesDir } from './fixtures.js';
 import { withWorst, type Worst } from './compare.js';
 
 /**
  * The suite at a precision: every kernel case in fp32 (only the matmul cases in a reduced mode), then
- * the model cases, then (fp32 only) int8 weights' kernel and model cases.
+ * the model cases (in fp32 with LoRA's), then (fp32 only) int8 weights' kernel and model cases.
  */
 export function conformanceCases(p: Precision = 'fp32'): { kernels: KernelCase[]; model: KernelCase[]; int8: KernelCase[] } {
   const fp32 = p === 'fp32';
-  return { kernels: fp32 ? kernelCases() : matmulCases(p), model: modelCases(p), int8: fp32 ? [...int8KernelCases(), ...int8ModelCases()] : [] };
+  return { kernels: fp32 ? kernelCases() : matmulCases(p), model: fp32 ? [...modelCases(p), ...loraModelCases()] : modelCases(p), int8: fp32 ? [...int8KernelCases(), ...int8ModelCases()] : [] };
 }
 
 export interface CaseResult {

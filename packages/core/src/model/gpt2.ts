@@ -7,6 +7,8 @@ import { Rng } from '../sample/rng.js';
 import type { GPT2Config } from './config.js';
 import { paramLayout, slices, type ParamLayout, type ParamName } from './params.js';
 import { INT8_BACKENDS, INT8_MATRICES, quantizeParams, type Int8Matrix, type WeightFormat } from './int8.js';
+import { checkLoraConfig, loraDropoutSeed, type LoraConfig } from './lora.js';
+import { LoraAdapters } from './lora-adapters.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -76,18 +78,32 @@ export class GPT2 {
   private readonly int8?: Record<Int8Matrix, { q: Buf; scale: Buf }[]>;
   private readonly int8Buffers: Buf[] = []; // the two buffers those views share
 
+  /** With LoRA adapters (lora.ts) the base weights are frozen: only the adapters have gradients and moments. */
+  readonly lora?: LoraAdapters;
+  private readonly loraSeed: number;
+  private micro = 0; // training forwards since zeroGrad: with the step, picks the dropout masks
+  private dropoutDraw: number | null = null; // the last forward's (step, micro) draw, null outside training
+  private lnSink?: { w: Buf; b: Buf }; // frozen layernorms' gradients go here, unread
+
   /**
    * `params` is the flat fp32 buffer (paramLayout). With `weights: 'int8'` the linear layers'
    * matrices are quantized on the host and only their int8 form reaches the device (wte stays in
    * fp32 too, for the embedding): such a model generates and evaluates, and refuses to train.
    */
-  constructor(backend: Backend, config: GPT2Config, params: Float32Array, opts: { weights?: WeightFormat } = {}) {
+  constructor(
+    backend: Backend, config: GPT2Config, params: Float32Array,
+    opts: { weights?: WeightFormat; lora?: { config: LoraConfig; params: Float32Array; seed?: number } } = {},
+  ) {
     const { tensors, total, count } = paramLayout(config);
     if (params.length !== total) throw new Error(`expected a parameter buffer of ${total}, got ${params.length}`);
     this.backend = backend;
     this.config = config;
     this.numParams = count;
     this.weights = opts.weights ?? 'fp32';
+    if (opts.lora) {
+      if (this.weights === 'int8') throw new GPT2Error('LoRA adapters train on fp32 base weights; drop --quantize int8 (or merge the adapter first).');
+      checkLoraConfig(config, opts.lora.config);
+    }
     if (this.weights === 'int8' && !backend.kernels.matmulInt8Forward) throw new GPT2Error(`The ${backend.name} backend has no int8 kernels; int8 weights run on ${INT8_BACKENDS}.`);
     // under int8 the fp32 buffer holds every tensor but the quantized matrices, packed in order
     const kept = this.weights === 'int8' ? Object.entries(tensors).filter(([n]) => !(INT8_MATRICES as readonly string[]).includes(n)) : Object.entries(tensors);
@@ -113,6 +129,13 @@ export class GPT2 {
         this.int8[n as Int8Matrix] = list.map((m) => ({ q: backend.view(q, m.word, m.words), scale: backend.view(sc, m.scale, m.OUT) }));
       }
     }
+    this.loraSeed = opts.lora?.seed ?? 0;
+    if (opts.lora) this.lora = new LoraAdapters(backend, config, opts.lora.config, opts.lora.params);
+  }
+
+  /** Parameters that training updates: the adapters' under LoRA, else all. */
+  get trainableParams(): number {
+    return this.lora ? this.lora.count : this.numParams;
   }
 
   /**
@@ -120,8 +143,18 @@ export class GPT2 {
    * wte), in int8 where the model holds it so; with pre, pre gets the product and out its GELU.
    * Internal: for the forward pass and KVCache.
    */
-  linear(out: Buf, pre: Buf | null, inp: Buf, name: Int8Matrix, l: number, bias: Buf | null, N: number, IN: number, OUT: number): void {
+  linear(out: Buf, pre: Buf | null, inp: Buf, name: Int8Matrix, l: number, bias: Buf | null, N: number, IN: number, OUT: number, keep = false): void {
     const k = this.backend.kernels;
+    const s = name === 'wte' ? undefined : this.lora?.slot(name, l);
+    if (s) {
+      // the adapter's sum joins the product before the GELU
+      const y = pre ?? out;
+      k.matmulForward(y, inp, this.layers[name][l], bias, N, IN, OUT);
+      const u = keep ? this.lora!.savedU(s, N) : this.lora!.scratchU(N);
+      this.lora!.forward(y, inp, s, N, u, keep ? this.dropoutSeed(s.id) : null);
+      if (pre) k.geluForward(out, pre, N * OUT);
+      return;
+    }
     if (this.int8) {
       const m = this.int8[name][l];
       return k.matmulInt8Forward!(out, pre, inp, m.q, m.scale, bias, N, IN, OUT);
@@ -129,6 +162,12 @@ export class GPT2 {
     const w = name === 'wte' ? this.views.wte : this.layers[name][l];
     if (pre) k.matmulGeluForward(out, pre, inp, w, bias, N, IN, OUT);
     else k.matmulForward(out, inp, w, bias, N, IN, OUT);
+  }
+
+  /** The dropout seed of adapter `id` in the last forward: null outside a training forward (or without dropout). */
+  private dropoutSeed(id: number): number | null {
+    if (this.dropoutDraw === null || !this.lora?.config.dropout) return null;
+    return loraDropoutSeed(this.loraSeed, this.step, this.dropoutDraw, id);
   }
 
   /** Training needs the fp32 weights. */
@@ -239,7 +278,8 @@ export class GPT2 {
   /** Releases every device buffer of the model. */
   dispose(): void {
     this.freeActivations();
-    for (const b of [this.params, this.grads, this.m, this.v, this.normBuf, ...this.int8Buffers]) if (b) this.backend.free(b);
+    for (const b of [this.params, this.grads, this.m, this.v, this.normBuf, this.lnSink?.w, this.lnSink?.b, ...this.int8Buffers]) if (b) this.backend.free(b);
+    this.lora?.dispose();
   }
 
   /**
@@ -275,7 +315,7 @@ export class GPT2 {
    * pass over the logits (the fused classifier). Returns the mean loss; a training step's path.
    */
   async forwardBackward(inputs: Int32Array, B: number, T: number, targets: Int32Array, scale = 1): Promise<number> {
-    const a = this.run(inputs, B, T);
+    const a = this.run(inputs, B, T, true);
     this.setTargets(a, targets);
     if (a.validTargets === 0) return NaN; // nothing to learn from: the caller sees a non-finite loss
     this.backward(scale);
@@ -283,24 +323,25 @@ export class GPT2 {
   }
 
   /** The forward pass up to the logits (B,T,V). */
-  private run(inputs: Int32Array, B: number, T: number): Activations {
+  private run(inputs: Int32Array, B: number, T: number, train = false): Activations {
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V, nPositions } = this.config;
     if (T > nPositions) throw new GPT2Error(`A sequence of ${T} tokens is longer than the model's context of ${nPositions}; use a shorter block size.`);
     if (inputs.length !== B * T) throw new Error(`inputs hold ${inputs.length} ids, expected B*T = ${B * T}`);
     this.checkTokens(inputs, 'The input', false);
     const a = this.ensureActivations(B, T);
     const k = this.backend.kernels, p = this.views, P = this.layers, N = B * T, HS = C / NH;
+    this.dropoutDraw = train ? this.micro++ : null;
     this.backend.upload(a.tokens, inputs);
     k.encoderForward(a.encoded, a.tokens, p.wte, p.wpe, B, T, C);
     k.layernormForward(a.ln1[0], a.ln1Mean[0], a.ln1Rstd[0], a.encoded, P.ln1w[0], P.ln1b[0], N, C);
     for (let l = 0; l < L; l++) {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
-      this.linear(a.qkv[l], null, a.ln1[l], 'qkvw', l, P.qkvb[l], N, C, 3 * C);
+      this.linear(a.qkv[l], null, a.ln1[l], 'qkvw', l, P.qkvb[l], N, C, 3 * C, true);
       k.attentionForward(a.atty[l], a.lse[l], a.qkv[l], B, T, NH, HS);
-      this.linear(a.proj, null, a.atty[l], 'attprojw', l, P.attprojb[l], N, C, C);
+      this.linear(a.proj, null, a.atty[l], 'attprojw', l, P.attprojb[l], N, C, C, true);
       k.residualLayernormForward(a.res2[l], a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], res, a.proj, P.ln2w[l], P.ln2b[l], N, C);
-      this.linear(a.fchGelu[l], a.fch[l], a.ln2[l], 'fcw', l, P.fcb[l], N, C, F);
-      this.linear(a.proj, null, a.fchGelu[l], 'fcprojw', l, P.fcprojb[l], N, F, C);
+      this.linear(a.fchGelu[l], a.fch[l], a.ln2[l], 'fcw', l, P.fcb[l], N, C, F, true);
+      this.linear(a.proj, null, a.fchGelu[l], 'fcprojw', l, P.fcprojb[l], N, F, C, true);
       // the residual add with the next layer's ln1, or with the final layernorm
       if (l + 1 < L) k.residualLayernormForward(a.res3[l], a.ln1[l + 1], a.ln1Mean[l + 1], a.ln1Rstd[l + 1], a.res2[l], a.proj, P.ln1w[l + 1], P.ln1b[l + 1], N, C);
       else k.residualLayernormForward(a.res3[l], a.lnf, a.lnfMean, a.lnfRstd, a.res2[l], a.proj, p.lnfw, p.lnfb, N, C);
@@ -333,6 +374,7 @@ export class GPT2 {
 
   private ensureGrads(): { grads: Buf; g: Views } {
     this.trainable();
+    if (this.lora) throw new Error('the base weights are frozen under LoRA');
     if (!this.grads) {
       this.grads = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
       this.gradViews = this.makeViews(this.grads);
@@ -343,7 +385,8 @@ export class GPT2 {
 
   /** Zeroes the parameter gradients (call before each optimizer step's first backward). */
   zeroGrad(): void {
-    this.backend.zero(this.ensureGrads().grads);
+    this.micro = 0;
+    this.backend.zero(this.lora ? this.lora.ensureGrads() : this.ensureGrads().grads);
   }
 
   /**
@@ -356,41 +399,58 @@ export class GPT2 {
     if (!a || a.validTargets === 0) throw new Error('backward() needs a forward() with targets first');
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = this.config;
     const { B, T } = a, N = B * T, HS = C / NH;
-    const k = this.backend.kernels, p = this.views, be = this.backend;
-    const { g } = this.ensureGrads();
-    const P = this.layers, G = this.gradLayers!;
+    const k = this.backend.kernels, p = this.views, be = this.backend, P = this.layers;
+    // the gradients of a tensor: the base's, or under LoRA none (matmuls skip them; layernorms write to a sink)
+    if (!this.lora) this.ensureGrads();
+    const G = this.gradLayers, g = this.gradViews;
+    const ln = (w: ParamName, b: ParamName, l: number): [Buf, Buf] => (G ? [G[w][l], G[b][l]] : this.sink());
     k.crossEntropyBackward(a.logits, a.losses, a.logits, a.targets, scale / a.validTargets, N, V); // in place: logits -> dlogits
     be.zero(a.dln);
-    k.matmulBackward(a.dln, g.wte, null, a.logits, a.lnf, p.wte, N, C, V);
+    k.matmulBackward(a.dln, g?.wte ?? null, null, a.logits, a.lnf, p.wte, N, C, V);
     be.zero(a.dres);
-    k.layernormBackward(a.dres, g.lnfw, g.lnfb, a.dln, a.res3[L - 1], p.lnfw, a.lnfMean, a.lnfRstd, N, C);
+    k.layernormBackward(a.dres, ...(g ? [g.lnfw, g.lnfb] as [Buf, Buf] : this.sink()), a.dln, a.res3[L - 1], p.lnfw, a.lnfMean, a.lnfRstd, N, C);
     for (let l = L - 1; l >= 0; l--) {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
       // res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres holds d res3, and becomes d res2
       be.zero(a.dfchGelu);
-      k.matmulBackward(a.dfchGelu, G.fcprojw[l], G.fcprojb[l], a.dres, a.fchGelu[l], P.fcprojw[l], N, F, C);
+      this.linearBackward(a.dfchGelu, 'fcprojw', 'fcprojb', l, a.dres, a.fchGelu[l], N, F, C);
       be.zero(a.dfch);
       k.geluBackward(a.dfch, a.fch[l], a.dfchGelu, N * F);
       be.zero(a.dln);
-      k.matmulBackward(a.dln, G.fcw[l], G.fcb[l], a.dfch, a.ln2[l], P.fcw[l], N, C, F);
-      k.layernormBackward(a.dres, G.ln2w[l], G.ln2b[l], a.dln, a.res2[l], P.ln2w[l], a.ln2Mean[l], a.ln2Rstd[l], N, C);
+      this.linearBackward(a.dln, 'fcw', 'fcb', l, a.dfch, a.ln2[l], N, C, F);
+      k.layernormBackward(a.dres, ...ln('ln2w', 'ln2b', l), a.dln, a.res2[l], P.ln2w[l], a.ln2Mean[l], a.ln2Rstd[l], N, C);
       // res2 = res + attproj(attention(qkv(ln1(res)))): dres becomes d res
       be.zero(a.datty);
-      k.matmulBackward(a.datty, G.attprojw[l], G.attprojb[l], a.dres, a.atty[l], P.attprojw[l], N, C, C);
+      this.linearBackward(a.datty, 'attprojw', 'attprojb', l, a.dres, a.atty[l], N, C, C);
       be.zero(a.dqkv);
       k.attentionBackward(a.dqkv, a.datty, a.qkv[l], a.atty[l], a.lse[l], B, T, NH, HS);
       be.zero(a.dln);
-      k.matmulBackward(a.dln, G.qkvw[l], G.qkvb[l], a.dqkv, a.ln1[l], P.qkvw[l], N, C, 3 * C);
-      k.layernormBackward(a.dres, G.ln1w[l], G.ln1b[l], a.dln, res, P.ln1w[l], a.ln1Mean[l], a.ln1Rstd[l], N, C);
+      this.linearBackward(a.dln, 'qkvw', 'qkvb', l, a.dqkv, a.ln1[l], N, C, 3 * C);
+      k.layernormBackward(a.dres, ...ln('ln1w', 'ln1b', l), a.dln, res, P.ln1w[l], a.ln1Mean[l], a.ln1Rstd[l], N, C);
     }
-    k.encoderBackward(g.wte, g.wpe, a.dres, a.tokens, B, T, C);
+    if (g) k.encoderBackward(g.wte, g.wpe, a.dres, a.tokens, B, T, C);
+  }
+
+  /** dinp (N,IN) += dout @ W for layer l's matrix `w`, with W's and the bias's gradients, or under LoRA the adapter's. */
+  private linearBackward(dinp: Buf, w: ParamName, b: ParamName, l: number, dout: Buf, inp: Buf, N: number, IN: number, OUT: number): void {
+    const k = this.backend.kernels, W = this.layers[w][l];
+    if (!this.lora) return k.matmulBackward(dinp, this.gradLayers![w][l], this.gradLayers![b][l], dout, inp, W, N, IN, OUT);
+    k.matmulBackward(dinp, null, null, dout, inp, W, N, IN, OUT);
+    const s = this.lora.slot(w, l);
+    if (s) this.lora.backward(dinp, dout, inp, s, N, this.lora.savedU(s, N), this.dropoutSeed(s.id));
+  }
+
+  /** Where frozen layernorms' weight and bias gradients go under LoRA: two (C) buffers never read. */
+  private sink(): [Buf, Buf] {
+    this.lnSink ??= { w: this.backend.alloc(this.config.nEmbd), b: this.backend.alloc(this.config.nEmbd) };
+    return [this.lnSink.w, this.lnSink.b];
   }
 
   /** The global L2 norm of the accumulated gradients. */
   async gradNorm(): Promise<number> {
-    const { grads } = this.ensureGrads();
+    const grads = this.lora ? this.lora.ensureGrads() : this.ensureGrads().grads;
     this.normBuf ??= this.backend.alloc(1);
-    this.backend.kernels.sumSquares(this.normBuf, grads, this.bufferLength);
+    this.backend.kernels.sumSquares(this.normBuf, grads, grads.length);
     return Math.sqrt((await this.backend.read(this.normBuf))[0]);
   }
 
@@ -400,11 +460,17 @@ export class GPT2 {
    * (`norm`, when given, is the gradNorm() the caller already computed).
    */
   async update(o: AdamWOptions, norm?: number): Promise<number> {
-    const { g } = this.ensureGrads();
-    const { m: mv, v: vv } = this.ensureMoments();
     norm ??= await this.gradNorm();
     const scale = o.clip && o.clip > 0 ? Math.min(1, o.clip / (norm + 1e-6)) : 1;
     this.step += 1;
+    if (this.lora) {
+      // every adapter is a matrix: one step over the whole buffer, all of it decayed (the gaps stay 0)
+      const L = this.lora, { m, v } = L.ensureMoments();
+      this.backend.kernels.adamw(L.params, L.ensureGrads(), m, v, L.length, o.lr, o.beta1 ?? 0.9, o.beta2 ?? 0.999, o.eps ?? 1e-8, o.weightDecay ?? 0, this.step, scale);
+      return norm;
+    }
+    const { g } = this.ensureGrads();
+    const { m: mv, v: vv } = this.ensureMoments();
     for (const [name, t] of Object.entries(this.layout)) {
       const n = name as ParamName;
       this.backend.kernels.adamw(
@@ -431,24 +497,32 @@ export class GPT2 {
     return this.backend.read(this.params);
   }
 
-  /** Gradients (flat, PARAM_SPECS layout) back on the host. */
+  /** The adapters (flat, lora.ts layout) back on the host. */
+  async readAdapter(): Promise<Float32Array> {
+    if (!this.lora) throw new Error('readAdapter() on a model without LoRA adapters');
+    return this.backend.read(this.lora.params);
+  }
+
+  /** Gradients (flat, PARAM_SPECS layout; under LoRA the adapters' lora.ts layout) back on the host. */
   async readGrads(): Promise<Float32Array> {
-    return this.backend.read(this.ensureGrads().grads);
+    return this.backend.read(this.lora ? this.lora.ensureGrads() : this.ensureGrads().grads);
   }
 
   /** Optimizer state for checkpoints: AdamW moments and step count. */
   async readOptimizerState(): Promise<{ m: Float32Array; v: Float32Array; step: number } | undefined> {
-    if (!this.m || !this.v) return undefined;
-    return { m: await this.backend.read(this.m), v: await this.backend.read(this.v), step: this.step };
+    const [m, v] = this.lora ? [this.lora.m, this.lora.v] : [this.m, this.v];
+    if (!m || !v) return undefined;
+    return { m: await this.backend.read(m), v: await this.backend.read(v), step: this.step };
   }
 
   loadOptimizerState(s: { m: Float32Array; v: Float32Array; step: number }): void {
-    if (s.m.length !== this.bufferLength || s.v.length !== this.bufferLength) {
-      throw new GPT2Error(`The optimizer state holds ${s.m.length} values but the model needs ${this.bufferLength}; it belongs to another model.`);
+    const need = this.lora ? this.lora.length : this.bufferLength;
+    if (s.m.length !== need || s.v.length !== need) {
+      throw new GPT2Error(`The optimizer state holds ${s.m.length} values but the ${this.lora ? 'adapters need' : 'model needs'} ${need}; it belongs to another ${this.lora ? 'LoRA configuration' : 'model'}.`);
     }
-    this.ensureMoments();
-    this.backend.upload(this.m!, s.m);
-    this.backend.upload(this.v!, s.v);
+    const { m, v } = this.lora ? this.lora.ensureMoments() : (this.ensureMoments(), { m: this.m!, v: this.v! });
+    this.backend.upload(m, s.m);
+    this.backend.upload(v, s.v);
     this.step = s.step;
   }
 
