@@ -65,6 +65,7 @@ static bool args(napi_env env, napi_callback_info info, double *a, size_t n, nap
 #define I(i) ((int *)(uintptr_t)a[i])
 #define N_(i) ((int)a[i])
 #define L_(i) ((int64_t)a[i])
+#define U_(i) ((uint32_t)a[i]) // a u32 (a seed, a threshold): 0..2^32-1, out of an int's range
 // A kernel function taking n numeric arguments a[0..n) (pointers via F/I, sizes via N_/L_); a
 // library failure (oneDNN's) becomes a JavaScript error.
 #define KERNEL(Name, n, call)                                      \
@@ -178,7 +179,9 @@ KERNEL(MatmulBackward, 9, matmul_backward(F(0), F(1), F(2), F(3), F(4), F(5), N_
 KERNEL(AttentionForward, 7, attention_forward(F(0), F(1), F(2), N_(3), N_(4), N_(5), N_(6)))
 KERNEL(AttentionBackward, 9, attention_backward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7), N_(8)))
 KERNEL(AttentionDecode, 10, attention_decode(F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
+KERNEL(GeluForward, 3, gelu_forward(F(0), F(1), L_(2)))
 KERNEL(GeluBackward, 4, gelu_backward(F(0), F(1), F(2), L_(3)))
+KERNEL(ScaledDropout, 6, scaled_dropout(F(0), F(1), (float)a[2], U_(3), U_(4), L_(5)))
 KERNEL(CrossEntropyForward, 6, crossentropy_forward(F(0), F(1), F(2), I(3), N_(4), N_(5)))
 KERNEL(CrossEntropyBackward, 7, crossentropy_backward(F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6)))
 KERNEL(SumSquares, 3, F(0)[0] = sum_squares(F(1), L_(2)))
@@ -195,7 +198,8 @@ static napi_value ModuleInit(napi_env env, napi_value exports) {
       EXPORT("matmulForward", MatmulForward), EXPORT("matmulGeluForward", MatmulGeluForward), EXPORT("matmulBackward", MatmulBackward),
       EXPORT("matmulInt8Forward", MatmulInt8Forward),
       EXPORT("attentionForward", AttentionForward), EXPORT("attentionBackward", AttentionBackward),
-      EXPORT("attentionDecode", AttentionDecode), EXPORT("geluBackward", GeluBackward),
+      EXPORT("attentionDecode", AttentionDecode), EXPORT("geluForward", GeluForward), EXPORT("geluBackward", GeluBackward),
+      EXPORT("scaledDropout", ScaledDropout),
       EXPORT("crossEntropyForward", CrossEntropyForward), EXPORT("crossEntropyBackward", CrossEntropyBackward),
       EXPORT("sumSquares", SumSquares), EXPORT("adamw", Adamw),
   };

@@ -39,6 +39,8 @@ void attention_decode(float *out, const float *qkv, float *kcache, float *vcache
 // gelu.cc
 void gelu_forward(float *out, const float *inp, int64_t N);
 void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t N);
+// dropout.cc
+void scaled_dropout(float *out, const float *inp, float mult, uint32_t threshold, uint32_t seed, int64_t N);
 // crossentropy.cc
 void crossentropy_forward(float *losses, float *hits, const float *logits, const int *targets, int N, int V);
 void crossentropy_backward(float *dlogits, float *losses, const float *logits, const int *targets, float scale, int N, int V);

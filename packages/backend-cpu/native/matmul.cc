@@ -179,14 +179,15 @@ static void bias_backward(float *dbias, const float *dout, int N, int OUT) {
 }
 
 // dinp (N,IN) += dout (N,OUT) @ w (OUT,IN), split by columns of dinp;
-// dw (OUT,IN) += dout^T @ inp (N,IN), split by rows of dw; dbias (OUT) += column sums of dout
+// dw (OUT,IN) += dout^T @ inp (N,IN), split by rows of dw; dbias (OUT) += column sums of dout.
+// A null dw or dbias is a frozen weight (LoRA's base model): that product is skipped.
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N, int IN, int OUT) {
   if (use_onednn) {
     // dinp (N,IN) += dout (N,OUT) @ w (OUT,IN); dw (OUT,IN) += dout^T (OUT,N) @ inp (N,IN), dout read
-    // with strides (1, OUT); both accumulate through a sum post-op
-    Rounded r = rounded(dout, (int64_t)N * OUT, w, (int64_t)OUT * IN, inp, (int64_t)N * IN);
+    // with strides (1, OUT); both accumulate through a sum post-op (inp is rounded only for dw)
+    Rounded r = rounded(dout, (int64_t)N * OUT, w, (int64_t)OUT * IN, dw ? inp : nullptr, (int64_t)N * IN);
     onednn.matmul(r.dt, N, IN, OUT, {r.a, OUT, 1}, {r.b, IN, 1}, nullptr, dinp, IN, true);
-    onednn.matmul(r.dt, OUT, IN, N, {r.a, 1, OUT}, {r.c, IN, 1}, nullptr, dw, IN, true);
+    if (dw) onednn.matmul(r.dt, OUT, IN, N, {r.a, 1, OUT}, {r.c, IN, 1}, nullptr, dw, IN, true);
     if (dbias) bias_backward(dbias, dout, N, OUT);
     return;
   }
@@ -196,7 +197,7 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
     share_cols(IN, i0, i1);
     if (i1 > i0) blas.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, i1 - i0, OUT, 1.f, dout, OUT, w + i0, IN, 1.f, dinp + i0, IN);
     share(OUT, j0, j1);
-    if (j1 > j0) blas.sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, IN, N, 1.f, dout + j0, OUT, inp, IN, 1.f, dw + j0 * IN, IN);
+    if (dw && j1 > j0) blas.sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, IN, N, 1.f, dout + j0, OUT, inp, IN, 1.f, dw + j0 * IN, IN);
     if (dbias) column_sums(dbias, dout, N, OUT, j0, j1);
   }
 }

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { GPT2Error, OutOfMemoryError, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
+import { GPT2Error, OutOfMemoryError, dropoutMultiplier, dropoutThreshold, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
 
 interface Addon {
   init(): [library: string, path: string, isa: string, procs: number, reference: number];
@@ -122,7 +122,11 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
     attentionForward: (out, lse, qkv, B, T, NH, HS) => call('attentionForward', p(out), p(lse), p(qkv), B, T, NH, HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) => call('attentionBackward', p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS),
     attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) => call('attentionDecode', p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT),
+    geluForward: (out, inp, N) => call('geluForward', p(out), p(inp), N),
     geluBackward: (dinp, inp, dout, N) => call('geluBackward', p(dinp), p(inp), p(dout), N),
+    // the mask's threshold and the kept elements' multiplier from the host in double precision (dropout.ts)
+    scaledDropout: (out, inp, scale, pr, seed, N) =>
+      call('scaledDropout', p(out), p(inp), dropoutMultiplier(scale, pr), dropoutThreshold(pr), seed >>> 0, N),
     crossEntropyForward: (losses, hits, logits, targets, N, V) => call('crossEntropyForward', p(losses), p(hits), p(logits), p(targets), N, V),
     crossEntropyBackward: (dlogits, losses, logits, targets, scale, N, V) =>
       call('crossEntropyBackward', p(dlogits), p(losses), p(logits), p(targets), scale, N, V),

@@ -50,6 +50,7 @@ static bool args(napi_env env, napi_callback_info info, double *a, size_t n, nap
 #define I(i) ((int *)(uintptr_t)a[i])
 #define N_(i) ((int)a[i])
 #define L_(i) ((int64_t)a[i])
+#define U_(i) ((uint32_t)a[i]) // a u32 (a seed, a threshold): 0..2^32-1, out of an int's range
 static napi_value undef(napi_env env) {
   napi_value u;
   napi_get_undefined(env, &u);
@@ -200,8 +201,8 @@ static napi_value MatmulBackward(napi_env env, napi_callback_info info) {
   int N = N_(6), IN = N_(7), OUT = N_(8), mode = N_(9) % 3;
   // dinp (N, IN) += dout (N, OUT) @ W (OUT, IN)
   if (!gemm(env, mode, CUBLAS_OP_N, CUBLAS_OP_N, IN, N, OUT, F(5), IN, F(3), OUT, &ONE, F(0), IN)) return nullptr;
-  // dW (OUT, IN) += dout^T @ inp
-  if (!gemm(env, mode, CUBLAS_OP_N, CUBLAS_OP_T, IN, OUT, N, F(4), IN, F(3), OUT, &ONE, F(1), IN)) return nullptr;
+  // dW (OUT, IN) += dout^T @ inp, skipped for a frozen weight (dW null: LoRA's base model)
+  if (a[1] && !gemm(env, mode, CUBLAS_OP_N, CUBLAS_OP_T, IN, OUT, N, F(4), IN, F(3), OUT, &ONE, F(1), IN)) return nullptr;
   if (a[2]) launch_bias_grad(stream, F(2), F(3), N, OUT);
   return undef(env);
 }
@@ -233,7 +234,9 @@ static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 KERNEL(AttentionDecode, 10, launch_attention_decode(stream, F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
+KERNEL(GeluForward, 3, launch_gelu_forward(stream, F(0), F(1), L_(2)))
 KERNEL(GeluBackward, 4, launch_gelu_backward(stream, F(0), F(1), F(2), L_(3)))
+KERNEL(ScaledDropout, 6, launch_scaled_dropout(stream, F(0), F(1), (float)a[2], U_(3), U_(4), L_(5)))
 KERNEL(CrossEntropyForward, 6, launch_ce_forward(stream, F(0), F(1), F(2), I(3), N_(4), N_(5)))
 KERNEL(CrossEntropyBackward, 7, launch_ce_backward(stream, F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6)))
 KERNEL(SumSquares, 3, launch_sum_squares(stream, F(0), scratchPartial, PARTIALS, F(1), L_(2)))
@@ -265,7 +268,9 @@ static napi_value Register(napi_env env, napi_value exports) {
   EXPORT("attentionForward", AttentionForward);
   EXPORT("attentionBackward", AttentionBackward);
   EXPORT("attentionDecode", AttentionDecode);
+  EXPORT("geluForward", GeluForward);
   EXPORT("geluBackward", GeluBackward);
+  EXPORT("scaledDropout", ScaledDropout);
   EXPORT("crossEntropyForward", CrossEntropyForward);
   EXPORT("crossEntropyBackward", CrossEntropyBackward);
   EXPORT("sumSquares", SumSquares);

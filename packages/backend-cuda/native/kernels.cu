@@ -274,11 +274,38 @@ __global__ void attention_decode(float *out, const float *qkv, const float *kc, 
 #define GELU_S 0.7978845608028654f
 // tanh of GELU's argument, clamped: tanh is +-1 in fp32 past 15
 __device__ float gelu_th(float x) { return tanhf(fminf(15.f, fmaxf(-15.f, GELU_S * (x + 0.044715f * x * x * x)))); }
+// out = gelu(inp), overwriting: the GELU alone (after a LoRA-adapted c_fc), as in bias_gelu
+__global__ void gelu_fwd(float *out, const float *inp, int64_t N) {
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i >= N) return;
+  float x = inp[i];
+  out[i] = 0.5f * x * (1.f + gelu_th(x));
+}
 __global__ void gelu_bwd(float *dinp, const float *inp, const float *dout, int64_t N) {
   int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
   if (i >= N) return;
   float x = inp[i], t = gelu_th(x);
   dinp[i] += (0.5f * (1.f + t) + 0.5f * x * (1.f - t * t) * GELU_S * (1.f + 3.f * 0.044715f * x * x)) * dout[i];
+}
+
+// ---- dropout ----
+// the mask's 32 random bits for element i of the draw `seed`: core's dropoutHash (dropout.ts),
+// Wellons' lowbias32 on u32 arithmetic, so every backend draws the same mask
+__device__ __forceinline__ uint32_t dropout_hash(uint32_t seed, uint32_t i) {
+  uint32_t x = seed * 0x9e3779b9u + i;
+  x ^= x >> 16;
+  x *= 0x21f0aaadu;
+  x ^= x >> 15;
+  x *= 0x735a2d97u;
+  x ^= x >> 15;
+  return x;
+}
+// out += inp * mult where the hash is at least threshold (both from the host); a dropped element
+// adds nothing. __fmul_rn rounds the product before the add (no FMA), as the reference does.
+__global__ void scaled_dropout(float *out, const float *inp, float mult, uint32_t threshold, uint32_t seed, int64_t N) {
+  int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
+  if (i >= N || dropout_hash(seed, (uint32_t)i) < threshold) return;
+  out[i] += __fmul_rn(inp[i], mult);
 }
 
 // ---- cross-entropy: one block per row; backward in place is safe (each element read then written by one thread) ----
@@ -375,7 +402,11 @@ void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float
   kv_write<<<blocks((int64_t)B * T * NH * HS), WG, 0, s>>>(kc, vc, qkv, B, T, pos, NH, HS, maxT);
   BY_HS(HS, attention_decode, blocks(B * NH * T), s, out, qkv, kc, vc, B, T, pos, NH, HS, maxT);
 }
+void launch_gelu_forward(cudaStream_t s, float *out, const float *inp, int64_t N) { gelu_fwd<<<blocks(N), WG, 0, s>>>(out, inp, N); }
 void launch_gelu_backward(cudaStream_t s, float *dinp, const float *inp, const float *dout, int64_t N) { gelu_bwd<<<blocks(N), WG, 0, s>>>(dinp, inp, dout, N); }
+void launch_scaled_dropout(cudaStream_t s, float *out, const float *inp, float mult, uint32_t threshold, uint32_t seed, int64_t N) {
+  scaled_dropout<<<blocks(N), WG, 0, s>>>(out, inp, mult, threshold, seed, N);
+}
 void launch_ce_forward(cudaStream_t s, float *losses, float *hits, const float *logits, const int *targets, int N, int V) { ce_fwd<<<N, WG, 0, s>>>(losses, hits, logits, targets, V); }
 void launch_ce_backward(cudaStream_t s, float *dlogits, float *losses, const float *logits, const int *targets, float scale, int N, int V) {
   ce_bwd<<<N, WG, 0, s>>>(dlogits, losses, logits, targets, scale, V);

@@ -14,7 +14,10 @@ void launch_bias_grad(cudaStream_t s, float *dbias, const float *dout, int N, in
 void launch_attention_forward(cudaStream_t s, float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
 void launch_attention_backward(cudaStream_t s, float *D, float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int NH, int HS);
 void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float *kc, float *vc, int B, int T, int pos, int NH, int HS, int maxT);
+void launch_gelu_forward(cudaStream_t s, float *out, const float *inp, int64_t N);
 void launch_gelu_backward(cudaStream_t s, float *dinp, const float *inp, const float *dout, int64_t N);
+// threshold = floor(p * 2^32) and mult = scale / (1 - p) as float, both computed on the host in double (dropout.ts)
+void launch_scaled_dropout(cudaStream_t s, float *out, const float *inp, float mult, uint32_t threshold, uint32_t seed, int64_t N);
 void launch_ce_forward(cudaStream_t s, float *losses, float *hits, const float *logits, const int *targets, int N, int V);
 void launch_ce_backward(cudaStream_t s, float *dlogits, float *losses, const float *logits, const int *targets, float scale, int N, int V);
 void launch_sum_squares(cudaStream_t s, float *out, float *partial, int partials, const float *x, int64_t N);

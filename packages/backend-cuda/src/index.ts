@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { GPT2Error, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
+import { GPT2Error, dropoutMultiplier, dropoutThreshold, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
 
 interface Addon {
   init(): string;
@@ -66,7 +66,11 @@ export async function createCudaBackend(opts: CudaBackendOptions = {}): Promise<
     attentionForward: (out, lse, qkv, B, T, NH, HS) => call('attentionForward', p(out), p(lse), p(qkv), B, T, NH, HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) => call('attentionBackward', p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS),
     attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) => call('attentionDecode', p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT),
+    geluForward: (out, inp, N) => call('geluForward', p(out), p(inp), N),
     geluBackward: (dinp, inp, dout, N) => call('geluBackward', p(dinp), p(inp), p(dout), N),
+    // the mask's threshold and the kept elements' multiplier from the host in double precision (dropout.ts)
+    scaledDropout: (out, inp, scale, pr, seed, N) =>
+      call('scaledDropout', p(out), p(inp), dropoutMultiplier(scale, pr), dropoutThreshold(pr), seed >>> 0, N),
     crossEntropyForward: (losses, hits, logits, targets, N, V) => call('crossEntropyForward', p(losses), p(hits), p(logits), p(targets), N, V),
     crossEntropyBackward: (dlogits, losses, logits, targets, scale, N, V) =>
       call('crossEntropyBackward', p(dlogits), p(losses), p(logits), p(targets), scale, N, V),

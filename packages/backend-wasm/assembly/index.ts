@@ -339,12 +339,24 @@ export function matmul_backward_input(dinp: usize, dout: usize, w: usize, N: i32
 }
 
 // dw (OUT,IN) += dout^T @ inp and dbias (OUT) += column sums of dout, for weight rows [s, e).
-// Register tile: 2 weight rows x 16 columns (8 accumulators), streaming every input row. The two
-// dout columns a tile needs are gathered once into this thread's scratch (2N floats at
-// scratch + tid * scratchStride), instead of strided reads for every column chunk.
+// dw 0 is a frozen weight (LoRA's base): its product is skipped, and only dbias accumulates.
 export function matmul_backward_weight(dw: usize, dbias: usize, dout: usize, inp: usize, N: i32, IN: i32, OUT: i32, scratch: usize, scratchStride: i32, s: i32, e: i32, tid: i32): f64 {
+  if (dw) weightRows(dw, dout, inp, N, IN, OUT, scratch + <usize>tid * <usize>scratchStride, s, e);
+  if (dbias) {
+    for (let j = s; j < e; j++) {
+      let acc: f32 = 0;
+      for (let n = 0; n < N; n++) acc += ldf(dout, n * OUT + j);
+      stf(dbias, j, ldf(dbias, j) + acc);
+    }
+  }
+  return 0;
+}
+
+// dw rows [s, e). Register tile: 2 weight rows x 16 columns (8 accumulators), streaming every input
+// row. The two dout columns a tile needs are gathered once into this thread's scratch g (2N floats),
+// instead of strided reads for every column chunk.
+function weightRows(dw: usize, dout: usize, inp: usize, N: i32, IN: i32, OUT: i32, g: usize, s: i32, e: i32): void {
   const rowB = <usize>IN << 2, IN16 = IN & ~15;
-  const g = scratch + <usize>tid * <usize>scratchStride;
   let o = s;
   for (; o + 2 <= e; o += 2) {
     const y0 = dw + <usize>o * rowB, y1 = y0 + rowB;
@@ -379,14 +391,6 @@ export function matmul_backward_weight(dw: usize, dbias: usize, dout: usize, inp
     const y0 = dw + <usize>o * rowB;
     for (let n = 0; n < N; n++) axpy(y0, ldf(dout, n * OUT + o), inp + <usize>n * rowB, IN);
   }
-  if (dbias) {
-    for (let j = s; j < e; j++) {
-      let acc: f32 = 0;
-      for (let n = 0; n < N; n++) acc += ldf(dout, n * OUT + j);
-      stf(dbias, j, ldf(dbias, j) + acc);
-    }
-  }
-  return 0;
 }
 
 // ---- attention (flash style: online softmax, log-sum-exp saved, no (T,T) matrix) -------------
@@ -588,6 +592,27 @@ export function add(out: usize, a: usize, b: usize, s: i32, e: i32): f64 {
   }
   for (; i < e; i++) stf(out, i, ldf(a, i) + ldf(b, i));
   return 0;
+}
+
+// out (N) += inp * mult for elements [s, e) the mask keeps: dropoutHash(seed, i) >= keepFrom (core's
+// dropout.ts, bit for bit); keepFrom = floor(p * 2^32) and mult = fround(scale / (1 - p)) come from
+// the host
+export function scaled_dropout(out: usize, inp: usize, mult: f32, keepFrom: u32, seed: u32, s: i32, e: i32): f64 {
+  for (let i = s; i < e; i++) {
+    if (dropoutHash(seed, <u32>i) >= keepFrom) stf(out, i, ldf(out, i) + ldf(inp, i) * mult);
+  }
+  return 0;
+}
+
+// lowbias32 of seed * golden + i, on u32 arithmetic (wrapping multiplies, logical shifts)
+@inline function dropoutHash(seed: u32, i: u32): u32 {
+  let x: u32 = seed * 0x9e3779b9 + i;
+  x ^= x >> 16;
+  x *= 0x21f0aaad;
+  x ^= x >> 15;
+  x *= 0x735a2d97;
+  x ^= x >> 15;
+  return x;
 }
 
 // rows [s, e); a negative target gives loss 0

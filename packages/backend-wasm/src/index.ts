@@ -1,7 +1,7 @@
 // The WebAssembly backend: AssemblyScript kernels (SIMD128; fused multiply-adds when the engine
 // has relaxed SIMD) over one WebAssembly.Memory shared with a pool of workers. Kernels run when
 // called, split across the threads; `read` copies out. Buffers are byte offsets into the memory.
-import { GPT2Error, OutOfMemoryError, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
+import { GPT2Error, OutOfMemoryError, dropoutMultiplier, dropoutThreshold, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
 import { CTRL_BYTES, CTRL_INTS, DONE, GRAIN, KERNEL, KERNEL_NAMES, MAX_ARGS, NARGS, SEQ, STOP, UNITS, share, type KernelFn, type KernelName } from './kernels-abi.js';
 
 export interface WasmBackendOptions {
@@ -194,20 +194,25 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     },
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => {
       dispatch('matmul_backward_input', [p(dinp), p(dout), p(w), N, IN, OUT], N, 2, N * IN * OUT);
-      const g = gatherScratch(2 * N);
-      dispatch('matmul_backward_weight', [p(dw), p(dbias), p(dout), p(inp), N, IN, OUT, g.ptr, g.stride], OUT, 2, N * IN * OUT);
+      // a null dw (a frozen weight) skips the dw product: dbias's column sums alone, no scratch
+      if (!dw && !dbias) return;
+      const g = dw ? gatherScratch(2 * N) : { ptr: 0, stride: 0 };
+      dispatch('matmul_backward_weight', [p(dw), p(dbias), p(dout), p(inp), N, IN, OUT, g.ptr, g.stride], OUT, 2, N * (dw ? IN : 1) * OUT);
     },
     attentionForward: (out, lse, qkv, B, T, NH, HS) => void dispatch('attention_forward', [p(out), p(lse), p(qkv), B, T, NH, HS], B * NH, 1, B * NH * T * T * HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) =>
       void dispatch('attention_backward', [p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS], B * NH, 1, B * NH * T * T * HS * 2),
     attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) =>
       void dispatch('attention_decode', [p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT], B * NH, 1, B * NH * T * (pos + T) * HS),
+    geluForward: (out, inp, N) => void dispatch('gelu_forward', [p(out), p(inp)], N, 16, N * 20),
     geluBackward: (dinp, inp, dout, N) => void dispatch('gelu_backward', [p(dinp), p(inp), p(dout)], N, 16, N * 20),
     crossEntropyForward: (losses, hits, logits, targets, N, V) => void dispatch('cross_entropy_forward', [p(losses), p(hits), p(logits), p(targets), N, V], N, 1, N * V * 4),
     crossEntropyBackward(dlogits, losses, logits, targets, scale, N, V) {
       dispatch('cross_entropy_forward', [p(losses), 0, p(logits), p(targets), N, V], N, 1, N * V * 4);
       dispatch('cross_entropy_backward', [p(dlogits), p(logits), p(targets), scale, N, V], N, 1, N * V * 6);
     },
+    scaledDropout: (out, inp, scale, prob, seed, N) =>
+      void dispatch('scaled_dropout', [p(out), p(inp), dropoutMultiplier(scale, prob), dropoutThreshold(prob), seed], N, 16, N * 10),
     sumSquares: (out, x, N) => {
       f32()[p(out) / 4] = dispatch('sum_squares', [p(x)], N, 1024, N);
     },

@@ -3,7 +3,7 @@ export const KERNEL_NAMES = [
   'matmul_forward', 'matmul_backward_input', 'matmul_backward_weight', 'matmul_int8_forward',
   'attention_forward', 'attention_backward', 'attention_decode',
   'encoder_forward', 'encoder_backward', 'layernorm_forward', 'layernorm_backward_input', 'layernorm_backward_params',
-  'gelu_forward', 'gelu_backward', 'add', 'cross_entropy_forward', 'cross_entropy_backward', 'sum_squares', 'adamw',
+  'gelu_forward', 'gelu_backward', 'add', 'scaled_dropout', 'cross_entropy_forward', 'cross_entropy_backward', 'sum_squares', 'adamw',
 ] as const;
 
 export type KernelName = (typeof KERNEL_NAMES)[number];

@@ -6,7 +6,8 @@
 import type { Buf, Kernels } from '@gpt2/core';
 import { GpuBuf, type Runtime } from './runtime.js';
 import { biasBackward, matmulBackward, matmulForward } from './kernels/matmul.js';
-import { geluBackward } from './kernels/elementwise.js';
+import { geluBackward, geluForward } from './kernels/elementwise.js';
+import { scaledDropout } from './kernels/dropout.js';
 import { matmulInt8Forward } from './kernels/matmul-int8.js';
 import { encoderBackwardWpe, encoderBackwardWte, encoderForward } from './kernels/encoder.js';
 import { layernormBackward, layernormForward, residualLayernormForward } from './kernels/layernorm.js';
@@ -69,12 +70,13 @@ export function splitKernels(rt: Runtime, scratch: Scratch, halves: HalfWeights 
         matmulInt8Forward(rt, at(c), pre && at(out), sub(inp, n0 * IN, rows * IN), g(q), g(scale), bias && g(bias), rows, IN, OUT, OUT);
       }),
     // per block of W's rows: dinp += dout[:, block] @ W[block]; dW[block] += dout[:, block]^T @ inp
+    // (none for a null dw, a frozen weight)
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) =>
       byRows(N, Math.max(IN, OUT), (n0, rows) => {
         const di = sub(dinp, n0 * IN, rows * IN), d = sub(dout, n0 * OUT, rows * OUT), x = sub(inp, n0 * IN, rows * IN);
         byRows(OUT, IN, (o0, oc) => {
           const wb = sub(w, o0 * IN, oc * IN);
-          matmulBackward(rt, di, sub(dw, o0 * IN, oc * IN), sub(d, o0, rows * OUT - o0), x, wb, rows, IN, oc, OUT, halves?.of(wb));
+          matmulBackward(rt, di, dw && sub(dw, o0 * IN, oc * IN), sub(d, o0, rows * OUT - o0), x, wb, rows, IN, oc, OUT, halves?.of(wb));
         });
         if (dbias) biasBackward(rt, g(dbias), d, rows, OUT);
       }),
@@ -94,12 +96,15 @@ export function splitKernels(rt: Runtime, scratch: Scratch, halves: HalfWeights 
       byRows(B, Math.max(3 * T * C, cache), (b0, nb) =>
         attentionDecode(rt, sub(out, b0 * T * C, nb * T * C), sub(qkv, b0 * 3 * T * C, nb * 3 * T * C), sub(kc, b0 * cache, nb * cache), sub(vc, b0 * cache, nb * cache), nb, T, pos, NH, HS, maxT));
     },
+    geluForward: (out, inp, N) => byRows(N, 1, (i, n) => geluForward(rt, sub(out, i, n), sub(inp, i, n), n)),
     geluBackward: (dinp, inp, dout, N) => byRows(N, 1, (i, n) => geluBackward(rt, sub(dinp, i, n), sub(inp, i, n), sub(dout, i, n), n)),
     crossEntropyForward: (losses, hits, logits, targets, N, V) =>
       byRows(N, V, (n0, rows) => crossEntropyForward(rt, sub(losses, n0, rows), hits && sub(hits, n0, rows), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), rows, V)),
     crossEntropyBackward: (dlogits, losses, logits, targets, scale, N, V) =>
       byRows(N, V, (n0, rows) =>
         crossEntropyBackward(rt, sub(dlogits, n0 * V, rows * V), sub(losses, n0, rows), sub(logits, n0 * V, rows * V), sub(targets, n0, rows), scale, rows, V)),
+    // by ranges, each hashing its elements' indices in the whole buffer (from i), so the mask is unsplit's
+    scaledDropout: (out, inp, scale, p, seed, N) => byRows(N, 1, (i, n) => scaledDropout(rt, sub(out, i, n), sub(inp, i, n), scale, p, seed, i, n)),
     // partial sums per range, side by side in one scratch buffer, then one final sum
     sumSquares(out, x, N) {
       const ranges: [number, number][] = [];

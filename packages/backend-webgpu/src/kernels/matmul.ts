@@ -213,12 +213,13 @@ export function matmulForward(rt: Runtime, out: GpuBuf, inp: GpuBuf, w: GpuBuf, 
 
 /**
  * dinp (N,IN) += dout @ w; dw (OUT,IN) += dout^T @ inp, where dout may be a column block (row
- * stride ldd) and w, dw the matching rows of a weight split across bindings. `wHalf`: the
- * packed-half copy of w to use in dinp under --precision f16. dbias: biasBackward.
+ * stride ldd) and w, dw the matching rows of a weight split across bindings. A null dw is a frozen
+ * weight (LoRA's base): no dw product. `wHalf`: the packed-half copy of w to use in dinp under
+ * --precision f16. dbias: biasBackward.
  */
-export function matmulBackward(rt: Runtime, dinp: GpuBuf, dw: GpuBuf, dout: GpuBuf, inp: GpuBuf, w: GpuBuf, N: number, IN: number, OUT: number, ldd: number, wHalf?: GpuBuf): void {
+export function matmulBackward(rt: Runtime, dinp: GpuBuf, dw: GpuBuf | null, dout: GpuBuf, inp: GpuBuf, w: GpuBuf, N: number, IN: number, OUT: number, ldd: number, wHalf?: GpuBuf): void {
   gemm(rt, dinp, dout, wHalf ?? w, null, N, IN, OUT, false, false, true, wHalf !== undefined, ldd, IN);
-  gemm(rt, dw, dout, inp, null, OUT, IN, N, true, false, true, false, ldd, IN);
+  if (dw) gemm(rt, dw, dout, inp, null, OUT, IN, N, true, false, true, false, ldd, IN);
 }
 
 /** dbias (OUT) += column sums of dout (N,OUT). */
