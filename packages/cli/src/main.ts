@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { GPT2Error, PRECISIONS } from '@gpt2/core';
+import { GPT2Error, LORA_TARGETS, PRECISIONS } from '@gpt2/core';
 import { BACKEND_CHOICES } from './backends.js';
 import { runBench } from './commands/bench.js';
 import { runDownload } from './commands/download.js';
@@ -11,6 +11,7 @@ import { runEval } from './commands/eval.js';
 import { runExport } from './commands/export.js';
 import { runGenerate } from './commands/generate.js';
 import { runInfo } from './commands/info.js';
+import { runMerge } from './commands/merge.js';
 import { runSelftestCommand } from './commands/selftest.js';
 import { runTokenize } from './commands/tokenize.js';
 import { runTraining, type TrainFlags } from './commands/train.js';
@@ -37,6 +38,8 @@ const precisionOption = () =>
 
 const quantizeOption = () =>
   new Option('--quantize <kind>', 'int8: the linear layers\' weights as int8 with a scale per row, fp32 arithmetic (README, "int8 weights")').choices(['int8']);
+const adapterOption = () => new Option('--adapter <dir>', 'a LoRA adapter (peft format, e.g. a LoRA fine-tune\'s model/) applied to --model');
+const loraTargets = (v: string) => v.split(',').map((t) => t.trim()).filter(Boolean);
 // training needs fp32 weights: --quantize on a training command says where it belongs
 const noQuantize = () =>
   new Option('--quantize <kind>').hideHelp().argParser(() => {
@@ -106,7 +109,15 @@ export function buildProgram(): Command {
 
   trainingOptions(program.command('finetune').description('fine-tune a pretrained GPT-2 on text files').argument('[data...]', 'text files, folders or globs (.txt, .md, .jsonl, .csv)'), 'finetune')
     .option('--model <dir|id>', 'local HF-format model directory or hub id', 'gpt2')
+    .option('--lora-r <n>', 'train LoRA adapters of this rank on the frozen model instead of all its weights (README, "LoRA")', int(1))
+    .option('--lora-alpha <x>', 'LoRA scaling numerator: the adapters are scaled by alpha/r (default 2r)', num(0, Infinity, true))
+    .option('--lora-dropout <x>', 'dropout on the adapters\' inputs while training', num(0, 0.99), 0)
+    .option('--lora-targets <list>', `modules to adapt, comma-separated: ${LORA_TARGETS.join(',')}`, loraTargets, [...LORA_TARGETS])
     .action(async function (this: Command, data: string[]) {
+      const shaping = ['loraAlpha', 'loraDropout', 'loraTargets'].filter((o) => this.getOptionValueSource(o) === 'cli');
+      if (shaping.length && this.opts<TrainFlags>().loraR === undefined) {
+        throw new GPT2Error(`${shaping.map((o) => '--' + o.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} shape LoRA adapters; add --lora-r R to train them.`);
+      }
       await runTraining('finetune', data, withResumedOptions(this, this.opts<TrainFlags>()));
     });
 
@@ -119,7 +130,8 @@ export function buildProgram(): Command {
     });
 
   program.command('generate').description('sample text from a model')
-    .option('--model <dir|id>', 'local HF-format model directory or hub id', 'gpt2')
+    .option('--model <dir|id>', 'local HF-format model directory or hub id (default gpt2, or the base an --adapter records)')
+    .addOption(adapterOption())
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(precisionOption())
@@ -149,7 +161,8 @@ export function buildProgram(): Command {
     });
 
   program.command('eval').description('mean loss and perplexity of a text')
-    .requiredOption('--model <dir|id>', 'local HF-format model directory or hub id')
+    .option('--model <dir|id>', 'local HF-format model directory or hub id (with --adapter, default the base it records)')
+    .addOption(adapterOption())
     .requiredOption('--data <file>', 'text file (or folder / glob)')
     .option('--stride <n>', 'window stride for texts longer than the context (default n_positions / 2)', int(1))
     .addOption(backendOption())
@@ -172,6 +185,15 @@ export function buildProgram(): Command {
       await runExport(this.opts());
     });
 
+  program.command('merge').description('fold a LoRA adapter into its base model: a plain HF model folder')
+    .option('--model <dir|id>', 'the base model (default: the one the adapter records)')
+    .requiredOption('--adapter <dir>', 'the LoRA adapter (peft format)')
+    .requiredOption('--out <dir>', 'folder to create')
+    .option('--force', 'replace --out if it exists and is not empty')
+    .option('--json', 'print {"out", "base", "adapter"}')
+    .action(async function (this: Command) {
+      await runMerge(this.opts());
+    });
   program.command('tokenize').description("token ids of a text under a model's tokenizer")
     .requiredOption('--model <dir|id>', 'local HF-format model directory or hub id')
     .option('--text <text>', 'the text')

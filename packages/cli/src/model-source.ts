@@ -2,8 +2,8 @@
 // random initialisation of a named size (--init gpt2 | gpt2-medium | ... | CONFIG.json).
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { GPT2, GPT2Error, parseConfig, presetConfig, type Backend, type GPT2Config, type Tokenizer, type WeightFormat } from '@gpt2/core';
-import { gpt2Tokenizer, loadModelDir, loadTokenizerDir } from '@gpt2/core/node';
+import { ADAPTER_CONFIG, GPT2, GPT2Error, mergeLora, parseConfig, presetConfig, type Adapter, type Backend, type GPT2Config, type Tokenizer, type WeightFormat } from '@gpt2/core';
+import { gpt2Tokenizer, isAdapterDir, loadAdapterDir, loadModelDir, loadTokenizerDir } from '@gpt2/core/node';
 import { downloadModel, hubOptionsFromEnv } from './hub.js';
 import type { Reporter } from './report.js';
 
@@ -49,11 +49,35 @@ export interface LoadedModel {
   dir?: string;
 }
 
-/** Reads a model and its tokenizer from a directory or the hub, before any backend starts. */
-export async function readModel(model: string, report?: Reporter) {
-  const dir = await resolveModelDir(model, report);
+/** The base model a peft adapter folder records (base_model_name_or_path). */
+export function adapterBase(adapterDir: string): string {
+  const path = join(adapterDir, ADAPTER_CONFIG);
+  if (!existsSync(path)) throw new GPT2Error(`${adapterDir} holds no ${ADAPTER_CONFIG}; pass the folder a LoRA fine-tune saved (its model/, best/ or a checkpoint).`);
+  let base: unknown;
+  try {
+    base = (JSON.parse(readFileSync(path, 'utf8')) as { base_model_name_or_path?: unknown }).base_model_name_or_path;
+  } catch {
+    throw new GPT2Error(`${path} is not valid JSON; re-save the adapter.`);
+  }
+  if (typeof base !== 'string' || base === '') throw new GPT2Error(`The adapter in ${adapterDir} does not record its base model; pass it with --model.`);
+  return base;
+}
+
+/**
+ * Reads a model and its tokenizer from a directory or the hub, before any backend starts. With a
+ * LoRA adapter (or an adapter folder given as the model) the base is --model, else the one the
+ * adapter records, and `params` are the base with the adapter merged in (peft's merge_and_unload).
+ */
+export async function readModel(model: string | undefined, report?: Reporter, adapter?: string) {
+  if (model && !adapter && existsSync(model) && isAdapterDir(model)) [adapter, model] = [model, undefined];
+  const base = model ?? (adapter ? adapterBase(adapter) : 'gpt2');
+  const dir = await resolveModelDir(base, report);
   const { config, params } = await loadModelDir(dir);
-  return { config, params, tokenizer: await tokenizerFor(dir, config, report), dir };
+  const tokenizer = await tokenizerFor(dir, config, report);
+  if (!adapter) return { config, params, tokenizer, dir, base };
+  const a: Adapter = await loadAdapterDir(adapter, config);
+  report?.line(`adapter: ${adapter} (LoRA r=${a.config.r}, alpha ${a.config.alpha} on ${a.config.targets.join(', ')}) merged into ${base}`);
+  return { config, params: mergeLora(config, params, a.config, a.params), tokenizer, dir, base };
 }
 
 /** The weight format --quantize asks for; int8 computes in fp32, so it refuses a reduced --precision. */

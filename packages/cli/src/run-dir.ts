@@ -6,12 +6,15 @@
 // One run per folder: a training process holds run.lock (pid, host, start) while it runs.
 // best/ holds the model of the best evaluation (lowest validation loss), beside the last N
 // checkpoints and never removed by --keep.
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statfsSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { appendFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { configToJson, GPT2Error, paramsToSafetensors, parseSafetensors, serializeSafetensors, type Evaluation, type GPT2, type GPT2Config, type Tokenizer, type TrainerState } from '@gpt2/core';
-import { loadModelDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
+import {
+  ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterConfigJson, adapterToSafetensors, configToJson, GPT2Error, paramsToSafetensors, parseSafetensors, serializeSafetensors,
+  type Evaluation, type GPT2, type GPT2Config, type Tokenizer, type TrainerState,
+} from '@gpt2/core';
+import { isAdapterDir, loadModelDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 
 const CKPT = /^checkpoint-(\d+)$/;
 
@@ -24,16 +27,35 @@ const freeBytes = (dir: string) => {
   return s.bavail * s.bsize;
 };
 
-/** Writes an HF-format model directory (plus optional extra files) atomically: built aside, then renamed over. */
-export async function writeModelDir(dir: string, model: GPT2, tok: Tokenizer, extra: Record<string, string | Uint8Array> = {}): Promise<void> {
+/**
+ * Writes an HF-format model directory (plus optional extra files) atomically: built aside, then
+ * renamed over. A model with LoRA adapters is written as a peft adapter folder instead (adapter
+ * files and the tokenizer; `base` is the base model it records).
+ */
+export async function writeModelDir(dir: string, model: GPT2, tok: Tokenizer, extra: Record<string, string | Uint8Array> = {}, base: string | null = null): Promise<void> {
+  const weights: Record<string, string | Uint8Array> = model.lora
+    ? {
+        [ADAPTER_CONFIG]: adapterConfigJson(model.lora.config, base),
+        [ADAPTER_WEIGHTS]: adapterToSafetensors(model.config, model.lora.config, await model.readAdapter()),
+      }
+    : {
+        'config.json': JSON.stringify(configToJson(model.config), null, 2) + '\n',
+        'model.safetensors': paramsToSafetensors(model.config, await model.readParams()),
+      };
   const files: Record<string, string | Uint8Array> = {
-    'config.json': JSON.stringify(configToJson(model.config), null, 2) + '\n',
-    'model.safetensors': paramsToSafetensors(model.config, await model.readParams()),
+    ...weights,
     'vocab.json': tok.vocabJson(),
     'merges.txt': tok.mergesTxt(),
     ...extra,
   };
   await writeDirAside(dir, files);
+}
+
+/** An --out folder a command creates: refused if it is a file, or holds anything and --force is not given. */
+export function checkOutDir(out: string, force?: boolean): void {
+  if (!existsSync(out)) return;
+  if (!statSync(out).isDirectory()) throw new GPT2Error(`${out} is a file; --out names the folder to create.`);
+  if (readdirSync(out).length > 0 && !force) throw new GPT2Error(`${out} exists and is not empty; choose another --out, or pass --force to replace it.`);
 }
 
 /** A file's contents: text, bytes, or bytes in pieces written one after another. */
@@ -88,6 +110,9 @@ function alive(pid: number): boolean {
 }
 
 export class RunDir {
+  /** Under LoRA: the base model the adapters record (adapter_config.json's base_model_name_or_path). */
+  adapterBase: string | null = null;
+
   constructor(readonly dir: string) {}
 
   /** Whether the folder already holds a run: its run.json, metrics, loss curve, model or checkpoints. */
@@ -186,7 +211,7 @@ export class RunDir {
 
   /** best/: the model of the evaluation with the lowest validation loss so far, with best.json saying which. */
   async saveBest(model: GPT2, tok: Tokenizer, e: Evaluation): Promise<void> {
-    await writeModelDir(join(this.dir, 'best'), model, tok, { 'best.json': JSON.stringify(e) + '\n' });
+    await writeModelDir(join(this.dir, 'best'), model, tok, { 'best.json': JSON.stringify(e) + '\n' }, this.adapterBase);
   }
 
   /** model/ as a copy of best/'s model files (--final best). */
@@ -214,7 +239,7 @@ export class RunDir {
         { step: String(opt.step), layout: 'gpt2.ts PARAM_SPECS flat order' },
       );
     }
-    await writeModelDir(dir, model, tok, extra);
+    await writeModelDir(dir, model, tok, extra, this.adapterBase);
     const all = this.checkpoints();
     for (const old of all.slice(0, Math.max(0, all.length - keep))) await rm(old, { recursive: true, force: true });
     return dir;
@@ -222,8 +247,10 @@ export class RunDir {
 }
 
 export interface Checkpoint {
-  config: GPT2Config;
-  params: Float32Array;
+  /** A LoRA checkpoint holds adapters, not weights: the base model they record (and no config or params). */
+  adapterBase?: string;
+  config?: GPT2Config;
+  params?: Float32Array;
   tokenizer: Tokenizer;
   optimizer?: { m: Float32Array; v: Float32Array; step: number };
   state: TrainerState;
@@ -239,7 +266,8 @@ export function findCheckpoint(path: string): string {
 }
 
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
-  const { config, params } = await loadModelDir(dir);
+  const lora = isAdapterDir(dir);
+  const { config, params } = lora ? {} : await loadModelDir(dir);
   const state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8')) as TrainerState;
   let optimizer;
   const optPath = join(dir, 'optimizer.safetensors');
@@ -247,5 +275,6 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
     const st = parseSafetensors(await readFile(optPath), optPath);
     optimizer = { m: st.float32('adamw.m'), v: st.float32('adamw.v'), step: Number(st.metadata.step) };
   }
-  return { config, params, tokenizer: await loadTokenizerDir(dir), optimizer, state };
+  const adapterBase = lora ? (JSON.parse(await readFile(join(dir, ADAPTER_CONFIG), 'utf8')) as { base_model_name_or_path: string }).base_model_name_or_path : undefined;
+  return { adapterBase, config, params, tokenizer: await loadTokenizerDir(dir), optimizer, state };
 }

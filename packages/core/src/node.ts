@@ -7,6 +7,7 @@ import { GPT2Error } from './errors.js';
 import { configToJson, parseConfig, type GPT2Config } from './model/config.js';
 import { paramsFromSafetensors, paramsToSafetensors } from './io/checkpoint.js';
 import { parseSafetensors } from './io/safetensors.js';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapter, type Adapter } from './io/peft.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
 
 /** Writes a file under a temporary name and renames it into place, so a crash never leaves half a file. */
@@ -40,6 +41,18 @@ export async function loadModelDir(dir: string): Promise<{ config: GPT2Config; p
   const bytes = await readOrExplain(stPath, 'a model directory needs model.safetensors (PyTorch .bin files are not read; re-save with safe_serialization=True).');
   const st = parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), stPath);
   return { config, params: paramsFromSafetensors(config, st) };
+}
+
+/** Whether a directory holds a peft adapter (adapter_config.json) rather than a whole model. */
+export const isAdapterDir = (dir: string): boolean => existsSync(join(dir, ADAPTER_CONFIG));
+
+/** Reads the peft LoRA adapter of a directory for a model of `config` (io/peft.ts says what is checked). */
+export async function loadAdapterDir(dir: string, config: GPT2Config): Promise<Adapter> {
+  if (!existsSync(dir)) throw new GPT2Error(`Adapter directory ${dir} does not exist; pass the folder a LoRA fine-tune saved (its model/, best/ or a checkpoint).`);
+  const what = 'a LoRA adapter folder holds adapter_config.json and adapter_model.safetensors, as peft saves them.';
+  const configText = (await readOrExplain(join(dir, ADAPTER_CONFIG), what)).toString('utf8');
+  const path = join(dir, ADAPTER_WEIGHTS), bytes = await readOrExplain(path, what);
+  return parseAdapter(config, configText, parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path), dir);
 }
 
 /** Writes config.json and model.safetensors as GPT2LMHeadModel.save_pretrained does, each atomically. */

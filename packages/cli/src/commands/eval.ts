@@ -7,10 +7,11 @@ import { expandPaths } from '../corpus.js';
 import { instantiate, readModel, weightFormat } from '../model-source.js';
 import { Reporter } from '../report.js';
 
-export async function runEval(f: { model: string; data: string; backend: string; threads?: number; precision?: Precision; quantize?: 'int8'; stride?: number; json?: boolean }): Promise<void> {
+export async function runEval(f: { model?: string; adapter?: string; data: string; backend: string; threads?: number; precision?: Precision; quantize?: 'int8'; stride?: number; json?: boolean }): Promise<void> {
   const report = new Reporter(Boolean(f.json));
   const weights = weightFormat(f);
-  const read = await readModel(f.model, report);
+  if (!f.model && !f.adapter) throw new GPT2Error('Give the model to evaluate with --model (a folder or hub id), or a LoRA adapter with --adapter.');
+  const read = await readModel(f.model, report, f.adapter);
   const { backend } = await openBackend(f);
   const { model, tokenizer } = instantiate(backend, read, weights);
   const files = await expandPaths([f.data]);

@@ -1,11 +1,10 @@
 // gpt2 export: a model as the folder transformers.js and ONNX Runtime load (config.json,
 // generation_config.json, tokenizer.json, tokenizer_config.json, onnx/model.onnx and, with
 // --quantize q8, onnx/model_quantized.onnx), written aside and renamed into place.
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import { GPT2Error, transformersJsFiles } from '@gpt2/core';
 import { readModel } from '../model-source.js';
 import { Reporter } from '../report.js';
-import { byteSize, SaveError, writeDirAside } from '../run-dir.js';
+import { byteSize, checkOutDir, SaveError, writeDirAside } from '../run-dir.js';
 
 export interface ExportFlags {
   model: string;
@@ -17,10 +16,7 @@ export interface ExportFlags {
 }
 
 export async function runExport(f: ExportFlags): Promise<void> {
-  if (existsSync(f.out)) {
-    if (!statSync(f.out).isDirectory()) throw new GPT2Error(`${f.out} is a file; --out names the folder to create.`);
-    if (readdirSync(f.out).length > 0 && !f.force) throw new GPT2Error(`${f.out} exists and is not empty; choose another --out, or pass --force to replace it.`);
-  }
+  checkOutDir(f.out, f.force);
   const report = new Reporter(Boolean(f.json));
   const { config, params, tokenizer } = await readModel(f.model, report);
   report.line(`exporting ${f.model} (${params.length.toLocaleString('en')} parameters) to ONNX${f.quantize ? ' (fp32 and q8)' : ''}`);

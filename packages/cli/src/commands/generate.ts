@@ -9,7 +9,8 @@ import { instantiate, readModel, weightFormat } from '../model-source.js';
 import { Reporter } from '../report.js';
 
 export interface GenerateFlags {
-  model: string;
+  model?: string;
+  adapter?: string;
   backend: string;
   threads?: number;
   precision?: Precision;
@@ -40,7 +41,7 @@ export async function runGenerate(f: GenerateFlags): Promise<void> {
   if (f.prompt !== undefined && f.promptFile !== undefined) throw new GPT2Error('Give either --prompt or --prompt-file, not both.');
   const report = new Reporter(Boolean(f.json));
   const weights = weightFormat(f);
-  const read = await readModel(f.model, report);
+  const read = await readModel(f.model, report, f.adapter);
   const { backend } = await openBackend(f);
   const { model, tokenizer } = instantiate(backend, read, weights);
   const seed = f.seed ?? Math.floor(Math.random() * 2 ** 31);

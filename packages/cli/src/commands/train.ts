@@ -1,12 +1,13 @@
 // gpt2 finetune / gpt2 train: data -> tokens -> Trainer, with progress, evaluation, samples,
 // checkpoints, exact resume, Ctrl-C saving and a loss curve at the end.
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import {
-  BestTracker, generate, GPT2, GPT2Error, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
-  type Evaluation, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
+  BestTracker, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
+  type Evaluation, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
 } from '@gpt2/core';
-import { gpt2Tokenizer, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
+import { gpt2Tokenizer, loadAdapterDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
 import { expandPaths, loadCorpus } from '../corpus.js';
 import { initConfig, instantiate, readModel } from '../model-source.js';
@@ -19,6 +20,10 @@ export interface TrainFlags {
   threads?: number;
   precision?: Precision;
   model?: string; // finetune
+  loraR?: number; // finetune: LoRA adapters of this rank on the frozen model
+  loraAlpha?: number;
+  loraDropout?: number;
+  loraTargets?: string[];
   init?: string; // train
   tokenizer?: string;
   trainTokenizer?: number;
@@ -57,6 +62,8 @@ interface Prepared {
   model: GPT2;
   tok: Tokenizer;
   resumedState?: TrainerState;
+  /** Under LoRA: the base model the adapters record. */
+  adapterBase?: string;
 }
 
 /** Finetune (from --model) or train from scratch (--init), or resume either. */
@@ -79,8 +86,10 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   for (const fl of failures) report.line(`note: backend ${fl.name} unavailable (${fl.reason})`);
   report.line(`backend: ${backend.name}${f.precision && f.precision !== 'fp32' ? ` (--precision ${f.precision})` : ''}`);
 
+  if (kind === 'train' && f.loraR !== undefined) throw new GPT2Error('LoRA adapts a pretrained model; use gpt2 finetune --model MODEL --lora-r R.');
   const p = f.resume ? await prepareResume(f, backend) : kind === 'finetune' ? await prepareFinetune(f, backend, report) : await prepareScratch(data, f, backend, report);
   const { model, tok } = p;
+  run.adapterBase = p.adapterBase ?? null;
   if (f.resume) {
     const info = JSON.parse(await readFile(join(run.dir, 'run.json'), 'utf8')) as { data: string[] };
     if (data.length === 0) data = info.data;
@@ -124,7 +133,9 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     await run.clear(); // only now that the new model and data have loaded
   }
   await run.init({ command: kind, data, options: { ...f, steps, blockSize: block }, model: model.config, tokenizerVocab: tok.vocabSize, backend: backend.name });
-  report.line(`run: ${run.dir} | ${model.numParams.toLocaleString('en-US')} parameters | ${steps} steps of ${perStep} tokens${val ? ` | validation ${val.length} tokens` : ''}`);
+  const lc = model.lora?.config;
+  const trained = lc ? ` (LoRA r=${lc.r}, alpha ${lc.alpha} on ${lc.targets.join(', ')}: ${model.trainableParams.toLocaleString('en-US')} trained, the rest frozen)` : '';
+  report.line(`run: ${run.dir} | ${model.numParams.toLocaleString('en-US')} parameters${trained} | ${steps} steps of ${perStep} tokens${val ? ` | validation ${val.length} tokens` : ''}`);
 
   let interrupted = false;
   const onSigint = () => {
@@ -224,7 +235,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     await saving(() => run.copyBestTo(modelDir));
     report.line(`model/ holds the best checkpoint: step ${best.step}, validation loss ${best.valLoss.toFixed(4)} (--final best); the last weights are in ${lastGood}`);
   } else {
-    await saving(() => writeModelDir(modelDir, model, tok));
+    await saving(() => writeModelDir(modelDir, model, tok, {}, run.adapterBase));
   }
   await saving(() => run.record({ best: best ?? null, final, stoppedEarly: stopEarly ? trainer.step : null }));
   if (f.sampleEvery > 0) await sample(trainer.step);
@@ -233,6 +244,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     valAccuracyEnd: endVal?.valAccuracy, best, final, stoppedEarly: stopEarly, tokensPerSecond: (tokensSeen / trainMs) * 1000, lossCurve: join(run.dir, 'loss.svg'),
   };
   if (f.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  else if (model.lora) report.line(`done: LoRA adapter saved to ${modelDir} (loss curve: ${summary.lossCurve}); generate with: gpt2 generate --adapter ${modelDir}, or fold it in with: gpt2 merge --adapter ${modelDir} --out DIR`);
   else report.line(`done: model saved to ${modelDir} (loss curve: ${summary.lossCurve})`);
 }
 
@@ -265,8 +277,15 @@ async function writeLossCurve(run: RunDir, kind: string, epochs: number[], best?
 const defaultRunDir = (kind: string) => join('runs', `${kind}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`);
 
 async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
-  const { model, tokenizer } = instantiate(backend, await readModel(f.model ?? 'gpt2', report));
-  return { model, tok: tokenizer };
+  const read = await readModel(f.model ?? 'gpt2', report);
+  if (f.loraR === undefined) {
+    const { model, tokenizer } = instantiate(backend, read);
+    return { model, tok: tokenizer };
+  }
+  const lc: LoraConfig = { r: f.loraR, alpha: f.loraAlpha ?? 2 * f.loraR, dropout: f.loraDropout ?? 0, targets: (f.loraTargets ?? []) as LoraTarget[] };
+  const model = new GPT2(backend, read.config, read.params, { lora: { config: lc, params: initLora(read.config, lc, f.seed), seed: f.seed } });
+  // the base as the adapter records it: a local folder by its absolute path, else the hub id
+  return { model, tok: read.tokenizer, adapterBase: existsSync(read.base) ? resolve(read.base) : read.base };
 }
 
 async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
@@ -296,7 +315,15 @@ async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<Re
 async function prepareResume(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend']): Promise<Prepared> {
   const dir = findCheckpoint(f.resume!);
   const ck = await loadCheckpoint(dir);
-  const model = new GPT2(backend, ck.config, ck.params);
+  let model: GPT2;
+  if (ck.adapterBase !== undefined) {
+    // a LoRA run: the base it records, the adapters of the checkpoint
+    const base = await readModel(ck.adapterBase);
+    const a = await loadAdapterDir(dir, base.config);
+    model = new GPT2(backend, base.config, base.params, { lora: { config: a.config, params: a.params, seed: f.seed } });
+  } else {
+    model = new GPT2(backend, ck.config!, ck.params!);
+  }
   if (ck.optimizer) model.loadOptimizerState(ck.optimizer);
-  return { model, tok: ck.tokenizer, resumedState: ck.state };
+  return { model, tok: ck.tokenizer, resumedState: ck.state, adapterBase: ck.adapterBase };
 }
