@@ -125,6 +125,9 @@ export function buildProgram(): Command {
     .option('--init <size|config.json>', 'model shape: gpt2, gpt2-medium, gpt2-large, gpt2-xl, or a config.json')
     .option('--tokenizer <dir>', 'directory with vocab.json + merges.txt (default GPT-2\'s)')
     .option('--train-tokenizer <vocab-size>', 'learn a new byte-level BPE of this size from the data', int(257))
+    .addOption(new Option('--lora-r <n>').hideHelp().argParser(() => {
+      throw new InvalidArgumentError('LoRA adapts a pretrained model; use gpt2 finetune --model MODEL --lora-r R.');
+    }))
     .action(async function (this: Command, data: string[]) {
       await runTraining('train', data, withResumedOptions(this, this.opts<TrainFlags>()));
     });

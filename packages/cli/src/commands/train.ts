@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import {
-  BestTracker, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
+  BestTracker, checkLoraConfig, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
   type Evaluation, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
 } from '@gpt2/core';
 import { gpt2Tokenizer, loadAdapterDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
@@ -86,7 +86,6 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   for (const fl of failures) report.line(`note: backend ${fl.name} unavailable (${fl.reason})`);
   report.line(`backend: ${backend.name}${f.precision && f.precision !== 'fp32' ? ` (--precision ${f.precision})` : ''}`);
 
-  if (kind === 'train' && f.loraR !== undefined) throw new GPT2Error('LoRA adapts a pretrained model; use gpt2 finetune --model MODEL --lora-r R.');
   const p = f.resume ? await prepareResume(f, backend) : kind === 'finetune' ? await prepareFinetune(f, backend, report) : await prepareScratch(data, f, backend, report);
   const { model, tok } = p;
   run.adapterBase = p.adapterBase ?? null;
@@ -283,6 +282,7 @@ async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof
     return { model, tok: tokenizer };
   }
   const lc: LoraConfig = { r: f.loraR, alpha: f.loraAlpha ?? 2 * f.loraR, dropout: f.loraDropout ?? 0, targets: (f.loraTargets ?? []) as LoraTarget[] };
+  checkLoraConfig(read.config, lc);
   const model = new GPT2(backend, read.config, read.params, { lora: { config: lc, params: initLora(read.config, lc, f.seed), seed: f.seed } });
   // the base as the adapter records it: a local folder by its absolute path, else the hub id
   return { model, tok: read.tokenizer, adapterBase: existsSync(read.base) ? resolve(read.base) : read.base };
