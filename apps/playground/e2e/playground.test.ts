@@ -133,6 +133,24 @@ describe.skipIf(skip)(`playground in chromium${skip ? ` (skipped: ${skip})` : ''
       await page.waitForSelector('#outputs[data-tokens]');
       expect(await page.locator('#outputs img').count()).toBe(0);
       expect(await page.textContent('#outputs')).toContain('<img src=x');
+      // LoRA: adapters on the frozen (fine-tuned) weights; the adapter downloads as peft files, and the
+      // merged download moves the adapted matrices but not the frozen embeddings
+      await page.check('#lora');
+      await page.fill('#lora-r', '4');
+      expect(await finetune(page, 6, 0)).toHaveLength(6);
+      expect(await page.textContent('#lora-status')).toMatch(/^LoRA r=4: 8,192 of [\d,]+ parameters trained$/);
+      const [adapterDownload] = await Promise.all([page.waitForEvent('download'), page.click('#download-adapter')]);
+      const adapter = unzipSync(new Uint8Array(readFileSync((await adapterDownload.path())!)));
+      expect(Object.keys(adapter).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
+      expect(JSON.parse(new TextDecoder().decode(adapter['adapter_config.json']))).toMatchObject({ peft_type: 'LORA', r: 4, lora_alpha: 8, fan_in_fan_out: true });
+      const adapterSt = parseSafetensors(adapter['adapter_model.safetensors']);
+      expect(adapterSt.tensors.get('base_model.model.transformer.h.1.mlp.c_fc.lora_B.weight')!.shape).toEqual([256, 4]);
+      expect(adapterSt.float32('base_model.model.transformer.h.0.attn.c_attn.lora_B.weight').some((v) => v !== 0)).toBe(true); // trained from zeros
+      const [mergedDownload] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+      const merged = parseSafetensors(unzipSync(new Uint8Array(readFileSync((await mergedDownload.path())!)))['model.safetensors']);
+      expect(merged.float32('transformer.wte.weight')).toEqual(tuned.float32('transformer.wte.weight'));
+      expect(merged.float32('transformer.h.0.attn.c_attn.weight')).not.toEqual(tuned.float32('transformer.h.0.attn.c_attn.weight'));
+      await page.uncheck('#lora');
       // int8 weights: the same greedy tokens (int8 moves gpt2-tiny's logits by < 0.05, its smallest top-2 gap is 0.19); generation only
       await loadTiny(page, 'wasm', 'int8');
       expect(await page.textContent('#model-info')).toContain('int8 weights (generation only)');

@@ -2,7 +2,7 @@
 // produces is shown with textContent, never as HTML.
 import { LossChart } from './chart.js';
 import { baseUrl, cachedModels, fromFiles, fromUrl } from './model-store.js';
-import type { WeightFormat } from '@gpt2/core';
+import type { LoraTarget, WeightFormat } from '@gpt2/core';
 import type { BackendChoice, FromWorker, ModelFiles, ToWorker } from './protocol.js';
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -137,6 +137,9 @@ $('train').onclick = () => {
   send({
     type: 'finetune', text: trainText.value, steps: num('steps'), batchSize: num('batch'), blockSize: num('block'), lr: num('lr'), sampleEvery: num('sample-every'),
     valSplit: num('holdout') / 100, evalEvery: Math.max(1, num('eval-every')),
+    lora: $<HTMLInputElement>('lora').checked
+      ? { r: num('lora-r'), targets: Array.from(document.querySelectorAll<HTMLInputElement>('.lora-target:checked'), (c) => c.value as LoraTarget) }
+      : undefined,
   });
   setBusy(true);
   $<HTMLButtonElement>('stop-train').disabled = false;
@@ -145,6 +148,7 @@ $('train').onclick = () => {
 $('stop-train').onclick = () => send({ type: 'stop' });
 $('download').onclick = () => send({ type: 'export', format: 'hf' });
 $('download-onnx').onclick = () => send({ type: 'export', format: 'transformers.js' });
+$('download-adapter').onclick = () => send({ type: 'export', format: 'adapter' });
 
 // ---- worker events ----
 worker.onmessage = (e: MessageEvent<FromWorker>) => {
@@ -160,6 +164,8 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       $('model-info').textContent = `${m.params.toLocaleString('en-US')} parameters · ${m.layers} layers · context ${m.context} · vocabulary ${m.vocab}${m.weights === 'int8' ? ' · int8 weights (generation only)' : ''}`;
       $<HTMLButtonElement>('download').disabled = m.weights === 'int8';
       $<HTMLButtonElement>('download-onnx').disabled = m.weights === 'int8';
+      $<HTMLButtonElement>('download-adapter').disabled = true;
+      $('lora-status').textContent = '';
       void showCached();
       break;
     case 'text': {
@@ -191,7 +197,13 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       $('samples').prepend(d);
       break;
     }
+    case 'adapters':
+      $('lora-status').textContent = m.r === null
+        ? 'training all weights (adapters merged in)'
+        : `LoRA r=${m.r}: ${m.trained.toLocaleString('en-US')} of ${m.total.toLocaleString('en-US')} parameters trained`;
+      break;
     case 'trained':
+      $<HTMLButtonElement>('download-adapter').disabled = !m.lora;
       setBusy(false);
       $<HTMLButtonElement>('stop-train').disabled = true;
       $('train-status').textContent += m.stopped ? ' (stopped)' : ' (done)';
@@ -199,7 +211,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case 'exported': {
       const a = document.createElement('a');
       a.href = URL.createObjectURL(new Blob([m.zip], { type: 'application/zip' }));
-      a.download = m.format === 'hf' ? 'gpt2-finetuned.zip' : 'gpt2-finetuned-transformers.js.zip';
+      a.download = { hf: 'gpt2-finetuned.zip', 'transformers.js': 'gpt2-finetuned-transformers.js.zip', adapter: 'gpt2-lora-adapter.zip' }[m.format];
       a.click();
       break;
     }

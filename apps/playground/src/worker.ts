@@ -1,8 +1,8 @@
 // The model worker: holds the backend, model and tokenizer, and runs generation and
 // fine-tuning off the page's thread. A 'stop' message ends either between two tokens or steps.
 import {
-  configToJson, generateStream, GPT2, GPT2Error, paramsFromSafetensors, paramsToSafetensors, parseConfig, parseSafetensors,
-  splitTokens, Tokenizer, Trainer, transformersJsFiles, type Backend, type WeightFormat,
+  adapterConfigJson, adapterToSafetensors, checkLoraConfig, configToJson, generateStream, GPT2, GPT2Error, initLora, mergeLora, paramsFromSafetensors, paramsToSafetensors,
+  parseConfig, parseSafetensors, splitTokens, Tokenizer, Trainer, transformersJsFiles, type Backend, type LoraConfig, type WeightFormat,
 } from '@gpt2/core';
 import { createWasmBackend } from '@gpt2/backend-wasm';
 import { createWebGPUBackend } from '@gpt2/backend-webgpu';
@@ -74,7 +74,8 @@ async function generate(prompt: string, options: Extract<ToWorker, { type: 'gene
 }
 
 async function finetune(m: Extract<ToWorker, { type: 'finetune' }>): Promise<void> {
-  const { model, tok } = fp32Model();
+  const { tok } = fp32Model();
+  const model = await trainingModel(m.lora);
   if (m.text.trim() === '') throw new GPT2Error('Paste or drop some text to fine-tune on.');
   const ids = tok.encode(m.text, { specials: true });
   const block = Math.min(m.blockSize, model.config.nPositions, ids.length - 1);
@@ -103,14 +104,47 @@ async function finetune(m: Extract<ToWorker, { type: 'finetune' }>): Promise<voi
     }
     await yieldToMessages();
   }
-  post({ type: 'trained', steps: trainer.step, stopped: stopRequested });
+  post({ type: 'trained', steps: trainer.step, stopped: stopRequested, lora: !!model.lora });
 }
 
-/** The model as a zip: HF files, or the folder transformers.js loads (ONNX fp32 and q8, stored uncompressed: weights barely deflate). */
+/** The loaded weights with any adapters folded in (peft's merge_and_unload). */
+async function mergedParams(model: GPT2): Promise<Float32Array> {
+  const params = await model.readParams();
+  return model.lora ? mergeLora(model.config, params, model.lora.config, await model.readAdapter()) : params;
+}
+
+/**
+ * The model the next fine-tuning trains: with `lora`, adapters on the frozen weights (kept when
+ * the same rank and targets train on, so training continues), else all weights. A model whose
+ * adapters would change is rebuilt on its merged weights, so nothing trained is lost.
+ */
+async function trainingModel(lora: { r: number; targets: LoraConfig['targets'] } | undefined): Promise<GPT2> {
+  const { model: m } = fp32Model();
+  const has = m.lora?.config;
+  if (lora ? has && has.r === lora.r && has.targets.join() === lora.targets.join() : !has) return m;
+  const config = m.config, params = await mergedParams(m);
+  const lc: LoraConfig | undefined = lora && { r: lora.r, alpha: 2 * lora.r, dropout: 0, targets: lora.targets };
+  if (lc) checkLoraConfig(config, lc); // before the loaded model goes
+  m.dispose();
+  model = undefined;
+  model = new GPT2(backend!, config, params, { lora: lc && { config: lc, params: initLora(config, lc, 0) } });
+  post({ type: 'adapters', trained: model.trainableParams, total: model.numParams, r: lc?.r ?? null });
+  return model;
+}
+
+/** The model as a zip: HF files, the folder transformers.js loads (ONNX fp32 and q8, stored uncompressed: weights barely deflate), or the LoRA adapter as peft saves it. */
 async function exportModel(format: ExportFormat): Promise<void> {
   const { model, tok } = fp32Model();
   const enc = new TextEncoder();
-  const params = await model.readParams();
+  if (format === 'adapter') {
+    if (!model.lora) throw new GPT2Error('There is no adapter to download: fine-tune with LoRA first.');
+    const zip = zipSync({
+      'adapter_config.json': enc.encode(adapterConfigJson(model.lora.config, null)),
+      'adapter_model.safetensors': adapterToSafetensors(model.config, model.lora.config, await model.readAdapter()),
+    });
+    return post({ type: 'exported', format, zip: zip.buffer as ArrayBuffer }, [zip.buffer as ArrayBuffer]);
+  }
+  const params = await mergedParams(model);
   const bytes = (d: string | Uint8Array | Uint8Array[]) => (typeof d === 'string' ? enc.encode(d) : Array.isArray(d) ? concat(d) : d);
   const zip = format === 'hf'
     ? zipSync({

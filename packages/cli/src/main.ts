@@ -238,6 +238,7 @@ export function buildProgram(): Command {
     .option('--prompt-tokens <n>', 'prompt length (generate)', int(1), 32)
     .option('--new-tokens <n>', 'tokens to decode (generate)', int(1), 128)
     .option('--profile', 'train: also ms per step in each kernel (cpu and reference, whose kernels run when called)')
+    .option('--lora-r <n>', 'train: LoRA adapters of this rank on every target module (alpha 2r) instead of all the weights', int(1))
     .option('--json', 'one line of JSON')
     .action(async function (this: Command) {
       await runBench(this.opts());

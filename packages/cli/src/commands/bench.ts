@@ -5,7 +5,7 @@
 //                    --backend onnxruntime times ONNX Runtime on our ONNX export of the same model
 //   --task matmul:   GFLOP/s of the forward product and the backward pair at GPT-2's shapes, for
 //                    1, 8 and batch*seq rows (with GPT2_PEAK_TFLOPS, also as a fraction of that peak)
-import { argmax, generationMemory, GPT2, GPT2Error, paramLayout, trainingMemory, type Backend, type GPT2Config, type Precision, type WeightFormat } from '@gpt2/core';
+import { argmax, checkLoraConfig, generationMemory, GPT2, GPT2Error, initLora, LORA_TARGETS, paramLayout, trainingMemory, type Backend, type GPT2Config, type LoraConfig, type Precision, type WeightFormat } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { initConfig, weightFormat } from '../model-source.js';
 import { onnxPeer } from '../onnx-peer.js';
@@ -23,6 +23,7 @@ export interface BenchFlags {
   promptTokens: number;
   newTokens: number;
   profile?: boolean;
+  loraR?: number;
   json?: boolean;
 }
 
@@ -141,10 +142,14 @@ export async function runBench(f: BenchFlags): Promise<void> {
     backend.dispose();
     return;
   }
+  if (f.loraR !== undefined && f.task !== 'train') throw new GPT2Error(`--lora-r times LoRA training (--task train), not ${f.task}.`);
+  // LoRA as finetune's defaults make it: every target, alpha 2r
+  const lora: LoraConfig | undefined = f.loraR === undefined ? undefined : { r: f.loraR, alpha: 2 * f.loraR, dropout: 0, targets: [...LORA_TARGETS] };
+  if (lora) checkLoraConfig(config, lora);
   const kernelMs = f.profile && f.task === 'train' ? profileKernels(backend) : undefined;
-  const model = new GPT2(backend, config, GPT2.initParams(config, 1), { weights });
+  const model = new GPT2(backend, config, GPT2.initParams(config, 1), { weights, lora: lora && { config: lora, params: initLora(config, lora, 1) } });
   const ids = (n: number, salt: number) => benchIds(config, n, salt);
-  const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', weights, model: f.init, params: model.numParams };
+  const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', weights, model: f.init, params: model.numParams, ...(lora ? { loraR: lora.r, trainedParams: model.trainableParams } : {}) };
   let result: object;
   if (f.task === 'train') {
     if (f.seq > config.nPositions) throw new GPT2Error(`--seq ${f.seq} is longer than the model's context of ${config.nPositions}.`);
@@ -165,7 +170,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
     if (profile) profile.other = +(ms - Object.values(kernelMs!).reduce((a, b) => a + b, 0) / f.steps).toFixed(1);
     result = {
       ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1),
-      ...memory(trainingMemory(config, f.batch, f.seq).total), ...(profile ? { msPerStepByKernel: profile } : {}),
+      ...memory(trainingMemory(config, f.batch, f.seq, lora).total), ...(profile ? { msPerStepByKernel: profile } : {}),
     };
   } else if (f.task === 'generate') {
     result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...memory(generationMemory(config, f.batch, config.nPositions, weights).total) };

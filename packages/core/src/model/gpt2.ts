@@ -226,7 +226,7 @@ export class GPT2 {
       return fn();
     } catch (err) {
       if (!(err instanceof OutOfMemoryError)) throw err;
-      const plan = generate ? generationMemory(this.config, B, T, this.weights) : trainingMemory(this.config, B, T);
+      const plan = generate ? generationMemory(this.config, B, T, this.weights) : trainingMemory(this.config, B, T, this.lora?.config);
       const what = generate ? `generating with this model at batch ${B} and context ${T}` : B ? `training this model at B=${B}, T=${T}` : 'training this model, before activations,';
       const lower = generate ? 'lower --batch-size or --max-new-tokens' : 'lower --batch or --seq (--block-size)';
       throw new GPT2Error(`${err.message}; ${what} needs about ${describeMemory(plan)}: ${lower}, or use a smaller model.`, { cause: err });

@@ -6,6 +6,7 @@ import { loadFixture } from '../conformance/fixtures.js';
 import type { Backend } from '../backend.js';
 import { GPT2 } from './gpt2.js';
 import { generationMemory, trainingMemory } from './memory.js';
+import { initLora, type LoraConfig } from './lora.js';
 
 function counting(): { be: Backend; bytes: () => number } {
   const be = createReferenceBackend();
@@ -25,6 +26,16 @@ describe('memory plan', () => {
     await model.forwardBackward(ids, B, T, ids);
     await model.update({ lr: 1e-3 });
     expect(bytes() - 4).toBe(trainingMemory(f.config, B, T).total); // less the 1-element gradient-norm buffer
+  });
+  it('LoRA training: the frozen weights, the adapters with their gradients and moments, activations and the adapters\' own', async () => {
+    const { be, bytes } = counting();
+    const lora: LoraConfig = { r: 3, alpha: 6, dropout: 0.1, targets: ['c_attn', 'mlp.c_proj'] };
+    const model = new GPT2(be, f.config, f.params, { lora: { config: lora, params: initLora(f.config, lora, 1) } });
+    const B = 2, T = 7, ids = new Int32Array(B * T).fill(1);
+    model.zeroGrad();
+    await model.forwardBackward(ids, B, T, ids);
+    await model.update({ lr: 1e-3 });
+    expect(bytes() - 4).toBe(trainingMemory(f.config, B, T, lora).total);
   });
   it('generation: parameters, the KV cache and one feed of the prompt', async () => {
     const { be, bytes } = counting();

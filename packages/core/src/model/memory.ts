@@ -1,8 +1,9 @@
 // What a model needs in memory, from the same shapes GPT2 allocates (gpt2.ts): for the message a
 // failed allocation ends in, and for benchmarks that print peak memory next to the arithmetic.
 import type { GPT2Config } from './config.js';
-import { paramLayout } from './params.js';
+import { ALIGN, paramLayout } from './params.js';
 import { INT8_MATRICES, int8Layout, type WeightFormat } from './int8.js';
+import { loraLayout, TARGET_SPECS, type LoraConfig } from './lora.js';
 
 export interface MemoryPlan {
   /** Bytes of each part; `activations` for training at (B, T), or the KV cache and scratch for generation. */
@@ -15,8 +16,12 @@ export interface MemoryPlan {
 
 const GiB = 2 ** 30;
 
-/** Training at (B, T): parameters, gradients, AdamW's two moments and the activations GPT2 keeps. */
-export function trainingMemory(cfg: GPT2Config, B: number, T: number): MemoryPlan {
+/**
+ * Training at (B, T): parameters, gradients, AdamW's two moments and the activations GPT2 keeps.
+ * Under LoRA the gradients and moments are the adapters' alone, which also keep each adapted
+ * layer's u (N,r) and a scratch (lora-adapters.ts).
+ */
+export function trainingMemory(cfg: GPT2Config, B: number, T: number, lora?: LoraConfig): MemoryPlan {
   const { total } = paramLayout(cfg);
   const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = cfg;
   const N = B * T;
@@ -25,7 +30,14 @@ export function trainingMemory(cfg: GPT2Config, B: number, T: number): MemoryPla
   // tokens, targets, encoded, proj, lnf (+2), logits, losses, hits, and the backward scratch (dres, dln, datty, dqkv (3), dfch, dfchGelu)
   const rest = 2 * N + 3 * N * C + 2 * N + N * V + 2 * N + 6 * N * C + 2 * N * F;
   const params = total * 4, activations = (L * perLayer + rest) * 4;
-  return { params, grads: params, moments: 2 * params, activations, total: 4 * params + activations };
+  if (!lora) return { params, grads: params, moments: 2 * params, activations, total: 4 * params + activations };
+  const adapters = loraLayout(cfg, lora).total * 4;
+  const IN = Math.max(...lora.targets.map((t) => TARGET_SPECS[t].IN(cfg))), OUT = Math.max(...lora.targets.map((t) => TARGET_SPECS[t].OUT(cfg)));
+  // u (N,r) kept per adapted layer at aligned offsets, scratch xs, dxs (N,IN), z (N,OUT), du, u (N,r), the frozen layernorms' sink (2C)
+  const saved = lora.targets.length * L * Math.ceil((N * lora.r) / ALIGN) * ALIGN;
+  const loraActs = (saved + N * (2 * IN + OUT + 2 * lora.r) + 2 * C) * 4;
+  const all = activations + loraActs;
+  return { params: params + adapters, grads: adapters, moments: 2 * adapters, activations: all, total: params + 4 * adapters + all };
 }
 
 /** Bytes of a model's weights on the device: fp32, or under int8 the int8 matrices and their scales beside the fp32 rest (gpt2.ts). */
