@@ -61,7 +61,7 @@ function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
     .option('--batch-size <n>', 'sequences per micro-batch', int(1), ft ? 1 : 8)
     .option('--block-size <n>', 'tokens per sequence (default min(1024, n_positions))', int(1))
     .option('--grad-accum <n>', 'micro-batches per optimizer step', int(1), 1)
-    .option('--lr <x>', 'peak learning rate', num(0, Infinity, true), ft ? 1e-4 : 6e-4)
+    .option('--lr <x>', `peak learning rate${ft ? ' (5e-4 with --lora-r)' : ''}`, num(0, Infinity, true), ft ? 1e-4 : 6e-4)
     .option('--warmup <n>', 'linear warmup steps', int(0), ft ? 0 : 100)
     .addOption(new Option('--lr-schedule <kind>', 'after warmup').choices(['constant', 'linear', 'cosine']).default(ft ? 'constant' : 'cosine'))
     .option('--weight-decay <x>', 'AdamW weight decay (2+-dim tensors only)', num(0), ft ? 0 : 0.1)
@@ -118,6 +118,8 @@ export function buildProgram(): Command {
       if (shaping.length && this.opts<TrainFlags>().loraR === undefined) {
         throw new GPT2Error(`${shaping.map((o) => '--' + o.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} shape LoRA adapters; add --lora-r R to train them.`);
       }
+      // LoRA's adapters start at zero and want a larger step than full fine-tuning's 1e-4
+      if (this.opts<TrainFlags>().loraR !== undefined && this.getOptionValueSource('lr') === 'default') this.setOptionValueWithSource('lr', 5e-4, 'default');
       await runTraining('finetune', data, withResumedOptions(this, this.opts<TrainFlags>()));
     });
 

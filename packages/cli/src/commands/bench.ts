@@ -168,8 +168,9 @@ export async function runBench(f: BenchFlags): Promise<void> {
     const ms = times.reduce((a, b) => a + b, 0) / times.length;
     const profile = kernelMs && Object.fromEntries(Object.entries(kernelMs).sort((a, b) => b[1] - a[1]).map(([name, t]) => [name, +(t / f.steps).toFixed(1)]));
     if (profile) profile.other = +(ms - Object.values(kernelMs!).reduce((a, b) => a + b, 0) / f.steps).toFixed(1);
+    const heap = backend.describe().memory; // wasm: its memory's size, of WebAssembly's 4 GiB
     result = {
-      ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1),
+      ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1), ...(heap ? { deviceMemory: heap } : {}),
       ...memory(trainingMemory(config, f.batch, f.seq, lora).total), ...(profile ? { msPerStepByKernel: profile } : {}),
     };
   } else if (f.task === 'generate') {

@@ -89,6 +89,8 @@ export class GPT2 {
    * `params` is the flat fp32 buffer (paramLayout). With `weights: 'int8'` the linear layers'
    * matrices are quantized on the host and only their int8 form reaches the device (wte stays in
    * fp32 too, for the embedding): such a model generates and evaluates, and refuses to train.
+   * With `lora`, LoRA adapters (lora.ts; `params` in its layout, `seed` for their dropout masks)
+   * sit on the frozen weights: training computes and steps the adapters' gradients alone.
    */
   constructor(
     backend: Backend, config: GPT2Config, params: Float32Array,
