@@ -5,10 +5,14 @@ import { GPT2Error, OutOfMemoryError } from '../errors.js';
 import { describeMemory, generationMemory, trainingMemory } from './memory.js';
 import { Rng } from '../sample/rng.js';
 import type { GPT2Config } from './config.js';
-import { paramLayout, slices, type ParamLayout, type ParamName } from './params.js';
+import { ALIGN, PARAM_SPECS, paramLayout, slices, type ParamLayout, type ParamName } from './params.js';
+
+/** gradNorm's slots: one per parameter tensor. */
+const NORM_SLOTS = PARAM_SPECS.length;
 import { INT8_BACKENDS, INT8_MATRICES, quantizeParams, type Int8Matrix, type WeightFormat } from './int8.js';
 import { checkLoraConfig, loraDropoutSeed, type LoraConfig } from './lora.js';
 import { LoraAdapters } from './lora-adapters.js';
+import { TensorBuffers } from './tensor-buffers.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -53,19 +57,19 @@ export class GPT2 {
   readonly backend: Backend;
   /** Parameters of the model (the flat buffers are slightly longer: see ALIGN). */
   readonly numParams: number;
-  /** Elements of the flat parameter, gradient and AdamW buffers. */
+  /** Elements of the flat parameter, gradient and AdamW arrays (each held on the device as one buffer per tensor). */
   readonly bufferLength: number;
-  readonly params: Buf;
+  private readonly params: TensorBuffers;
   readonly views: Views;
   /** Per-layer parameter views: layers.qkvw[l] is layer l's (3C, C) weight. Under int8 (and in `views`) the INT8_MATRICES are absent. */
   readonly layers: Record<ParamName, Buf[]>;
   /** Offset and size of every tensor in the flat buffers. */
   private readonly layout: Record<ParamName, ParamLayout>;
   private gradLayers?: Record<ParamName, Buf[]>;
-  private grads?: Buf;
+  private grads?: TensorBuffers;
   private gradViews?: Views;
-  private m?: Buf;
-  private v?: Buf;
+  private m?: TensorBuffers;
+  private v?: TensorBuffers;
   private moments?: { m: Views; v: Views }; // per-tensor views of m and v, made once
   private acts?: Activations;
   private normBuf?: Buf;
@@ -116,8 +120,8 @@ export class GPT2 {
       offset += t.size;
     }
     this.bufferLength = offset;
-    this.params = backend.alloc(offset);
-    for (const [n, t] of kept) backend.upload(backend.view(this.params, this.layout[n as ParamName].offset, t.size), params.subarray(t.offset, t.offset + t.size));
+    this.params = new TensorBuffers(backend, this.layout, offset);
+    for (const [n, t] of kept) backend.upload(this.params.bufs[n as ParamName], params.subarray(t.offset, t.offset + t.size));
     this.views = this.makeViews(this.params);
     this.layers = this.makeLayerViews(this.params);
     if (this.weights === 'int8') {
@@ -196,16 +200,14 @@ export class GPT2 {
     return flat;
   }
 
-  private makeLayerViews(buf: Buf): Record<ParamName, Buf[]> {
+  private makeLayerViews(t: TensorBuffers): Record<ParamName, Buf[]> {
     const out = {} as Record<ParamName, Buf[]>;
-    for (const [name, p] of Object.entries(this.layout)) out[name as ParamName] = slices(this.config, p).map((o) => this.backend.view(buf, o, p.perLayer));
+    for (const [name, p] of Object.entries(this.layout)) out[name as ParamName] = slices(this.config, p).map((o) => this.backend.view(t.bufs[name as ParamName], o - p.offset, p.perLayer));
     return out;
   }
 
-  private makeViews(buf: Buf): Views {
-    const views = {} as Views;
-    for (const [name, p] of Object.entries(this.layout)) views[name as ParamName] = this.backend.view(buf, p.offset, p.size);
-    return views;
+  private makeViews(t: TensorBuffers): Views {
+    return { ...t.bufs };
   }
 
 
@@ -280,7 +282,8 @@ export class GPT2 {
   /** Releases every device buffer of the model. */
   dispose(): void {
     this.freeActivations();
-    for (const b of [this.params, this.grads, this.m, this.v, this.normBuf, this.lnSink?.w, this.lnSink?.b, ...this.int8Buffers]) if (b) this.backend.free(b);
+    for (const t of [this.params, this.grads, this.m, this.v]) t?.free();
+    for (const b of [this.normBuf, this.lnSink?.w, this.lnSink?.b, ...this.int8Buffers]) if (b) this.backend.free(b);
     this.lora?.dispose();
   }
 
@@ -374,11 +377,11 @@ export class GPT2 {
     return this.backend.read(this.acts.logits);
   }
 
-  private ensureGrads(): { grads: Buf; g: Views } {
+  private ensureGrads(): { grads: TensorBuffers; g: Views } {
     this.trainable();
     if (this.lora) throw new Error('the base weights are frozen under LoRA');
     if (!this.grads) {
-      this.grads = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
+      this.grads = this.allocating(() => new TensorBuffers(this.backend, this.layout, this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
       this.gradViews = this.makeViews(this.grads);
       this.gradLayers = this.makeLayerViews(this.grads);
     }
@@ -388,7 +391,8 @@ export class GPT2 {
   /** Zeroes the parameter gradients (call before each optimizer step's first backward). */
   zeroGrad(): void {
     this.micro = 0;
-    this.backend.zero(this.lora ? this.lora.ensureGrads() : this.ensureGrads().grads);
+    if (this.lora) this.backend.zero(this.lora.ensureGrads());
+    else this.ensureGrads().grads.zero();
   }
 
   /**
@@ -450,10 +454,14 @@ export class GPT2 {
 
   /** The global L2 norm of the accumulated gradients. */
   async gradNorm(): Promise<number> {
-    const grads = this.lora ? this.lora.ensureGrads() : this.ensureGrads().grads;
-    this.normBuf ??= this.backend.alloc(1);
-    this.backend.kernels.sumSquares(this.normBuf, grads, grads.length);
-    return Math.sqrt((await this.backend.read(this.normBuf))[0]);
+    // one sum of squares per gradient buffer, each into its own aligned slot, added up on the host
+    const grads = this.lora ? [this.lora.ensureGrads()] : Object.values(this.ensureGrads().g);
+    this.normBuf ??= this.backend.alloc(NORM_SLOTS * ALIGN);
+    grads.forEach((g, i) => this.backend.kernels.sumSquares(this.backend.view(this.normBuf!, i * ALIGN, 1), g, g.length));
+    const sums = await this.backend.read(this.normBuf);
+    let total = 0;
+    for (let i = 0; i < grads.length; i++) total += sums[i * ALIGN];
+    return Math.sqrt(total);
   }
 
   /**
@@ -486,8 +494,8 @@ export class GPT2 {
   private ensureMoments(): { m: Views; v: Views } {
     this.trainable();
     if (!this.moments) {
-      this.m = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
-      this.v = this.allocating(() => this.backend.alloc(this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
+      this.m = this.allocating(() => new TensorBuffers(this.backend, this.layout, this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
+      this.v = this.allocating(() => new TensorBuffers(this.backend, this.layout, this.bufferLength), this.acts?.B ?? 0, this.acts?.T ?? 0);
       this.moments = { m: this.makeViews(this.m), v: this.makeViews(this.v) };
     }
     return this.moments;
@@ -496,7 +504,7 @@ export class GPT2 {
   /** Parameters (flat, PARAM_SPECS layout) back on the host. */
   async readParams(): Promise<Float32Array> {
     this.trainable();
-    return this.backend.read(this.params);
+    return this.params.read();
   }
 
   /** The adapters (flat, lora.ts layout) back on the host. */
@@ -507,14 +515,16 @@ export class GPT2 {
 
   /** Gradients (flat, PARAM_SPECS layout; under LoRA the adapters' lora.ts layout) back on the host. */
   async readGrads(): Promise<Float32Array> {
-    return this.backend.read(this.lora ? this.lora.ensureGrads() : this.ensureGrads().grads);
+    return this.lora ? this.backend.read(this.lora.ensureGrads()) : this.ensureGrads().grads.read();
   }
 
   /** Optimizer state for checkpoints: AdamW moments and step count. */
   async readOptimizerState(): Promise<{ m: Float32Array; v: Float32Array; step: number } | undefined> {
-    const [m, v] = this.lora ? [this.lora.m, this.lora.v] : [this.m, this.v];
-    if (!m || !v) return undefined;
-    return { m: await this.backend.read(m), v: await this.backend.read(v), step: this.step };
+    if (this.lora) {
+      const { m, v } = this.lora;
+      return m && v ? { m: await this.backend.read(m), v: await this.backend.read(v), step: this.step } : undefined;
+    }
+    return this.m && this.v ? { m: await this.m.read(), v: await this.v.read(), step: this.step } : undefined;
   }
 
   loadOptimizerState(s: { m: Float32Array; v: Float32Array; step: number }): void {
@@ -522,9 +532,15 @@ export class GPT2 {
     if (s.m.length !== need || s.v.length !== need) {
       throw new GPT2Error(`The optimizer state holds ${s.m.length} values but the ${this.lora ? 'adapters need' : 'model needs'} ${need}; it belongs to another ${this.lora ? 'LoRA configuration' : 'model'}.`);
     }
-    const { m, v } = this.lora ? this.lora.ensureMoments() : (this.ensureMoments(), { m: this.m!, v: this.v! });
-    this.backend.upload(m, s.m);
-    this.backend.upload(v, s.v);
+    if (this.lora) {
+      const { m, v } = this.lora.ensureMoments();
+      this.backend.upload(m, s.m);
+      this.backend.upload(v, s.v);
+    } else {
+      this.ensureMoments();
+      this.m!.upload(s.m);
+      this.v!.upload(s.v);
+    }
     this.step = s.step;
   }
 

@@ -1,0 +1,41 @@
+// The device side of a flat parameter layout (params.ts): one buffer per tensor, so no buffer is
+// larger than the largest tensor (a GPU caps one buffer's size: 355M's weights are 1.35 GiB in all,
+// its largest tensor 403 MiB), read and written as the one flat host array the layout describes.
+import type { Backend, Buf } from '../backend.js';
+import type { ParamLayout, ParamName } from './params.js';
+
+export class TensorBuffers {
+  readonly bufs = {} as Record<ParamName, Buf>;
+
+  /** `layout` gives each tensor's offset and size in the flat array of `length` elements. */
+  constructor(private readonly be: Backend, private readonly layout: Record<ParamName, ParamLayout>, readonly length: number) {
+    try {
+      for (const [n, t] of Object.entries(layout)) this.bufs[n as ParamName] = be.alloc(t.size);
+    } catch (err) {
+      this.free(); // none half-made
+      throw err;
+    }
+  }
+
+  private *each(): Generator<[Buf, ParamLayout]> {
+    for (const [n, t] of Object.entries(this.layout)) yield [this.bufs[n as ParamName], t];
+  }
+
+  upload(flat: Float32Array): void {
+    for (const [b, t] of this.each()) this.be.upload(b, flat.subarray(t.offset, t.offset + t.size));
+  }
+
+  async read(): Promise<Float32Array> {
+    const out = new Float32Array(this.length);
+    for (const [b, t] of this.each()) out.set(await this.be.read(b), t.offset);
+    return out;
+  }
+
+  zero(): void {
+    for (const [b] of this.each()) this.be.zero(b);
+  }
+
+  free(): void {
+    for (const [b] of this.each()) if (b) this.be.free(b);
+  }
+}
