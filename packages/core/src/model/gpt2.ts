@@ -409,12 +409,12 @@ export class GPT2 {
     // the gradients of a tensor: the base's, or under LoRA none (matmuls skip them; layernorms write to a sink)
     if (!this.lora) this.ensureGrads();
     const G = this.gradLayers, g = this.gradViews;
-    const ln = (w: ParamName, b: ParamName, l: number): [Buf, Buf] => (G ? [G[w][l], G[b][l]] : this.sink());
+    const ln = (w?: Buf, b?: Buf): [Buf, Buf] => (w && b ? [w, b] : this.sink());
     k.crossEntropyBackward(a.logits, a.losses, a.logits, a.targets, scale / a.validTargets, N, V); // in place: logits -> dlogits
     be.zero(a.dln);
     k.matmulBackward(a.dln, g?.wte ?? null, null, a.logits, a.lnf, p.wte, N, C, V);
     be.zero(a.dres);
-    k.layernormBackward(a.dres, ...(g ? [g.lnfw, g.lnfb] as [Buf, Buf] : this.sink()), a.dln, a.res3[L - 1], p.lnfw, a.lnfMean, a.lnfRstd, N, C);
+    k.layernormBackward(a.dres, ...ln(g?.lnfw, g?.lnfb), a.dln, a.res3[L - 1], p.lnfw, a.lnfMean, a.lnfRstd, N, C);
     for (let l = L - 1; l >= 0; l--) {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
       // res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres holds d res3, and becomes d res2
@@ -424,7 +424,7 @@ export class GPT2 {
       k.geluBackward(a.dfch, a.fch[l], a.dfchGelu, N * F);
       be.zero(a.dln);
       this.linearBackward(a.dln, 'fcw', 'fcb', l, a.dfch, a.ln2[l], N, C, F);
-      k.layernormBackward(a.dres, ...ln('ln2w', 'ln2b', l), a.dln, a.res2[l], P.ln2w[l], a.ln2Mean[l], a.ln2Rstd[l], N, C);
+      k.layernormBackward(a.dres, ...ln(G?.ln2w[l], G?.ln2b[l]), a.dln, a.res2[l], P.ln2w[l], a.ln2Mean[l], a.ln2Rstd[l], N, C);
       // res2 = res + attproj(attention(qkv(ln1(res)))): dres becomes d res
       be.zero(a.datty);
       this.linearBackward(a.datty, 'attprojw', 'attprojb', l, a.dres, a.atty[l], N, C, C);
@@ -432,7 +432,7 @@ export class GPT2 {
       k.attentionBackward(a.dqkv, a.datty, a.qkv[l], a.atty[l], a.lse[l], B, T, NH, HS);
       be.zero(a.dln);
       this.linearBackward(a.dln, 'qkvw', 'qkvb', l, a.dqkv, a.ln1[l], N, C, 3 * C);
-      k.layernormBackward(a.dres, ...ln('ln1w', 'ln1b', l), a.dln, res, P.ln1w[l], a.ln1Mean[l], a.ln1Rstd[l], N, C);
+      k.layernormBackward(a.dres, ...ln(G?.ln1w[l], G?.ln1b[l]), a.dln, res, P.ln1w[l], a.ln1Mean[l], a.ln1Rstd[l], N, C);
     }
     if (g) k.encoderBackward(g.wte, g.wpe, a.dres, a.tokens, B, T, C);
   }
