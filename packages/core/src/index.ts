@@ -10,6 +10,8 @@ export * from './model/lora.js';
 export * from './dropout.js';
 export * from './model/gpt2.js';
 export * from './io/safetensors.js';
+export * from './io/tensor-store.js';
+export { openTorchBin } from './io/torch-bin.js';
 export * from './io/checkpoint.js';
 export * from './io/peft.js';
 export * from './sample/rng.js';

@@ -1,17 +1,19 @@
 // Node-only helpers: checkpoint directories on disk, written atomically.
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { GPT2Error } from './errors.js';
 import { configToJson, parseConfig, type GPT2Config } from './model/config.js';
-import { paramsFromSafetensors, paramsToSafetensors } from './io/checkpoint.js';
-import { parseSafetensors } from './io/safetensors.js';
+import { flatTensors, modelWeightFiles, paramsFromStore, paramTensorsToWrite } from './io/checkpoint.js';
+import { openSafetensors, parseSafetensors, type StreamedFile } from './io/safetensors.js';
+import { shardedStore, type ByteSource, type TensorStore } from './io/tensor-store.js';
+import { openTorchBin } from './io/torch-bin.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapter, type Adapter } from './io/peft.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
 
 /** Writes a file under a temporary name and renames it into place, so a crash never leaves half a file. */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array | AsyncIterable<Uint8Array>): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
   try {
     await writeFile(tmp, data);
@@ -32,15 +34,74 @@ async function readOrExplain(path: string, what: string): Promise<Buffer> {
   }
 }
 
-/** Reads config.json and model.safetensors of an HF-format GPT-2 directory. */
-export async function loadModelDir(dir: string): Promise<{ config: GPT2Config; params: Float32Array }> {
+/** The weight files a model folder may hold, in the order transformers prefers them. */
+export const WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'] as const;
+
+const READ_CHUNK = 1 << 30; // one read() call moves at most 2 GiB
+
+/** A file as a ByteSource: positioned reads into buffers of their own, at any offset (past 2 and 4 GiB). */
+export async function fileSource(path: string): Promise<ByteSource> {
+  let size: number;
+  try {
+    size = (await stat(path)).size;
+  } catch (err) {
+    throw new GPT2Error(`Cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)}).`);
+  }
+  return {
+    name: path,
+    size,
+    async read(offset, length) {
+      if (offset + length > size) throw new GPT2Error(`${path} ends at byte ${size}, before the ${length} bytes at ${offset}; the file is truncated.`);
+      const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length); // not pooled: starts at offset 0 of its own buffer
+      const fh = await open(path, 'r');
+      try {
+        for (let done = 0; done < length; ) {
+          const { bytesRead } = await fh.read(out, done, Math.min(READ_CHUNK, length - done), offset + done);
+          if (bytesRead === 0) throw new GPT2Error(`${path} ended at byte ${offset + done} while reading it; the file is truncated or was changed while loading.`);
+          done += bytesRead;
+        }
+      } finally {
+        await fh.close();
+      }
+      return out;
+    },
+  };
+}
+
+/**
+ * The weights of a model folder as a TensorStore, whichever form they take: model.safetensors,
+ * shards under model.safetensors.index.json, pytorch_model.bin (read without running its pickle),
+ * or its shards. Only headers are read here.
+ */
+export async function openModelWeights(dir: string): Promise<TensorStore> {
+  const open = (f: string) => (f.endsWith('.bin') ? fileSource(join(dir, f)).then(openTorchBin) : fileSource(join(dir, f)).then(openSafetensors));
+  const found = WEIGHT_FILES.find((f) => existsSync(join(dir, f)));
+  if (!found) throw new GPT2Error(`${dir} holds no model weights; a model directory needs model.safetensors (or its shards with model.safetensors.index.json, or pytorch_model.bin).`);
+  if (!found.endsWith('.index.json')) return open(found);
+  const index = join(dir, found);
+  return shardedStore((await readOrExplain(index, 'it names the shards.')).toString('utf8'), index, async (f) => {
+    if (!existsSync(join(dir, f))) throw new GPT2Error(`${index} names the shard ${f}, which is missing from ${dir}; download the whole model again.`);
+    return open(f);
+  });
+}
+
+/** The config.json of a model folder. */
+export async function loadConfigDir(dir: string): Promise<GPT2Config> {
   if (!existsSync(dir)) throw new GPT2Error(`Model directory ${dir} does not exist; pass a folder with config.json and model.safetensors, or a hub id.`);
   const cfgPath = join(dir, 'config.json');
-  const config = parseConfig((await readOrExplain(cfgPath, 'a model directory needs config.json.')).toString('utf8'), cfgPath);
-  const stPath = join(dir, 'model.safetensors');
-  const bytes = await readOrExplain(stPath, 'a model directory needs model.safetensors (PyTorch .bin files are not read; re-save with safe_serialization=True).');
-  const st = parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), stPath);
-  return { config, params: paramsFromSafetensors(config, st) };
+  return parseConfig((await readOrExplain(cfgPath, 'a model directory needs config.json.')).toString('utf8'), cfgPath);
+}
+
+/** config.json and the weights of an HF-format GPT-2 directory, opened for reading tensor by tensor (paramTensors, GPT2.load). */
+export async function openModelDir(dir: string): Promise<{ config: GPT2Config; store: TensorStore }> {
+  const config = await loadConfigDir(dir);
+  return { config, store: await openModelWeights(dir) };
+}
+
+/** A model directory's weights in one flat buffer (small models, tests). */
+export async function loadModelDir(dir: string): Promise<{ config: GPT2Config; params: Float32Array }> {
+  const { config, store } = await openModelDir(dir);
+  return { config, params: await paramsFromStore(config, store) };
 }
 
 /** Whether a directory holds a peft adapter (adapter_config.json) rather than a whole model. */
@@ -55,10 +116,15 @@ export async function loadAdapterDir(dir: string, config: GPT2Config): Promise<A
   return parseAdapter(config, configText, parseSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path), dir);
 }
 
-/** Writes config.json and model.safetensors as GPT2LMHeadModel.save_pretrained does, each atomically. */
-export async function saveModelDir(dir: string, config: GPT2Config, params: Float32Array): Promise<void> {
+/** Writes a streamed file to path, one chunk at a time, under a temporary name renamed into place. */
+export async function writeStreamedAtomic(path: string, f: StreamedFile | string): Promise<void> {
+  await writeFileAtomic(path, typeof f === 'string' ? f : f.chunks());
+}
+
+/** Writes config.json and the weights as GPT2LMHeadModel.save_pretrained does (sharded past maxShardSize), each file atomically. */
+export async function saveModelDir(dir: string, config: GPT2Config, params: Float32Array, maxShardSize?: string): Promise<void> {
   await mkdir(dir, { recursive: true });
-  await writeFileAtomic(join(dir, 'model.safetensors'), paramsToSafetensors(config, params));
+  for (const [name, f] of Object.entries(modelWeightFiles(paramTensorsToWrite(config, flatTensors(config, params)), maxShardSize))) await writeStreamedAtomic(join(dir, name), f);
   await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(configToJson(config), null, 2) + '\n');
 }
 

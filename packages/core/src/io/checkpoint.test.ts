@@ -37,7 +37,7 @@ describe('HF GPT-2 checkpoints', () => {
     const hfCfg = JSON.parse(readFileSync(fx('gpt2-tiny', 'config.json'), 'utf8'));
     for (const key of Object.keys(hfCfg).filter((k) => !k.endsWith('pdrop'))) expect(cfg[key], key).toEqual(hfCfg[key]);
     const back = await loadModelDir(dir);
-    expect(back.params).toEqual(f.params);
+    expect(Buffer.from(back.params.buffer).equals(Buffer.from(f.params.buffer))).toBe(true);
   });
 
   it('rejects a config that does not match the weights, naming the tensor', () => {
@@ -69,7 +69,7 @@ describe('HF GPT-2 checkpoints', () => {
     await expect(loadModelDir(join(dir, 'nope'))).rejects.toThrowError(/does not exist; pass a folder with config\.json/);
     await expect(loadModelDir(dir)).rejects.toThrowError(/config\.json does not exist/);
     copyFileSync(fx('gpt2-odd', 'config.json'), join(dir, 'config.json'));
-    await expect(loadModelDir(dir)).rejects.toThrowError(/model\.safetensors does not exist/);
+    await expect(loadModelDir(dir)).rejects.toThrowError(/holds no model weights/);
     writeFileSync(join(dir, 'model.safetensors'), readFileSync(fx('gpt2-odd', 'model.safetensors')).subarray(0, 5000));
     await expect(loadModelDir(dir)).rejects.toThrowError(GPT2Error);
   });

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { GPT2Error } from '../errors.js';
 import { fixturesDir } from '../conformance/fixtures.js';
-import { f16ToF32, parseSafetensors, serializeSafetensors } from './safetensors.js';
+import { parseSafetensors, serializeSafetensors } from './safetensors.js';
+import { f16ToF32 } from './tensor-store.js';
 
 /** A file with an arbitrary header object and `dataBytes` zero bytes of data. */
 function craft(header: unknown, dataBytes: number, headerLen?: bigint): Uint8Array {

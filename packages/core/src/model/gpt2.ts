@@ -9,7 +9,8 @@ import { ALIGN, PARAM_SPECS, paramLayout, slices, type ParamLayout, type ParamNa
 
 /** gradNorm's slots: one per parameter tensor. */
 const NORM_SLOTS = PARAM_SPECS.length;
-import { INT8_BACKENDS, INT8_MATRICES, quantizeParams, type Int8Matrix, type WeightFormat } from './int8.js';
+import { INT8_BACKENDS, INT8_MATRICES, int8Layout, int8RowBytes, quantizeRows, type Int8Matrix, type WeightFormat } from './int8.js';
+import type { ParamTensor } from '../io/checkpoint.js';
 import { checkLoraConfig, loraDropoutSeed, type LoraConfig } from './lora.js';
 import { LoraAdapters } from './lora-adapters.js';
 import { TensorBuffers } from './tensor-buffers.js';
@@ -79,7 +80,7 @@ export class GPT2 {
   /** 'int8': the linear layers' weights held as int8 (int8.ts), for generate and evaluate only. */
   readonly weights: WeightFormat;
   /** Under int8: each matrix's packed int8 rows and row scales (views into two buffers). */
-  private readonly int8?: Record<Int8Matrix, { q: Buf; scale: Buf }[]>;
+  private readonly int8?: Record<Int8Matrix, { q: Buf; scale: Buf; OUT: number; IN: number }[]>;
   private readonly int8Buffers: Buf[] = []; // the two buffers those views share
 
   /** With LoRA adapters (lora.ts) the base weights are frozen: only the adapters have gradients and moments. */
@@ -97,11 +98,11 @@ export class GPT2 {
    * sit on the frozen weights: training computes and steps the adapters' gradients alone.
    */
   constructor(
-    backend: Backend, config: GPT2Config, params: Float32Array,
+    backend: Backend, config: GPT2Config, params: Float32Array | null,
     opts: { weights?: WeightFormat; lora?: { config: LoraConfig; params: Float32Array; seed?: number } } = {},
   ) {
     const { tensors, total, count } = paramLayout(config);
-    if (params.length !== total) throw new Error(`expected a parameter buffer of ${total}, got ${params.length}`);
+    if (params && params.length !== total) throw new Error(`expected a parameter buffer of ${total}, got ${params.length}`);
     this.backend = backend;
     this.config = config;
     this.numParams = count;
@@ -121,22 +122,67 @@ export class GPT2 {
     }
     this.bufferLength = offset;
     this.params = new TensorBuffers(backend, this.layout, offset);
-    for (const [n, t] of kept) backend.upload(this.params.bufs[n as ParamName], params.subarray(t.offset, t.offset + t.size));
     this.views = this.makeViews(this.params);
     this.layers = this.makeLayerViews(this.params);
     if (this.weights === 'int8') {
-      const { words, scales, layout } = quantizeParams(config, params);
-      const q = backend.alloc(words.length, 'i32'), sc = backend.alloc(scales.length);
-      backend.upload(q, words);
-      backend.upload(sc, scales);
+      const layout = int8Layout(config);
+      const q = backend.alloc(layout.words, 'i32'), sc = backend.alloc(layout.scales);
       this.int8Buffers.push(q, sc);
-      this.int8 = {} as Record<Int8Matrix, { q: Buf; scale: Buf }[]>;
+      this.int8 = {} as Record<Int8Matrix, { q: Buf; scale: Buf; OUT: number; IN: number }[]>;
       for (const [n, list] of Object.entries(layout.matrices)) {
-        this.int8[n as Int8Matrix] = list.map((m) => ({ q: backend.view(q, m.word, m.words), scale: backend.view(sc, m.scale, m.OUT) }));
+        this.int8[n as Int8Matrix] = list.map((m) => ({ q: backend.view(q, m.word, m.words), scale: backend.view(sc, m.scale, m.OUT), OUT: m.OUT, IN: m.IN }));
       }
     }
+    if (params) for (const [n, t] of Object.entries(tensors)) slices(config, t).forEach((o, l) => this.setTensor(n as ParamName, l, params.subarray(o, o + t.perLayer)));
     this.loraSeed = opts.lora?.seed ?? 0;
     if (opts.lora) this.lora = new LoraAdapters(backend, config, opts.lora.config, opts.lora.params);
+  }
+
+  /**
+   * A model whose weights arrive one tensor at a time (io/checkpoint.ts paramTensors), each
+   * uploaded (or quantized) as it comes: loading holds one tensor on the host, never the model.
+   * Every tensor must come exactly once.
+   */
+  static async load(
+    backend: Backend, config: GPT2Config, weights: AsyncIterable<ParamTensor>,
+    opts: ConstructorParameters<typeof GPT2>[3] = {},
+  ): Promise<GPT2> {
+    const m = new GPT2(backend, config, null, opts);
+    try {
+      const seen = new Set<string>();
+      for await (const t of weights) {
+        m.setTensor(t.name, t.layer, t.data);
+        seen.add(`${t.name}.${t.layer}`);
+      }
+      const expected = PARAM_SPECS.reduce((n, s) => n + (s.layered ? config.nLayer : 1), 0);
+      if (seen.size !== expected) throw new Error(`GPT2.load got ${seen.size} of the ${expected} parameter tensors`);
+      return m;
+    } catch (err) {
+      m.dispose();
+      throw err;
+    }
+  }
+
+  /**
+   * Sets layer l's slice (perLayer values, [OUT, IN] for matrices) of a parameter tensor; under
+   * int8 a matrix is quantized here (wte both kept and quantized, for the embedding and the LM head).
+   */
+  setTensor(name: ParamName, layer: number, data: Float32Array): void {
+    const t = this.layout[name] ?? paramLayout(this.config).tensors[name];
+    if (data.length !== t.perLayer) throw new Error(`${name}[${layer}]: expected ${t.perLayer} values, got ${data.length}`);
+    if (this.layout[name]) this.backend.upload(this.layers[name][layer], data);
+    const m = this.int8?.[name as Int8Matrix]?.[layer];
+    if (m) {
+      const { q, scale } = quantizeRows(data, m.OUT, m.IN, int8RowBytes(m.IN));
+      this.backend.upload(m.q, new Int32Array(q.buffer));
+      this.backend.upload(m.scale, scale);
+    }
+  }
+
+  /** Layer l's slice of a parameter tensor back on the host (for saving one tensor at a time). */
+  async readTensor(name: ParamName, layer: number): Promise<Float32Array> {
+    this.trainable();
+    return this.backend.read(this.layers[name][layer]);
   }
 
   /** Parameters that training updates: the adapters' under LoRA, else all. */
@@ -525,6 +571,28 @@ export class GPT2 {
       return m && v ? { m: await this.backend.read(m), v: await this.backend.read(v), step: this.step } : undefined;
     }
     return this.m && this.v ? { m: await this.m.read(), v: await this.v.read(), step: this.step } : undefined;
+  }
+
+  /**
+   * AdamW's moments as pieces of the flat layout (one layer's slice of a tensor each; the adapters
+   * whole under LoRA), so a checkpoint saves and loads them a piece at a time. `create` allocates
+   * them (for loading); otherwise undefined before the first step.
+   */
+  optimizerPieces(create = false): { offset: number; m: Buf; v: Buf }[] | undefined {
+    if (this.lora) {
+      if (create) this.lora.ensureMoments();
+      const { m, v } = this.lora;
+      return m && v ? [{ offset: 0, m, v }] : undefined;
+    }
+    if (create) this.ensureMoments();
+    if (!this.m || !this.v) return undefined;
+    const vs = this.v.pieces();
+    return this.m.pieces().map((p, i) => ({ offset: p.offset, m: p.buf, v: vs[i].buf }));
+  }
+
+  /** Elements of the flat moment arrays (the adapters' under LoRA). */
+  get optimizerLength(): number {
+    return this.lora ? this.lora.length : this.bufferLength;
   }
 
   loadOptimizerState(s: { m: Float32Array; v: Float32Array; step: number }): void {

@@ -72,23 +72,6 @@ export function int8Layout(cfg: GPT2Config): Int8Layout {
   return { matrices, words, scales };
 }
 
-/** Quantizes every matrix of a flat fp32 parameter buffer (PARAM_SPECS layout) into the int8 layout's buffers. */
-export function quantizeParams(cfg: GPT2Config, params: Float32Array): { words: Int32Array; scales: Float32Array; layout: Int8Layout } {
-  const layout = int8Layout(cfg);
-  const { tensors } = paramLayout(cfg);
-  const bytes = new Int8Array(layout.words * 4), scales = new Float32Array(layout.scales);
-  for (const [name, list] of Object.entries(layout.matrices) as [Int8Matrix, Int8Layout['matrices'][Int8Matrix]][]) {
-    const t = tensors[name];
-    list.forEach((m, l) => {
-      const off = t.offset + l * t.stride;
-      const { q, scale } = quantizeRows(params.subarray(off, off + m.OUT * m.IN), m.OUT, m.IN, int8RowBytes(m.IN));
-      bytes.set(q, m.word * 4);
-      scales.set(scale, m.scale);
-    });
-  }
-  return { words: new Int32Array(bytes.buffer), scales, layout };
-}
-
 /** The fp32 weights int8 stands for, q * scale (for references and tests). */
 export function dequantizeRows(q: Int8Array, scale: Float32Array, R: number, Cn: number, rowBytes = Cn): Float32Array {
   const w = new Float32Array(R * Cn);

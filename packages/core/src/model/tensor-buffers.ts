@@ -31,6 +31,15 @@ export class TensorBuffers {
     return out;
   }
 
+  /** Each layer's slice of each tensor (with the gap after it), in flat order: reads and writes one slice at a time. */
+  pieces(): { offset: number; buf: Buf }[] {
+    const out: { offset: number; buf: Buf }[] = [];
+    for (const [b, t] of this.each()) {
+      for (let o = 0; o < t.size; o += t.stride) out.push({ offset: t.offset + o, buf: this.be.view(b, o, t.stride) });
+    }
+    return out;
+  }
+
   zero(): void {
     for (const [b] of this.each()) this.be.zero(b);
   }
