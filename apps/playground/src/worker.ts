@@ -1,7 +1,7 @@
 // The model worker: holds the backend, model and tokenizer, and runs generation and
 // fine-tuning off the page's thread. A 'stop' message ends either between two tokens or steps.
 import {
-  adapterConfigJson, adapterToSafetensors, checkLoraConfig, configToJson, generateStream, GPT2, GPT2Error, initLora, mergeLora, paramsFromSafetensors, paramsToSafetensors,
+  adapterConfigJson, adapterToSafetensors, checkLoraConfig, configToJson, generateStream, GPT2, GPT2Error, initLora, mergeLora, paramsFromSafetensors, collect, flatTensors, paramTensorsToWrite, safetensorsFile,
   parseConfig, parseSafetensors, splitTokens, Tokenizer, Trainer, transformersJsFiles, type Backend, type LoraConfig, type WeightFormat,
 } from '@gpt2/core';
 import { createWasmBackend } from '@gpt2/backend-wasm';
@@ -149,7 +149,7 @@ async function exportModel(format: ExportFormat): Promise<void> {
   const zip = format === 'hf'
     ? zipSync({
       'config.json': enc.encode(JSON.stringify(configToJson(model.config), null, 2) + '\n'),
-      'model.safetensors': paramsToSafetensors(model.config, params),
+      'model.safetensors': await collect(safetensorsFile(paramTensorsToWrite(model.config, flatTensors(model.config, params)))),
       'vocab.json': enc.encode(tok.vocabJson()),
       'merges.txt': enc.encode(tok.mergesTxt()),
     })

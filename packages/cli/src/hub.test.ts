@@ -1,17 +1,27 @@
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors } from '@gpt2/core';
+import { loadModelDir, saveModelDir } from '@gpt2/core/node';
 import { downloadModel, hubOptionsFromEnv, type HubOptions } from './hub.js';
 import { FIXTURES, gpt2 } from './test/cli.js';
 import { startHubServer, type HubServer } from './test/hub-server.js';
 
 let hub: HubServer;
+let sharded: string, binOnly: string;
 beforeAll(async () => {
+  // gpt2-tiny as transformers saves it past max_shard_size (shards + index), and as a repo with only pytorch_model.bin
+  const tiny = await loadModelDir(join(FIXTURES, 'gpt2-tiny'));
+  sharded = mkdtempSync(join(tmpdir(), 'hub-sharded-'));
+  await saveModelDir(sharded, tiny.config, tiny.params, '4MB');
+  for (const f of ['vocab.json', 'merges.txt']) copyFileSync(join(FIXTURES, 'gpt2-tiny', f), join(sharded, f));
+  binOnly = mkdtempSync(join(tmpdir(), 'hub-bin-'));
+  for (const f of ['config.json']) copyFileSync(join(FIXTURES, 'gpt2-odd', f), join(binOnly, f));
+  copyFileSync(join(FIXTURES, 'torch-bin', 'gpt2-odd-f32.bin'), join(binOnly, 'pytorch_model.bin'));
   // like the real hub, where gpt2 now lives at openai-community/gpt2 behind a relative redirect
-  hub = await startHubServer({ 'test-org/gpt2-tiny': join(FIXTURES, 'gpt2-tiny') }, { gpt2: 'test-org/gpt2-tiny' });
+  hub = await startHubServer({ 'test-org/gpt2-tiny': join(FIXTURES, 'gpt2-tiny'), 'test-org/sharded': sharded, 'test-org/bin-only': binOnly }, { gpt2: 'test-org/gpt2-tiny' });
 });
 afterAll(() => hub.close());
 
@@ -44,6 +54,25 @@ describe('hub downloads into the standard Hugging Face cache', () => {
     const asked = hub.requests.length;
     expect(await downloadModel('test-org/gpt2-tiny', opts(cache, { offline: true, endpoint: 'http://127.0.0.1:3' }))).toBe(dir);
     expect(hub.requests.length).toBe(asked);
+  });
+
+  it('downloads every shard a model.safetensors.index.json names, and a repo that has only pytorch_model.bin', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'hf-cache-'));
+    const dir = await downloadModel('test-org/sharded', opts(cache));
+    const shards = readdirSync(sharded).filter((f) => /^model-\d{5}-of-\d{5}\.safetensors$/.test(f));
+    expect(shards.length).toBeGreaterThan(1);
+    for (const f of [...shards, 'model.safetensors.index.json']) expect(readFileSync(join(dir, f)).equals(readFileSync(join(sharded, f))), f).toBe(true);
+    expect(existsSync(join(dir, 'model.safetensors'))).toBe(false);
+    const want = await loadModelDir(join(FIXTURES, 'gpt2-tiny'));
+    expect(Buffer.from((await loadModelDir(dir)).params.buffer).equals(Buffer.from(want.params.buffer))).toBe(true);
+    // a cached snapshot counts only with every shard: one removed is fetched again
+    rmSync(join(dir, shards[0]));
+    expect(await downloadModel('test-org/sharded', opts(cache))).toBe(dir);
+    expect(existsSync(join(dir, shards[0]))).toBe(true);
+
+    const bin = await downloadModel('test-org/bin-only', opts(cache));
+    expect(readdirSync(bin).sort()).toEqual(['config.json', 'pytorch_model.bin']);
+    expect(Buffer.from((await loadModelDir(bin)).params.buffer).equals(Buffer.from((await loadModelDir(join(FIXTURES, 'gpt2-odd'))).params.buffer))).toBe(true);
   });
 
   it('resumes a partial download with a Range request', async () => {

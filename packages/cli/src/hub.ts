@@ -14,9 +14,11 @@ import { homedir } from 'node:os';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { GPT2Error } from '@gpt2/core';
+import { GPT2Error, parseShardIndex } from '@gpt2/core';
 
-export const REQUIRED_FILES = ['config.json', 'model.safetensors'];
+export const REQUIRED_FILES = ['config.json'];
+/** The weights, in the order transformers looks for them: one file, or an index and the shards it names. */
+export const WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'];
 export const OPTIONAL_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'generation_config.json'];
 
 export interface HubOptions {
@@ -83,7 +85,19 @@ export async function cachedSnapshot(repo: string, revision: string, cacheDir: s
     if (!isCommit(commit)) return undefined; // not written by a hub client: ask the hub again
   }
   const snap = join(folder, 'snapshots', commit);
-  return REQUIRED_FILES.every((f) => existsSync(join(snap, f))) ? snap : undefined;
+  return REQUIRED_FILES.every((f) => existsSync(join(snap, f))) && hasWeights(snap) ? snap : undefined;
+}
+
+/** Whether a snapshot holds a whole set of weights: one file, or an index with every shard it names. */
+function hasWeights(snap: string): boolean {
+  const found = WEIGHT_FILES.find((f) => existsSync(join(snap, f)));
+  if (!found) return false;
+  if (!found.endsWith('.index.json')) return true;
+  try {
+    return parseShardIndex(readFileSync(join(snap, found), 'utf8'), found).files.every((f) => existsSync(join(snap, f)));
+  } catch {
+    return false;
+  }
 }
 
 interface FileMeta {
@@ -107,21 +121,16 @@ export async function downloadModel(id: string, o: HubOptions): Promise<string> 
   }
   const folder = repoFolder(o.cacheDir, repo);
   let snapshot: string | undefined;
-  for (const file of [...REQUIRED_FILES, ...OPTIONAL_FILES]) {
+  /** One file into the cache (HEAD, then the blob unless present, the snapshot's link and the ref); false when the repo has no such file. */
+  const get = async (file: string): Promise<boolean> => {
     let meta: FileMeta | undefined;
     try {
       meta = await headFile(o, repo, revision, file);
     } catch (err) {
       if (err instanceof GPT2Error) throw err;
-      if (cached) return cached; // as huggingface_hub does: the cache serves when the hub is unreachable
-      throw new GPT2Error(
-        `Cannot reach the Hugging Face hub at ${o.endpoint} (${causeOf(err)}); check the connection, or pass a local model directory.`,
-      );
+      throw new Unreachable('unreachable', { cause: err });
     }
-    if (!meta) {
-      if (REQUIRED_FILES.includes(file)) throw new GPT2Error(`The hub repo ${repo} has no ${file} at ${revision}; it is not a GPT-2 model in safetensors format.`);
-      continue;
-    }
+    if (!meta) return false;
     snapshot = inside(folder, join(folder, 'snapshots', meta.commit));
     const pointer = inside(folder, join(snapshot, file));
     if (!existsSync(pointer)) {
@@ -135,9 +144,37 @@ export async function downloadModel(id: string, o: HubOptions): Promise<string> 
       await mkdir(dirname(ref), { recursive: true });
       await writeFile(ref, meta.commit);
     }
+    return true;
+  };
+  try {
+    for (const file of REQUIRED_FILES) {
+      if (!(await get(file))) throw new GPT2Error(`The hub repo ${repo} has no ${file} at ${revision}; it is not a Hugging Face model.`);
+    }
+    let weights: string | undefined;
+    for (const file of WEIGHT_FILES) {
+      if (await get(file)) {
+        weights = file;
+        break;
+      }
+    }
+    if (!weights) throw new GPT2Error(`The hub repo ${repo} has no model weights at ${revision} (model.safetensors, its shards, or pytorch_model.bin); it is not a GPT-2 model gpt2.ts can read.`);
+    if (weights.endsWith('.index.json')) {
+      // every shard the index names, each resumable as any file
+      for (const shard of parseShardIndex(await readFile(join(snapshot!, weights), 'utf8'), `${repo}/${weights}`).files) {
+        if (!(await get(shard))) throw new GPT2Error(`${repo}/${weights} names the shard ${shard}, which the hub does not have at ${revision}; the repo is incomplete.`);
+      }
+    }
+    for (const file of OPTIONAL_FILES) await get(file);
+  } catch (err) {
+    if (!(err instanceof Unreachable)) throw err;
+    if (cached) return cached; // as huggingface_hub does: the cache serves when the hub is unreachable
+    throw new GPT2Error(`Cannot reach the Hugging Face hub at ${o.endpoint} (${causeOf(err.cause)}); check the connection, or pass a local model directory.`);
   }
   return snapshot!;
 }
+
+/** A metadata request that got no answer (as opposed to an answer we refuse). */
+class Unreachable extends Error {}
 
 function causeOf(err: unknown): string {
   const e = err as { cause?: { code?: string; message?: string }; message?: string };

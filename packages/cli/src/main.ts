@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { GPT2Error, LORA_TARGETS, PRECISIONS } from '@gpt2/core';
+import { DEFAULT_MAX_SHARD_SIZE, GPT2Error, LORA_TARGETS, parseByteSize, PRECISIONS } from '@gpt2/core';
 import { BACKEND_CHOICES } from './backends.js';
 import { runBench } from './commands/bench.js';
 import { runDownload } from './commands/download.js';
@@ -30,6 +30,16 @@ const num = (min: number, max = Infinity, openMin = false) => (v: string) => {
   return n;
 };
 const collect = (v: string, prev: string[]) => [...prev, v];
+const byteSize = (v: string) => {
+  try {
+    parseByteSize(v);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return v;
+};
+const maxShardOption = () =>
+  new Option('--max-shard-size <size>', `weights past this size are written as shards with model.safetensors.index.json, as save_pretrained does (e.g. 2GB, 500MB)`).argParser(byteSize).default(DEFAULT_MAX_SHARD_SIZE);
 const intOrEpoch = (v: string) => (v === 'epoch' ? 'epoch' : int(0)(v));
 const backendOption = () => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES).default('auto');
 const threadsOption = () => new Option('--threads <n>', 'CPU threads for the cpu and wasm backends (default: all cores)').argParser(int(1));
@@ -78,6 +88,7 @@ function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
     .option('--early-stop <n>', 'stop after n evaluations in a row without a lower validation loss', int(1))
     .addOption(new Option('--final <which>', 'what model/ holds: the best evaluation\'s weights (best/) or the last (default best with validation, else last)').choices(['best', 'last']))
     .option('--keep <n>', 'checkpoints to keep', int(1), 3)
+    .addOption(maxShardOption())
     .option('--text-field <name>', 'field of .jsonl / column of .csv holding the text', 'text')
     .option('--no-specials', 'read <|endoftext|> in the data as plain text, not a document boundary')
     .option('--log-every <n>', 'progress line every n steps when not on a terminal', int(1))
@@ -194,6 +205,7 @@ export function buildProgram(): Command {
     .option('--model <dir|id>', 'the base model (default: the one the adapter records)')
     .requiredOption('--adapter <dir>', 'the LoRA adapter (peft format)')
     .requiredOption('--out <dir>', 'folder to create')
+    .addOption(maxShardOption())
     .option('--force', 'replace --out if it exists and is not empty')
     .option('--json', 'print {"out", "base", "adapter"}')
     .action(async function (this: Command) {
@@ -227,13 +239,16 @@ export function buildProgram(): Command {
       await runSelftestCommand(this.opts());
     });
 
-  program.command('bench').description('speed of a randomly initialised model, as JSON')
+  program.command('bench').description('speed of a randomly initialised model (or a model\'s own files with --model), as JSON')
     .addOption(new Option('--task <task>', 'what to time').choices(['train', 'generate', 'matmul']).default('train'))
     .addOption(new Option('--backend <name>', 'compute backend, or onnxruntime: ONNX Runtime on our ONNX export (generate only)').choices([...BACKEND_CHOICES, 'onnxruntime']).default('auto'))
     .addOption(threadsOption())
     .addOption(precisionOption())
     .addOption(quantizeOption())
     .option('--init <size|config.json>', 'model shape', 'gpt2')
+    .option('--model <dir|id>', 'time a model\'s own files instead: loading them (loadMs, loadMBps) and then the task')
+    .option('--save <dir>', 'train: then save a checkpoint into this folder as training does (saveMs)')
+    .addOption(maxShardOption())
     .option('--batch <n>', 'batch size', int(1), 4)
     .option('--seq <n>', 'sequence length (train; matmul times batch*seq rows too)', int(1), 64)
     .option('--steps <n>', 'timed steps after one warm-up step (train)', int(1), 3)

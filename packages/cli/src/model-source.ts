@@ -1,9 +1,13 @@
 // Where a model comes from: a local HF-format directory, a hub id (through the HF cache), or a
 // random initialisation of a named size (--init gpt2 | gpt2-medium | ... | CONFIG.json).
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { freemem } from 'node:os';
 import { join } from 'node:path';
-import { ADAPTER_CONFIG, GPT2, GPT2Error, mergeLora, parseConfig, presetConfig, type Adapter, type Backend, type GPT2Config, type Tokenizer, type WeightFormat } from '@gpt2/core';
-import { gpt2Tokenizer, isAdapterDir, loadAdapterDir, loadModelDir, loadTokenizerDir } from '@gpt2/core/node';
+import {
+  ADAPTER_CONFIG, checkpointIoMemory, describeMemory, generationMemory, GPT2, GPT2Error, LORA_TARGETS, mergeLoraTensor, trainingMemory, type MemoryPlan, offsetOf, paramLayout, paramReader, parseConfig, presetConfig, tensorsFrom,
+  type Adapter, type Backend, type GPT2Config, type LoraConfig, type ParamName, type Tokenizer, type WeightFormat,
+} from '@gpt2/core';
+import { gpt2Tokenizer, isAdapterDir, loadAdapterDir, loadTokenizerDir, openModelDir } from '@gpt2/core/node';
 import { downloadModel, hubOptionsFromEnv } from './hub.js';
 import type { Reporter } from './report.js';
 
@@ -64,20 +68,38 @@ export function adapterBase(adapterDir: string): string {
 }
 
 /**
- * Reads a model and its tokenizer from a directory or the hub, before any backend starts. With a
- * LoRA adapter (or an adapter folder given as the model) the base is --model, else the one the
- * adapter records, and `params` are the base with the adapter merged in (peft's merge_and_unload).
+ * Opens a model and reads its tokenizer from a directory or the hub, before any backend starts:
+ * config.json and the weight files' headers are read and checked, the weights themselves later,
+ * one tensor at a time (modelTensors). With a LoRA adapter (or an adapter folder given as the
+ * model) the base is --model, else the one the adapter records, and each adapted weight gets the
+ * adapter folded in as it is read (peft's merge_and_unload).
  */
 export async function readModel(model: string | undefined, report?: Reporter, adapter?: string) {
   if (model && !adapter && existsSync(model) && isAdapterDir(model)) [adapter, model] = [model, undefined];
   const base = model ?? (adapter ? adapterBase(adapter) : 'gpt2');
   const dir = await resolveModelDir(base, report);
-  const { config, params } = await loadModelDir(dir);
+  const { config, store } = await openModelDir(dir);
   const tokenizer = await tokenizerFor(dir, config, report);
-  if (!adapter) return { config, params, tokenizer, dir, base };
+  if (!adapter) return { config, store, tokenizer, dir, base };
   const a: Adapter = await loadAdapterDir(adapter, config);
   report?.line(`adapter: ${adapter} (LoRA r=${a.config.r}, alpha ${a.config.alpha} on ${a.config.targets.join(', ')}) merged into ${base}`);
-  return { config, params: mergeLora(config, params, a.config, a.params), tokenizer, dir, base };
+  return { config, store, tokenizer, dir, base, adapter: a };
+}
+
+export type ReadModel = Awaited<ReturnType<typeof readModel>>;
+
+/** One parameter tensor of a read model at a time (the adapter folded in where it adapts). */
+export function modelTensorReader(m: ReadModel): (name: ParamName, layer: number) => Promise<Float32Array> {
+  const read = paramReader(m.config, m.store);
+  const a = m.adapter;
+  return a ? async (name, layer) => mergeLoraTensor(m.config, a.config, a.params, name, layer, await read(name, layer)) : read;
+}
+
+/** The whole model in one flat buffer (the ONNX export, which builds the graph in memory). */
+export async function readParams(m: ReadModel): Promise<Float32Array> {
+  const flat = new Float32Array(paramLayout(m.config).total);
+  for await (const t of tensorsFrom(m.config, modelTensorReader(m))) flat.set(t.data, offsetOf(m.config, t.name, t.layer));
+  return flat;
 }
 
 /** The weight format --quantize asks for; int8 computes in fp32, so it refuses a reduced --precision. */
@@ -87,8 +109,46 @@ export function weightFormat(f: { quantize?: string; precision?: string }): Weig
   return 'int8';
 }
 
-export function instantiate(backend: Backend, m: Awaited<ReturnType<typeof readModel>>, weights: WeightFormat = 'fp32'): LoadedModel {
-  return { model: new GPT2(backend, m.config, m.params, { weights }), tokenizer: m.tokenizer, dir: m.dir };
+/** The model on a backend, its weights uploaded (or quantized) one tensor at a time as they are read. */
+export async function instantiate(backend: Backend, m: ReadModel, weights: WeightFormat = 'fp32', lora?: { config: LoraConfig; params: Float32Array; seed?: number }): Promise<LoadedModel> {
+  const model = await GPT2.load(backend, m.config, tensorsFrom(m.config, modelTensorReader(m)), { weights, lora });
+  return { model, tokenizer: m.tokenizer, dir: m.dir };
+}
+
+/** What a backend can hold: the machine's available memory for cpu (and reference), WebAssembly's 4 GiB for wasm; unknown for GPUs. */
+function memoryLimit(backend: Backend): { bytes: number; where: string } | undefined {
+  if (backend.name === 'cpu' || backend.name === 'reference') return { bytes: freemem(), where: 'this machine has' };
+  if (backend.name === 'wasm') return { bytes: 4 * 2 ** 30, where: 'WebAssembly holds at most' };
+  return undefined;
+}
+
+const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+
+/**
+ * Refuses, before anything is allocated, a model that cannot fit: `plan` (memory.ts) plus one
+ * tensor of checkpoint I/O against what the backend can hold. `what` names the work, `advice` says
+ * what fits instead.
+ */
+export function checkMemory(backend: Backend, config: GPT2Config, plan: MemoryPlan, what: string, advice: string, weights: WeightFormat = 'fp32'): void {
+  const limit = memoryLimit(backend);
+  const io = checkpointIoMemory(config, weights);
+  if (!limit || plan.total + io <= limit.bytes) return;
+  throw new GPT2Error(`${what} needs about ${describeMemory(plan)} and ${gib(io)} to read or save the weights a tensor at a time, but ${limit.where} ${gib(limit.bytes)} available; ${advice}.`);
+}
+
+/** The check before a full fine-tune or LoRA run of B x T: past the limit, it points to LoRA (and what that needs). */
+export function checkTrainingMemory(backend: Backend, config: GPT2Config, B: number, T: number, lora?: LoraConfig): void {
+  const loraPlan = trainingMemory(config, B, T, { r: 8, alpha: 16, dropout: 0, targets: [...LORA_TARGETS] });
+  const advice = lora
+    ? `lower --batch-size or --block-size, or use a smaller model`
+    : `train LoRA adapters instead (--lora-r 8 needs about ${gib(loraPlan.total + checkpointIoMemory(config))}), lower --batch-size or --block-size, or use a smaller model`;
+  checkMemory(backend, config, trainingMemory(config, B, T, lora), `${lora ? 'LoRA fine-tuning' : 'Training all the weights of'} this ${paramLayout(config).count.toLocaleString('en')}-parameter model at batch ${B} x ${T}`, advice);
+}
+
+/** The check before generating or evaluating: the weights and a cache for one sequence of the whole context. */
+export function checkGenerationMemory(backend: Backend, config: GPT2Config, weights: WeightFormat): void {
+  const advice = weights === 'fp32' ? 'load it with --quantize int8 (a quarter of the weight bytes), or use the cpu backend or a smaller model' : 'use the cpu backend or a smaller model';
+  checkMemory(backend, config, generationMemory(config, 1, config.nPositions, weights), `Running this ${paramLayout(config).count.toLocaleString('en')}-parameter model${weights === 'int8' ? ' with int8 weights' : ''}`, advice, weights);
 }
 
 /** A config from a preset name or a config.json path. */

@@ -6,15 +6,15 @@
 // One run per folder: a training process holds run.lock (pid, host, start) while it runs.
 // best/ holds the model of the best evaluation (lowest validation loss), beside the last N
 // checkpoints and never removed by --keep.
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, statfsSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { appendFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import {
-  ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterConfigJson, adapterToSafetensors, configToJson, GPT2Error, paramsToSafetensors, parseSafetensors, serializeSafetensors,
-  type Evaluation, type GPT2, type GPT2Config, type Tokenizer, type TrainerState,
+  ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterConfigJson, adapterToSafetensors, configToJson, GPT2Error, modelWeightFiles, openSafetensors, paramTensorsToWrite, safetensorsFile,
+  type Evaluation, type GPT2, type GPT2Config, type SafeTensorsFile, type StreamedFile, type TensorStore, type Tokenizer, type TrainerState,
 } from '@gpt2/core';
-import { isAdapterDir, loadModelDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
+import { fileSource, isAdapterDir, loadTokenizerDir, openModelDir, writeFileAtomic } from '@gpt2/core/node';
 
 const CKPT = /^checkpoint-(\d+)$/;
 
@@ -32,17 +32,20 @@ const freeBytes = (dir: string) => {
  * renamed over. A model with LoRA adapters is written as a peft adapter folder instead (adapter
  * files and the tokenizer; `base` is the base model it records).
  */
-export async function writeModelDir(dir: string, model: GPT2, tok: Tokenizer, extra: Record<string, string | Uint8Array> = {}, base: string | null = null): Promise<void> {
-  const weights: Record<string, string | Uint8Array> = model.lora
+export async function writeModelDir(
+  dir: string, model: GPT2, tok: Tokenizer, extra: Record<string, FileData> = {}, base: string | null = null, maxShardSize?: string,
+): Promise<void> {
+  const weights: Record<string, FileData> = model.lora
     ? {
         [ADAPTER_CONFIG]: adapterConfigJson(model.lora.config, base),
         [ADAPTER_WEIGHTS]: adapterToSafetensors(model.config, model.lora.config, await model.readAdapter()),
       }
     : {
         'config.json': JSON.stringify(configToJson(model.config), null, 2) + '\n',
-        'model.safetensors': paramsToSafetensors(model.config, await model.readParams()),
+        // each tensor read from the device as the file gets to it: saving holds one tensor, not the model
+        ...modelWeightFiles(paramTensorsToWrite(model.config, (name, layer) => model.readTensor(name, layer)), maxShardSize),
       };
-  const files: Record<string, string | Uint8Array> = {
+  const files: Record<string, FileData> = {
     ...weights,
     'vocab.json': tok.vocabJson(),
     'merges.txt': tok.mergesTxt(),
@@ -58,10 +61,23 @@ export function checkOutDir(out: string, force?: boolean): void {
   if (readdirSync(out).length > 0 && !force) throw new GPT2Error(`${out} exists and is not empty; choose another --out, or pass --force to replace it.`);
 }
 
-/** A file's contents: text, bytes, or bytes in pieces written one after another. */
-export type FileData = string | Uint8Array | Uint8Array[];
+/** A file's contents: text, bytes, bytes in pieces written one after another, or a file streamed as it is written. */
+export type FileData = string | Uint8Array | Uint8Array[] | StreamedFile;
 
-export const byteSize = (d: FileData): number => (typeof d === 'string' ? Buffer.byteLength(d) : Array.isArray(d) ? d.reduce((n, p) => n + p.byteLength, 0) : d.byteLength);
+const isStreamed = (d: FileData): d is StreamedFile => typeof d === 'object' && 'chunks' in d;
+
+export const byteSize = (d: FileData): number =>
+  typeof d === 'string' ? Buffer.byteLength(d) : Array.isArray(d) ? d.reduce((n, p) => n + p.byteLength, 0) : isStreamed(d) ? d.size : d.byteLength;
+
+/** An existing file as FileData, copied a chunk at a time (best/ into model/). */
+export function fileCopy(path: string): StreamedFile {
+  return {
+    size: statSync(path).size,
+    async *chunks() {
+      for await (const c of createReadStream(path, { highWaterMark: 16 << 20 })) yield c as Buffer;
+    },
+  };
+}
 
 /**
  * Writes files (paths relative to dir) into DIR.tmp-PID, then renames it over dir. Checks the free space first; a write
@@ -79,7 +95,7 @@ export async function writeDirAside(dir: string, files: Record<string, FileData>
     await mkdir(tmp, { recursive: true });
     for (const [name, data] of Object.entries(files)) {
       await mkdir(dirname(join(tmp, name)), { recursive: true });
-      await writeFile(join(tmp, name), Array.isArray(data) ? data.values() : data); // an array: its pieces in order
+      await writeFile(join(tmp, name), Array.isArray(data) ? data.values() : isStreamed(data) ? data.chunks() : data); // an array: its pieces in order
     }
     const old = `${dir}.old-${process.pid}`;
     if (existsSync(dir)) await rename(dir, old);
@@ -112,6 +128,8 @@ function alive(pid: number): boolean {
 export class RunDir {
   /** Under LoRA: the base model the adapters record (adapter_config.json's base_model_name_or_path). */
   adapterBase: string | null = null;
+  /** Weights past this size are written as shards (--max-shard-size). */
+  maxShardSize?: string;
 
   constructor(readonly dir: string) {}
 
@@ -211,13 +229,13 @@ export class RunDir {
 
   /** best/: the model of the evaluation with the lowest validation loss so far, with best.json saying which. */
   async saveBest(model: GPT2, tok: Tokenizer, e: Evaluation): Promise<void> {
-    await writeModelDir(join(this.dir, 'best'), model, tok, { 'best.json': JSON.stringify(e) + '\n' }, this.adapterBase);
+    await writeModelDir(join(this.dir, 'best'), model, tok, { 'best.json': JSON.stringify(e) + '\n' }, this.adapterBase, this.maxShardSize);
   }
 
   /** model/ as a copy of best/'s model files (--final best). */
   async copyBestTo(dir: string): Promise<void> {
-    const files: Record<string, Uint8Array> = {};
-    for (const f of readdirSync(join(this.dir, 'best'))) if (f !== 'best.json') files[f] = await readFile(join(this.dir, 'best', f));
+    const files: Record<string, FileData> = {};
+    for (const f of readdirSync(join(this.dir, 'best'))) if (f !== 'best.json') files[f] = fileCopy(join(this.dir, 'best', f));
     await writeDirAside(dir, files);
   }
 
@@ -231,15 +249,16 @@ export class RunDir {
   /** Saves a checkpoint for `state.step` and keeps only the newest `keep`. */
   async saveCheckpoint(model: GPT2, tok: Tokenizer, state: TrainerState, keep: number): Promise<string> {
     const dir = join(this.dir, `checkpoint-${String(state.step).padStart(8, '0')}`);
-    const opt = await model.readOptimizerState();
-    const extra: Record<string, string | Uint8Array> = { 'trainer_state.json': JSON.stringify(state) + '\n' };
-    if (opt) {
-      extra['optimizer.safetensors'] = serializeSafetensors(
-        [{ name: 'adamw.m', shape: [opt.m.length], data: opt.m }, { name: 'adamw.v', shape: [opt.v.length], data: opt.v }],
-        { step: String(opt.step), layout: 'gpt2.ts PARAM_SPECS flat order' },
+    const extra: Record<string, FileData> = { 'trainer_state.json': JSON.stringify(state) + '\n' };
+    if (model.hasOptimizerState) {
+      // the moments a piece at a time from the device, as two flat tensors in the layout's order
+      const n = model.optimizerLength;
+      extra['optimizer.safetensors'] = safetensorsFile(
+        [{ name: 'adamw.m', shape: [n], dtype: 'F32', data: () => model.optimizerChunks('m') }, { name: 'adamw.v', shape: [n], dtype: 'F32', data: () => model.optimizerChunks('v') }],
+        { step: String(model.step), layout: 'gpt2.ts PARAM_SPECS flat order' },
       );
     }
-    await writeModelDir(dir, model, tok, extra, this.adapterBase);
+    await writeModelDir(dir, model, tok, extra, this.adapterBase, this.maxShardSize);
     const all = this.checkpoints();
     for (const old of all.slice(0, Math.max(0, all.length - keep))) await rm(old, { recursive: true, force: true });
     return dir;
@@ -247,12 +266,14 @@ export class RunDir {
 }
 
 export interface Checkpoint {
-  /** A LoRA checkpoint holds adapters, not weights: the base model they record (and no config or params). */
+  /** A LoRA checkpoint holds adapters, not weights: the base model they record (and no config or store). */
   adapterBase?: string;
   config?: GPT2Config;
-  params?: Float32Array;
+  /** The weights, opened for reading tensor by tensor. */
+  store?: TensorStore;
   tokenizer: Tokenizer;
-  optimizer?: { m: Float32Array; v: Float32Array; step: number };
+  /** optimizer.safetensors, opened: AdamW's moments are read a piece at a time into the model (loadOptimizer). */
+  optimizer?: { file: SafeTensorsFile; step: number };
   state: TrainerState;
 }
 
@@ -267,14 +288,28 @@ export function findCheckpoint(path: string): string {
 
 export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
   const lora = isAdapterDir(dir);
-  const { config, params } = lora ? {} : await loadModelDir(dir);
+  const { config, store } = lora ? {} : await openModelDir(dir);
   const state = JSON.parse(await readFile(join(dir, 'trainer_state.json'), 'utf8')) as TrainerState;
   let optimizer;
   const optPath = join(dir, 'optimizer.safetensors');
   if (existsSync(optPath)) {
-    const st = parseSafetensors(await readFile(optPath), optPath);
-    optimizer = { m: st.float32('adamw.m'), v: st.float32('adamw.v'), step: Number(st.metadata.step) };
+    const file = await openSafetensors(await fileSource(optPath));
+    optimizer = { file, step: Number(file.metadata.step) };
   }
   const adapterBase = lora ? (JSON.parse(await readFile(join(dir, ADAPTER_CONFIG), 'utf8')) as { base_model_name_or_path: string }).base_model_name_or_path : undefined;
-  return { adapterBase, config, params, tokenizer: await loadTokenizerDir(dir), optimizer, state };
+  return { adapterBase, config, store, tokenizer: await loadTokenizerDir(dir), optimizer, state };
+}
+
+/** A checkpoint's AdamW moments into the model, a piece at a time, after checking they belong to it. */
+export async function loadOptimizer(model: GPT2, opt: NonNullable<Checkpoint['optimizer']>): Promise<void> {
+  const need = model.optimizerLength;
+  for (const name of ['adamw.m', 'adamw.v']) {
+    const t = opt.file.tensors.get(name);
+    if (!t) throw new GPT2Error(`${opt.file.source} has no '${name}'; the checkpoint is damaged.`);
+    const have = t.shape.reduce((a, d) => a * d, 1);
+    if (have !== need) {
+      throw new GPT2Error(`The optimizer state holds ${have} values but the ${model.lora ? 'adapters need' : 'model needs'} ${need}; it belongs to another ${model.lora ? 'LoRA configuration' : 'model'}.`);
+    }
+  }
+  await model.loadOptimizerChunks((which, offset, count) => Promise.resolve(opt.file.float32(`adamw.${which}`, [offset, count])), opt.step);
 }

@@ -7,7 +7,7 @@ import { GPT2Error } from './errors.js';
 import { configToJson, parseConfig, type GPT2Config } from './model/config.js';
 import { flatTensors, modelWeightFiles, paramsFromStore, paramTensorsToWrite } from './io/checkpoint.js';
 import { openSafetensors, parseSafetensors, type StreamedFile } from './io/safetensors.js';
-import { shardedStore, type ByteSource, type TensorStore } from './io/tensor-store.js';
+import { parseShardIndex, shardedStore, type ByteSource, type TensorStore } from './io/tensor-store.js';
 import { openTorchBin } from './io/torch-bin.js';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapter, type Adapter } from './io/peft.js';
 import { Tokenizer } from './tokenizer/tokenizer.js';
@@ -66,6 +66,14 @@ export async function fileSource(path: string): Promise<ByteSource> {
       return out;
     },
   };
+}
+
+/** The weight files of a model folder, as openModelWeights reads them: one file, or an index and the shards it names. */
+export async function weightFilesOf(dir: string): Promise<string[]> {
+  const found = WEIGHT_FILES.find((f) => existsSync(join(dir, f)));
+  if (!found) return [];
+  if (!found.endsWith('.index.json')) return [found];
+  return [found, ...parseShardIndex(await readFile(join(dir, found), 'utf8'), found).files];
 }
 
 /**

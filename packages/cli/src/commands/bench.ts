@@ -5,9 +5,17 @@
 //                    --backend onnxruntime times ONNX Runtime on our ONNX export of the same model
 //   --task matmul:   GFLOP/s of the forward product and the backward pair at GPT-2's shapes, for
 //                    1, 8 and batch*seq rows (with GPT2_PEAK_TFLOPS, also as a fraction of that peak)
-import { argmax, checkLoraConfig, generationMemory, GPT2, GPT2Error, initLora, LORA_TARGETS, paramLayout, trainingMemory, type Backend, type GPT2Config, type LoraConfig, type Precision, type WeightFormat } from '@gpt2/core';
+import { readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { argmax, checkLoraConfig, checkpointIoMemory, generationMemory, GPT2, GPT2Error, initLora, LORA_TARGETS, paramLayout, trainingMemory, type Backend, type GPT2Config, type LoraConfig, type Precision, type TrainerState, type WeightFormat } from '@gpt2/core';
+import { gpt2Tokenizer, weightFilesOf } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
-import { initConfig, weightFormat } from '../model-source.js';
+import { initConfig, instantiate, readModel, weightFormat } from '../model-source.js';
+import { RunDir } from '../run-dir.js';
+
+/** Bytes of the weight files in a model folder (one file, or the shards), for the load rate. */
+const weightFileBytes = async (dir: string) => (await weightFilesOf(dir)).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+const dirBytes = (dir: string) => readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 import { onnxPeer } from '../onnx-peer.js';
 
 export interface BenchFlags {
@@ -24,6 +32,9 @@ export interface BenchFlags {
   newTokens: number;
   profile?: boolean;
   loraR?: number;
+  model?: string;
+  save?: string;
+  maxShardSize?: string;
   json?: boolean;
 }
 
@@ -90,9 +101,13 @@ function profileKernels(be: Backend): Record<string, number> {
   return ms;
 }
 
-// the process's peak resident memory next to what the model's buffers need by arithmetic (memory.ts)
+// the process's peak resident memory next to what the model's buffers need by arithmetic (memory.ts),
+// plus one tensor of checkpoint I/O, and what the process held before the model (Node, the addon, the tokenizer)
 const peakRssMB = () => Math.round(process.resourceUsage().maxRSS / 1024);
-const memory = (predicted: number) => ({ peakRssMB: peakRssMB(), predictedMB: Math.round(predicted / 2 ** 20) });
+const MB = (b: number) => Math.round(b / 2 ** 20);
+const memory = (predicted: number, io: number, baseRss: number) => ({
+  peakRssMB: peakRssMB(), predictedMB: MB(predicted + io) + baseRss, plan: { modelMB: MB(predicted), checkpointIoMB: MB(io), processBeforeModelMB: baseRss },
+});
 
 /** GFLOP/s of out = inp @ W^T (forward) and of dinp, dW (backward) at GPT-2 124M's shapes, timed to completion (sync). */
 async function matmulFigures(be: Backend, rows: number) {
@@ -132,7 +147,9 @@ async function matmulFigures(be: Backend, rows: number) {
 }
 
 export async function runBench(f: BenchFlags): Promise<void> {
-  const config = initConfig(f.init); // bad input fails before any backend starts
+  // a model's own files (--model), or a random one of a named shape (--init); bad input fails before any backend starts
+  const read = f.model ? await readModel(f.model) : undefined;
+  const config = read ? read.config : initConfig(f.init);
   const weights = weightFormat(f);
   if (weights === 'int8' && f.task !== 'generate') throw new GPT2Error(`--quantize int8 is for --task generate (int8 weights only generate and evaluate), not ${f.task}.`);
   if (f.backend === 'onnxruntime') return benchOnnxRuntime(f, config, weights);
@@ -147,9 +164,20 @@ export async function runBench(f: BenchFlags): Promise<void> {
   const lora: LoraConfig | undefined = f.loraR === undefined ? undefined : { r: f.loraR, alpha: 2 * f.loraR, dropout: 0, targets: [...LORA_TARGETS] };
   if (lora) checkLoraConfig(config, lora);
   const kernelMs = f.profile && f.task === 'train' ? profileKernels(backend) : undefined;
-  const model = new GPT2(backend, config, GPT2.initParams(config, 1), { weights, lora: lora && { config: lora, params: initLora(config, lora, 1) } });
+  const baseRss = Math.round(process.memoryUsage.rss() / 2 ** 20);
+  const loraOpts = lora && { config: lora, params: initLora(config, lora, 1) };
+  let model: GPT2, load = {};
+  if (read) {
+    // the real files, streamed tensor by tensor into the backend (what generate, eval and finetune do)
+    const t0 = performance.now();
+    model = (await instantiate(backend, read, weights, loraOpts)).model;
+    const ms = performance.now() - t0, bytes = await weightFileBytes(read.dir);
+    load = { loadMs: Math.round(ms), weightFileMB: MB(bytes), loadMBps: Math.round(bytes / 2 ** 20 / (ms / 1000)) };
+  } else {
+    model = new GPT2(backend, config, GPT2.initParams(config, 1), { weights, lora: loraOpts });
+  }
   const ids = (n: number, salt: number) => benchIds(config, n, salt);
-  const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', weights, model: f.init, params: model.numParams, ...(lora ? { loraR: lora.r, trainedParams: model.trainableParams } : {}) };
+  const base = { task: f.task, backend: backend.name, precision: f.precision ?? 'fp32', weights, model: f.model ?? f.init, params: model.numParams, ...(lora ? { loraR: lora.r, trainedParams: model.trainableParams } : {}), ...load };
   let result: object;
   if (f.task === 'train') {
     if (f.seq > config.nPositions) throw new GPT2Error(`--seq ${f.seq} is longer than the model's context of ${config.nPositions}.`);
@@ -169,12 +197,22 @@ export async function runBench(f: BenchFlags): Promise<void> {
     const profile = kernelMs && Object.fromEntries(Object.entries(kernelMs).sort((a, b) => b[1] - a[1]).map(([name, t]) => [name, +(t / f.steps).toFixed(1)]));
     if (profile) profile.other = +(ms - Object.values(kernelMs!).reduce((a, b) => a + b, 0) / f.steps).toFixed(1);
     const heap = backend.describe().memory; // wasm: its memory's size, of WebAssembly's 4 GiB
+    let save = {};
+    if (f.save) {
+      // a checkpoint as training writes one (weights, or the adapter, and AdamW's moments), a tensor at a time
+      const t0 = performance.now();
+      const run = new RunDir(f.save);
+      run.maxShardSize = f.maxShardSize;
+      run.adapterBase = read?.base ?? null;
+      const dir = await run.saveCheckpoint(model, read?.tokenizer ?? (await gpt2Tokenizer()), { step: model.step } as TrainerState, 1);
+      save = { saveMs: Math.round(performance.now() - t0), savedMB: MB(dirBytes(dir)) };
+    }
     result = {
-      ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1), ...(heap ? { deviceMemory: heap } : {}),
-      ...memory(trainingMemory(config, f.batch, f.seq, lora).total), ...(profile ? { msPerStepByKernel: profile } : {}),
+      ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1), ...(heap ? { deviceMemory: heap } : {}), ...save,
+      ...memory(trainingMemory(config, f.batch, f.seq, lora).total, read || f.save ? checkpointIoMemory(config) : 0, baseRss), ...(profile ? { msPerStepByKernel: profile } : {}),
     };
   } else if (f.task === 'generate') {
-    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...memory(generationMemory(config, f.batch, config.nPositions, weights).total) };
+    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...memory(generationMemory(config, f.batch, config.nPositions, weights).total, read ? checkpointIoMemory(config, weights) : 0, baseRss) };
   } else {
     throw new GPT2Error(`Unknown bench task '${f.task}'; choose train, generate or matmul (the tokenizer benchmark is pnpm bench:tokenizer).`);
   }

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { GPT2Error, perplexity, type Precision } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { expandPaths } from '../corpus.js';
-import { instantiate, readModel, weightFormat } from '../model-source.js';
+import { checkGenerationMemory, instantiate, readModel, weightFormat } from '../model-source.js';
 import { Reporter } from '../report.js';
 
 export async function runEval(f: { model?: string; adapter?: string; data: string; backend: string; threads?: number; precision?: Precision; quantize?: 'int8'; stride?: number; json?: boolean }): Promise<void> {
@@ -13,7 +13,8 @@ export async function runEval(f: { model?: string; adapter?: string; data: strin
   if (!f.model && !f.adapter) throw new GPT2Error('Give the model to evaluate with --model (a folder or hub id), or a LoRA adapter with --adapter.');
   const read = await readModel(f.model, report, f.adapter);
   const { backend } = await openBackend(f);
-  const { model, tokenizer } = instantiate(backend, read, weights);
+  checkGenerationMemory(backend, read.config, weights);
+  const { model, tokenizer } = await instantiate(backend, read, weights);
   const files = await expandPaths([f.data]);
   let text = '';
   for (const file of files) {

@@ -2,7 +2,7 @@
 // generation_config.json, tokenizer.json, tokenizer_config.json, onnx/model.onnx and, with
 // --quantize q8, onnx/model_quantized.onnx), written aside and renamed into place.
 import { GPT2Error, transformersJsFiles } from '@gpt2/core';
-import { readModel } from '../model-source.js';
+import { readModel, readParams } from '../model-source.js';
 import { Reporter } from '../report.js';
 import { byteSize, checkOutDir, SaveError, writeDirAside } from '../run-dir.js';
 
@@ -18,7 +18,8 @@ export interface ExportFlags {
 export async function runExport(f: ExportFlags): Promise<void> {
   checkOutDir(f.out, f.force);
   const report = new Reporter(Boolean(f.json));
-  const { config, params, tokenizer } = await readModel(f.model, report);
+  const read = await readModel(f.model, report);
+  const { config, tokenizer } = read, params = await readParams(read);
   report.line(`exporting ${f.model} (${params.length.toLocaleString('en')} parameters) to ONNX${f.quantize ? ' (fp32 and q8)' : ''}`);
   const files = transformersJsFiles(config, params, tokenizer, { quantize: f.quantize });
   try {

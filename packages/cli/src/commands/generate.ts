@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline/promises';
 import { generateStream, GPT2Error, type GenerateOptions, type GPT2, type Precision, type Tokenizer } from '@gpt2/core';
 import { writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
-import { instantiate, readModel, weightFormat } from '../model-source.js';
+import { checkGenerationMemory, instantiate, readModel, weightFormat } from '../model-source.js';
 import { Reporter } from '../report.js';
 
 export interface GenerateFlags {
@@ -43,7 +43,8 @@ export async function runGenerate(f: GenerateFlags): Promise<void> {
   const weights = weightFormat(f);
   const read = await readModel(f.model, report, f.adapter);
   const { backend } = await openBackend(f);
-  const { model, tokenizer } = instantiate(backend, read, weights);
+  checkGenerationMemory(backend, read.config, weights);
+  const { model, tokenizer } = await instantiate(backend, read, weights);
   const seed = f.seed ?? Math.floor(Math.random() * 2 ** 31);
   const opts: GenerateOptions = {
     maxNewTokens: f.maxNewTokens, temperature: f.temperature, topK: f.topK, topP: f.topP, minP: f.minP,

@@ -1,7 +1,7 @@
 // gpt2 merge: a base model with a LoRA adapter folded in (peft's merge_and_unload), written as a
 // plain HF model folder that every tool loads without peft; written aside and renamed into place.
-import { configToJson, GPT2Error, paramsToSafetensors } from '@gpt2/core';
-import { readModel } from '../model-source.js';
+import { configToJson, GPT2Error, modelWeightFiles, paramTensorsToWrite } from '@gpt2/core';
+import { modelTensorReader, readModel } from '../model-source.js';
 import { Reporter } from '../report.js';
 import { checkOutDir, SaveError, writeDirAside } from '../run-dir.js';
 
@@ -9,6 +9,7 @@ export interface MergeFlags {
   model?: string;
   adapter: string;
   out: string;
+  maxShardSize?: string;
   force?: boolean;
   json?: boolean;
 }
@@ -16,10 +17,12 @@ export interface MergeFlags {
 export async function runMerge(f: MergeFlags): Promise<void> {
   checkOutDir(f.out, f.force);
   const report = new Reporter(Boolean(f.json));
-  const { config, params, tokenizer, base } = await readModel(f.model, report, f.adapter);
+  const read = await readModel(f.model, report, f.adapter);
+  const { config, tokenizer, base } = read;
   const files = {
     'config.json': JSON.stringify(configToJson(config), null, 2) + '\n',
-    'model.safetensors': paramsToSafetensors(config, params),
+    // each merged tensor is read, merged and written in turn: the model is never held whole
+    ...modelWeightFiles(paramTensorsToWrite(config, modelTensorReader(read)), f.maxShardSize),
     'vocab.json': tokenizer.vocabJson(),
     'merges.txt': tokenizer.mergesTxt(),
   };

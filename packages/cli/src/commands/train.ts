@@ -4,18 +4,19 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import {
-  BestTracker, checkLoraConfig, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, splitTokens, Trainer, trainTokenizer,
+  BestTracker, checkLoraConfig, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, paramTensors, splitTokens, Trainer, trainTokenizer,
   type Evaluation, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
 } from '@gpt2/core';
 import { gpt2Tokenizer, loadAdapterDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
 import { expandPaths, loadCorpus } from '../corpus.js';
-import { initConfig, instantiate, readModel } from '../model-source.js';
+import { checkTrainingMemory, initConfig, instantiate, readModel } from '../model-source.js';
 import { lossCurveSvg } from '../plot.js';
 import { Reporter } from '../report.js';
-import { findCheckpoint, loadCheckpoint, RunDir, SaveError, writeModelDir } from '../run-dir.js';
+import { findCheckpoint, loadCheckpoint, loadOptimizer, RunDir, SaveError, writeModelDir } from '../run-dir.js';
 
 export interface TrainFlags {
+  maxShardSize?: string; // weights past this are written as shards
   backend: string;
   threads?: number;
   precision?: Precision;
@@ -89,6 +90,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   const p = f.resume ? await prepareResume(f, backend) : kind === 'finetune' ? await prepareFinetune(f, backend, report) : await prepareScratch(data, f, backend, report);
   const { model, tok } = p;
   run.adapterBase = p.adapterBase ?? null;
+  run.maxShardSize = f.maxShardSize;
   if (f.resume) {
     const info = JSON.parse(await readFile(join(run.dir, 'run.json'), 'utf8')) as { data: string[] };
     if (data.length === 0) data = info.data;
@@ -234,7 +236,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     await saving(() => run.copyBestTo(modelDir));
     report.line(`model/ holds the best checkpoint: step ${best.step}, validation loss ${best.valLoss.toFixed(4)} (--final best); the last weights are in ${lastGood}`);
   } else {
-    await saving(() => writeModelDir(modelDir, model, tok, {}, run.adapterBase));
+    await saving(() => writeModelDir(modelDir, model, tok, {}, run.adapterBase, run.maxShardSize));
   }
   await saving(() => run.record({ best: best ?? null, final, stoppedEarly: stopEarly ? trainer.step : null }));
   if (f.sampleEvery > 0) await sample(trainer.step);
@@ -277,13 +279,16 @@ const defaultRunDir = (kind: string) => join('runs', `${kind}-${new Date().toISO
 
 async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
   const read = await readModel(f.model ?? 'gpt2', report);
+  const B = f.batchSize, T = f.blockSize ?? Math.min(1024, read.config.nPositions);
   if (f.loraR === undefined) {
-    const { model, tokenizer } = instantiate(backend, read);
+    checkTrainingMemory(backend, read.config, B, T);
+    const { model, tokenizer } = await instantiate(backend, read);
     return { model, tok: tokenizer };
   }
   const lc: LoraConfig = { r: f.loraR, alpha: f.loraAlpha ?? 2 * f.loraR, dropout: f.loraDropout ?? 0, targets: (f.loraTargets ?? []) as LoraTarget[] };
   checkLoraConfig(read.config, lc);
-  const model = new GPT2(backend, read.config, read.params, { lora: { config: lc, params: initLora(read.config, lc, f.seed), seed: f.seed } });
+  checkTrainingMemory(backend, read.config, B, T, lc);
+  const { model } = await instantiate(backend, read, 'fp32', { config: lc, params: initLora(read.config, lc, f.seed), seed: f.seed });
   // the base as the adapter records it: a local folder by its absolute path, else the hub id
   return { model, tok: read.tokenizer, adapterBase: existsSync(read.base) ? resolve(read.base) : read.base };
 }
@@ -308,6 +313,7 @@ async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<Re
     config = { ...config, vocabSize: tok.vocabSize };
   }
   if (tok.eosId !== undefined) config = { ...config, bosTokenId: tok.eosId, eosTokenId: tok.eosId };
+  checkTrainingMemory(backend, config, f.batchSize, f.blockSize ?? Math.min(1024, config.nPositions));
   const model = new GPT2(backend, config, GPT2.initParams(config, f.seed));
   return { model, tok };
 }
@@ -320,10 +326,10 @@ async function prepareResume(f: TrainFlags, backend: Awaited<ReturnType<typeof o
     // a LoRA run: the base it records, the adapters of the checkpoint
     const base = await readModel(ck.adapterBase);
     const a = await loadAdapterDir(dir, base.config);
-    model = new GPT2(backend, base.config, base.params, { lora: { config: a.config, params: a.params, seed: f.seed } });
+    model = (await instantiate(backend, base, 'fp32', { config: a.config, params: a.params, seed: f.seed })).model;
   } else {
-    model = new GPT2(backend, ck.config!, ck.params!);
+    model = await GPT2.load(backend, ck.config!, paramTensors(ck.config!, ck.store!));
   }
-  if (ck.optimizer) model.loadOptimizerState(ck.optimizer);
+  if (ck.optimizer) await loadOptimizer(model, ck.optimizer);
   return { model, tok: ck.tokenizer, resumedState: ck.state, adapterBase: ck.adapterBase };
 }

@@ -72,15 +72,31 @@ function checkTied(source: string, lmHead: Float32Array, wte: Float32Array): voi
 }
 
 /**
- * The checkpoint's parameter tensors one at a time, in PARAM_SPECS order, after checking every
- * name and shape: a model loads holding one tensor of the file at a time, never the file.
+ * Reads one parameter tensor of a checkpoint (layer l's slice, our layout) at a time, after
+ * checking every name and shape against the config: a model loads, or a merge streams, holding one
+ * tensor of the file at a time, never the file.
  */
-export async function* paramTensors(cfg: GPT2Config, store: TensorStore): AsyncGenerator<ParamTensor> {
+export function paramReader(cfg: GPT2Config, store: TensorStore): (name: ParamName, layer: number) => Promise<Float32Array> {
   const { copies, lmHead } = planCopies(cfg, store);
-  for (const c of copies) {
+  const byKey = new Map(copies.map((c) => [`${c.name}.${c.layer}`, c]));
+  return async (name, layer) => {
+    const c = byKey.get(`${name}.${layer}`);
+    if (!c) throw new Error(`no parameter tensor ${name}[${layer}]`);
     const data = toOurs(c, await store.float32(c.stored));
     if (c.name === 'wte' && lmHead !== undefined && !store.sameData?.(lmHead, c.stored)) checkTied(store.source, await store.float32(lmHead), data);
-    yield { name: c.name, layer: c.layer, data };
+    return data;
+  };
+}
+
+/** The checkpoint's parameter tensors one at a time, in PARAM_SPECS order (for GPT2.load). */
+export async function* paramTensors(cfg: GPT2Config, store: TensorStore): AsyncGenerator<ParamTensor> {
+  yield* tensorsFrom(cfg, paramReader(cfg, store));
+}
+
+/** Every (tensor, layer) of the layout in PARAM_SPECS order, each fetched by get. */
+export async function* tensorsFrom(cfg: GPT2Config, get: (name: ParamName, layer: number) => Promise<Float32Array>): AsyncGenerator<ParamTensor> {
+  for (const spec of PARAM_SPECS) {
+    for (let layer = 0; layer < (spec.layered ? cfg.nLayer : 1); layer++) yield { name: spec.name as ParamName, layer, data: await get(spec.name as ParamName, layer) };
   }
 }
 

@@ -151,12 +151,14 @@ export interface TensorToWrite {
   data: Float32Array | Int32Array;
 }
 
-/** A tensor whose data is produced when the file is written (read from a device, transposed...). */
+type Data = Float32Array | Int32Array;
+
+/** A tensor whose data is produced when the file is written (read from a device, transposed...): whole, or in consecutive pieces. */
 export interface LazyTensor {
   name: string;
   shape: number[];
   dtype: 'F32' | 'I32';
-  data: () => Float32Array | Int32Array | Promise<Float32Array | Int32Array>;
+  data: () => Data | Promise<Data> | AsyncIterable<Data>;
 }
 
 /** A file written piece by piece: its size up front (for the free-space check), then its bytes in order. */
@@ -198,9 +200,13 @@ export function safetensorsFile(tensors: LazyTensor[], metadata: Record<string, 
     async *chunks() {
       yield head;
       for (const t of tensors) {
-        const d = await t.data();
-        if (d.byteLength !== tensorBytes(t)) throw new Error(`tensor '${t.name}': shape ${JSON.stringify(t.shape)} does not match ${d.length} values`);
-        yield asBytes(d);
+        const d = t.data();
+        let n = 0;
+        for await (const piece of Symbol.asyncIterator in d ? (d as AsyncIterable<Data>) : [await d]) {
+          n += piece.byteLength;
+          yield asBytes(piece);
+        }
+        if (n !== tensorBytes(t)) throw new Error(`tensor '${t.name}': shape ${JSON.stringify(t.shape)} does not match ${n / 4} values`);
       }
     },
   };

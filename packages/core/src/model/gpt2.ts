@@ -574,11 +574,11 @@ export class GPT2 {
   }
 
   /**
-   * AdamW's moments as pieces of the flat layout (one layer's slice of a tensor each; the adapters
-   * whole under LoRA), so a checkpoint saves and loads them a piece at a time. `create` allocates
-   * them (for loading); otherwise undefined before the first step.
+   * AdamW's moments as pieces of the flat layout (one layer's slice of a tensor each, with its
+   * gap; the adapters whole under LoRA), so checkpoints save and load them a piece at a time.
+   * `create` allocates them (for loading); otherwise undefined before the first step.
    */
-  optimizerPieces(create = false): { offset: number; m: Buf; v: Buf }[] | undefined {
+  private optimizerPieces(create = false): { offset: number; m: Buf; v: Buf }[] | undefined {
     if (this.lora) {
       if (create) this.lora.ensureMoments();
       const { m, v } = this.lora;
@@ -593,6 +593,25 @@ export class GPT2 {
   /** Elements of the flat moment arrays (the adapters' under LoRA). */
   get optimizerLength(): number {
     return this.lora ? this.lora.length : this.bufferLength;
+  }
+
+  /** Whether AdamW's moments exist yet (after the first step, or a loaded state). */
+  get hasOptimizerState(): boolean {
+    return this.optimizerPieces() !== undefined;
+  }
+
+  /** One moment ('m' or 'v') as consecutive pieces of its flat array, read from the device one at a time. */
+  async *optimizerChunks(which: 'm' | 'v'): AsyncGenerator<Float32Array> {
+    for (const p of this.optimizerPieces() ?? []) yield await this.backend.read(p[which]);
+  }
+
+  /** Loads AdamW's moments a piece at a time: read(which, offset, count) gives elements [offset, offset + count) of the flat moment. */
+  async loadOptimizerChunks(read: (which: 'm' | 'v', offset: number, count: number) => Promise<Float32Array>, step: number): Promise<void> {
+    for (const p of this.optimizerPieces(true)!) {
+      this.backend.upload(p.m, await read('m', p.offset, p.m.length));
+      this.backend.upload(p.v, await read('v', p.offset, p.v.length));
+    }
+    this.step = step;
   }
 
   loadOptimizerState(s: { m: Float32Array; v: Float32Array; step: number }): void {

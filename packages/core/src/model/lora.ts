@@ -115,16 +115,26 @@ export function loraDropoutSeed(seed: number, step: number, micro: number, slot:
  */
 export function mergeLora(cfg: GPT2Config, params: Float32Array, lc: LoraConfig, adapter: Float32Array): Float32Array {
   const { tensors } = paramLayout(cfg);
-  const out = params.slice(), r = lc.r, scale = loraScale(lc);
+  const out = params.slice();
+  for (const name of new Set(lc.targets.map((t) => TARGET_SPECS[t].param))) {
+    const t = tensors[name];
+    for (let l = 0; l < cfg.nLayer; l++) mergeLoraTensor(cfg, lc, adapter, name, l, out.subarray(t.offset + l * t.stride, t.offset + l * t.stride + t.perLayer));
+  }
+  return out;
+}
+
+/** Folds the adapter into one layer's weight w (OUT, IN) in place, if that tensor is adapted; returns w. */
+export function mergeLoraTensor(cfg: GPT2Config, lc: LoraConfig, adapter: Float32Array, name: ParamName, layer: number, w: Float32Array): Float32Array {
+  const r = lc.r, scale = loraScale(lc);
   for (const s of loraLayout(cfg, lc).slots) {
-    const t = tensors[TARGET_SPECS[s.target].param], w = t.offset + s.layer * t.stride;
+    if (s.layer !== layer || TARGET_SPECS[s.target].param !== name) continue;
     for (let j = 0; j < s.OUT; j++) {
       for (let i = 0; i < s.IN; i++) {
         let sum = 0;
         for (let k = 0; k < r; k++) sum += adapter[s.b + j * r + k] * adapter[s.a + k * s.IN + i];
-        out[w + j * s.IN + i] += scale * sum;
+        w[j * s.IN + i] += scale * sum;
       }
     }
   }
-  return out;
+  return w;
 }

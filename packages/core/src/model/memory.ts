@@ -2,7 +2,7 @@
 // failed allocation ends in, and for benchmarks that print peak memory next to the arithmetic.
 import type { GPT2Config } from './config.js';
 import { ALIGN, paramLayout } from './params.js';
-import { INT8_MATRICES, int8Layout, type WeightFormat } from './int8.js';
+import { INT8_MATRICES, int8Layout, int8RowBytes, type WeightFormat } from './int8.js';
 import { loraLayout, TARGET_SPECS, type LoraConfig } from './lora.js';
 
 export interface MemoryPlan {
@@ -54,6 +54,25 @@ export function generationMemory(cfg: GPT2Config, B: number, maxT: number, weigh
   const { nEmbd: C, nLayer: L, nInner: F, vocabSize: V } = cfg;
   const params = weightBytes(cfg, weights), activations = (2 * L * B * maxT * C + B * maxT * (7 * C + 2 * F + 3) + B * V) * 4;
   return { params, grads: 0, moments: 0, activations, total: params + activations };
+}
+
+/**
+ * Host bytes that reading or writing a checkpoint holds beyond the model's own buffers, at its
+ * peak: one tensor at a time (io/checkpoint.ts), never the file. The largest of: a tensor as read
+ * (float32 decodes F32 bytes in place; F16/BF16 are half that again) plus its transposed copy for
+ * a Conv1D weight, or wte plus an lm_head.weight read to check the tie; under int8 also a matrix's
+ * int8 rows and scales. Saving holds the same: a tensor read back from the device and its transpose.
+ */
+export function checkpointIoMemory(cfg: GPT2Config, weights: WeightFormat = 'fp32'): number {
+  const { tensors } = paramLayout(cfg);
+  let peak = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    const [OUT, IN] = t.spec.shape(cfg);
+    const int8 = weights === 'int8' && ((INT8_MATRICES as readonly string[]).includes(name) || name === 'wte') ? OUT * (int8RowBytes(IN) + 4) : 0;
+    // F16/BF16 bytes (half a float) beside the float32, then a transposed copy or the lm_head compared
+    peak = Math.max(peak, t.perLayer * (2 + 4 + (t.spec.conv1d || name === 'wte' ? 4 : 0)) + int8);
+  }
+  return peak;
 }
 
 /** "6.1 GiB in all (parameters 1.4 GiB, gradients 1.4 GiB, AdamW moments 2.8 GiB, activations 0.5 GiB)" */
