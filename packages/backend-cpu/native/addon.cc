@@ -2,6 +2,7 @@
 // Pointers cross to JavaScript as doubles (exact below 2^53). Kernels run when called, on the
 // calling thread and the OpenMP pool; nothing is queued. The BLAS is loaded by init().
 #include <node_api.h>
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -140,6 +141,17 @@ static napi_value Alloc(napi_env env, napi_callback_info info) {
 KERNEL(Free, 1, std::free((void *)(uintptr_t)a[0]))
 KERNEL(Zero, 2, std::memset((void *)(uintptr_t)a[0], 0, (size_t)a[1]))
 
+// Large copies split across the threads: a model's weights are uploaded into memory touched for
+// the first time, and on virtual machines those first writes (page faults the hypervisor backs)
+// cost more than the copy, so every core takes its share of them.
+static void copy(char *dst, const char *src, size_t bytes) {
+  const size_t CHUNK = 1 << 20;
+  if (bytes < 8 * CHUNK) return (void)std::memcpy(dst, src, bytes);
+  const long n = (long)((bytes + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < n; i++) std::memcpy(dst + i * CHUNK, src + i * CHUNK, std::min(CHUNK, bytes - i * CHUNK));
+}
+
 // upload(ptr, typedArray)
 static napi_value Upload(napi_env env, napi_callback_info info) {
   double a[2];
@@ -150,7 +162,7 @@ static napi_value Upload(napi_env env, napi_callback_info info) {
   void *data;
   napi_value ab;
   if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, &ab, &offset) != napi_ok) return throwError(env, "upload expects a typed array");
-  std::memcpy((void *)(uintptr_t)a[0], data, length * 4);
+  copy((char *)(uintptr_t)a[0], (const char *)data, length * 4);
   return undef(env);
 }
 

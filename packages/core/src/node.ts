@@ -50,9 +50,11 @@ export async function fileSource(path: string): Promise<ByteSource> {
   return {
     name: path,
     size,
-    async read(offset, length) {
+    async read(offset, length, into) {
       if (offset + length > size) throw new GPT2Error(`${path} ends at byte ${size}, before the ${length} bytes at ${offset}; the file is truncated.`);
-      const out = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length); // not pooled: starts at offset 0 of its own buffer
+      if (into && into.length < length) throw new Error(`a ${into.length}-byte scratch buffer for a ${length}-byte read`);
+      // not Buffer's pool: a buffer of its own starts at offset 0, so float32 can view it
+      const out = into ? into.subarray(0, length) : new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
       const fh = await open(path, 'r');
       try {
         for (let done = 0; done < length; ) {

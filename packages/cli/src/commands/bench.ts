@@ -212,7 +212,8 @@ export async function runBench(f: BenchFlags): Promise<void> {
       ...memory(trainingMemory(config, f.batch, f.seq, lora).total, read || f.save ? checkpointIoMemory(config) : 0, baseRss), ...(profile ? { msPerStepByKernel: profile } : {}),
     };
   } else if (f.task === 'generate') {
-    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...memory(generationMemory(config, f.batch, config.nPositions, weights).total, read ? checkpointIoMemory(config, weights) : 0, baseRss) };
+    const heap = backend.describe().memory;
+    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...(heap ? { deviceMemory: heap } : {}), ...memory(generationMemory(config, f.batch, config.nPositions, weights).total, read ? checkpointIoMemory(config, weights) : 0, baseRss) };
   } else {
     throw new GPT2Error(`Unknown bench task '${f.task}'; choose train, generate or matmul (the tokenizer benchmark is pnpm bench:tokenizer).`);
   }

@@ -313,7 +313,7 @@ async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<Re
     config = { ...config, vocabSize: tok.vocabSize };
   }
   if (tok.eosId !== undefined) config = { ...config, bosTokenId: tok.eosId, eosTokenId: tok.eosId };
-  checkTrainingMemory(backend, config, f.batchSize, f.blockSize ?? Math.min(1024, config.nPositions));
+  checkTrainingMemory(backend, config, f.batchSize, f.blockSize ?? Math.min(1024, config.nPositions), undefined, true);
   const model = new GPT2(backend, config, GPT2.initParams(config, f.seed));
   return { model, tok };
 }

@@ -73,16 +73,31 @@ function checkTied(source: string, lmHead: Float32Array, wte: Float32Array): voi
 
 /**
  * Reads one parameter tensor of a checkpoint (layer l's slice, our layout) at a time, after
- * checking every name and shape against the config: a model loads, or a merge streams, holding one
- * tensor of the file at a time, never the file.
+ * checking every name and shape against the config: a model loads, or a merge streams, holding a
+ * tensor or two of the file at a time, never the file. The tensors come in two pairs of scratch
+ * buffers used in turn (the bytes as read, and a Conv1D weight's transpose), so a load touches no
+ * fresh memory per tensor: a returned array is overwritten two calls later, so use (upload, copy,
+ * write) each before asking for the one after next.
  */
 export function paramReader(cfg: GPT2Config, store: TensorStore): (name: ParamName, layer: number) => Promise<Float32Array> {
   const { copies, lmHead } = planCopies(cfg, store);
   const byKey = new Map(copies.map((c) => [`${c.name}.${c.layer}`, c]));
+  const count = (c: Copy) => c.hfShape.reduce((a, d) => a * d, 1);
+  const maxBytes = Math.max(0, ...copies.map((c) => count(c) * (DTYPE_BYTES[store.tensors.get(c.stored)!.dtype] ?? 4)));
+  const maxConv = Math.max(0, ...copies.filter((c) => c.conv1d).map(count));
+  const slots = [0, 1].map(() => ({ bytes: undefined as Uint8Array | undefined, t: undefined as Float32Array | undefined }));
+  let turn = 0;
   return async (name, layer) => {
     const c = byKey.get(`${name}.${layer}`);
     if (!c) throw new Error(`no parameter tensor ${name}[${layer}]`);
-    const data = toOurs(c, await store.float32(c.stored));
+    const slot = slots[turn++ % 2];
+    slot.bytes ??= new Uint8Array(maxBytes);
+    const read = await store.float32(c.stored, undefined, slot.bytes);
+    let data = read;
+    if (c.conv1d) {
+      data = (slot.t ??= new Float32Array(maxConv)).subarray(0, read.length);
+      transposeInto(data, 0, read, c.hfShape[0], c.hfShape[1]);
+    }
     if (c.name === 'wte' && lmHead !== undefined && !store.sameData?.(lmHead, c.stored)) checkTied(store.source, await store.float32(lmHead), data);
     return data;
   };
@@ -93,10 +108,19 @@ export async function* paramTensors(cfg: GPT2Config, store: TensorStore): AsyncG
   yield* tensorsFrom(cfg, paramReader(cfg, store));
 }
 
-/** Every (tensor, layer) of the layout in PARAM_SPECS order, each fetched by get. */
+/**
+ * Every (tensor, layer) of the layout in PARAM_SPECS order, each fetched by get. The next tensor is
+ * already being read while the caller uploads this one, so the disk and the CPU work at once (two
+ * tensors are held at a time).
+ */
 export async function* tensorsFrom(cfg: GPT2Config, get: (name: ParamName, layer: number) => Promise<Float32Array>): AsyncGenerator<ParamTensor> {
-  for (const spec of PARAM_SPECS) {
-    for (let layer = 0; layer < (spec.layered ? cfg.nLayer : 1); layer++) yield { name: spec.name as ParamName, layer, data: await get(spec.name as ParamName, layer) };
+  const order = PARAM_SPECS.flatMap((spec) => Array.from({ length: spec.layered ? cfg.nLayer : 1 }, (_, layer) => ({ name: spec.name as ParamName, layer })));
+  let next = order.length ? get(order[0].name, order[0].layer) : undefined;
+  for (let i = 0; i < order.length; i++) {
+    const data = await next!;
+    next = i + 1 < order.length ? get(order[i + 1].name, order[i + 1].layer) : undefined;
+    next?.catch(() => {}); // awaited on the next turn; a caller that stops early must not see it unhandled
+    yield { ...order[i], data };
   }
 }
 
@@ -207,7 +231,14 @@ export function modelWeightFiles(tensors: LazyTensor[], maxShardSize: string | n
   return files;
 }
 
-// dst[offset + c*R + r] = src[r*Cn + c]: src (R, Cn) -> dst (Cn, R)
+// dst[offset + c*R + r] = src[r*Cn + c]: src (R, Cn) -> dst (Cn, R), in 64x64 tiles so both sides stay in cache
 function transposeInto(dst: Float32Array, offset: number, src: Float32Array, R: number, Cn: number): void {
-  for (let r = 0; r < R; r++) for (let c = 0; c < Cn; c++) dst[offset + c * R + r] = src[r * Cn + c];
+  const TILE = 64;
+  for (let r0 = 0; r0 < R; r0 += TILE) {
+    const r1 = Math.min(r0 + TILE, R);
+    for (let c0 = 0; c0 < Cn; c0 += TILE) {
+      const c1 = Math.min(c0 + TILE, Cn);
+      for (let r = r0; r < r1; r++) for (let c = c0, s = r * Cn; c < c1; c++) dst[offset + c * R + r] = src[s + c];
+    }
+  }
 }

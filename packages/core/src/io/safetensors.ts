@@ -136,11 +136,11 @@ export async function openSafetensors(src: ByteSource): Promise<SafeTensorsFile>
   return {
     source: src.name,
     ...h,
-    async float32(name, range) {
+    async float32(name, range, into) {
       const e = entryOf(h, src.name, name), size = DTYPE_BYTES[e.dtype];
       const [start, count] = range ?? [0, (e.end - e.begin) / size];
       if (start < 0 || (start + count) * size > e.end - e.begin) throw new Error(`elements [${start}, ${start + count}) outside tensor '${name}'`);
-      return decodeFloat32(e, await src.read(e.begin + start * size, count * size), `${src.name}: tensor '${name}'`);
+      return decodeFloat32(e, await src.read(e.begin + start * size, count * size, into), `${src.name}: tensor '${name}'`);
     },
   };
 }

@@ -8,8 +8,12 @@ import { GPT2Error } from '../errors.js';
 export interface ByteSource {
   readonly name: string;
   readonly size: number;
-  /** `length` bytes at `offset`, in a new buffer of their own (so 4-byte aligned). */
-  read(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * `length` bytes at `offset`: into the start of `into` when given (a scratch buffer the caller
+   * reuses, so loading touches no fresh memory per tensor), else into a new buffer of their own.
+   * Either way 4-byte aligned.
+   */
+  read(offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
 }
 
 export interface StoredTensor {
@@ -20,31 +24,14 @@ export interface StoredTensor {
 export interface TensorStore {
   readonly source: string;
   readonly tensors: ReadonlyMap<string, StoredTensor>;
-  /** The tensor as float32 (F32, F16, BF16, F64 convert); with range, only elements [start, start + count). */
-  float32(name: string, range?: [number, number]): Float32Array | Promise<Float32Array>;
+  /**
+   * The tensor as float32 (F32, F16, BF16, F64 convert); with range, only elements [start, start +
+   * count). With `into`, its bytes are read into that scratch buffer (at least the tensor's byte
+   * size), which an F32 result then views.
+   */
+  float32(name: string, range?: [number, number], into?: Uint8Array): Float32Array | Promise<Float32Array>;
   /** Two names of one tensor's bytes (a .bin's tied weights) share this key; absent elsewhere. */
   sameData?(a: string, b: string): boolean;
-}
-
-/** Bytes in memory as a ByteSource. */
-export function bytesSource(bytes: Uint8Array, name: string): ByteSource {
-  return {
-    name,
-    size: bytes.length,
-    async read(offset, length) {
-      if (offset + length > bytes.length) throw new GPT2Error(`${name} ends at byte ${bytes.length}, before the ${length} bytes at ${offset}; the file is truncated.`);
-      return bytes.slice(offset, offset + length);
-    },
-  };
-}
-
-/** A browser File or Blob as a ByteSource: each read is a slice, so the file is never held whole. */
-export function blobSource(blob: Blob, name: string): ByteSource {
-  return {
-    name,
-    size: blob.size,
-    read: async (offset, length) => new Uint8Array(await blob.slice(offset, offset + length).arrayBuffer()),
-  };
 }
 
 /** Decodes a tensor's little-endian bytes (a buffer of their own, starting at offset 0 of it, or any aligned view) to float32. */
@@ -128,10 +115,10 @@ export async function shardedStore(indexText: string, source: string, open: (fil
   return {
     source,
     tensors,
-    float32: (name, range) => {
+    float32: (name, range, into) => {
       const s = owner.get(name);
       if (!s) throw new GPT2Error(`${source} has no tensor '${name}'; is it the right model?`);
-      return s.float32(name, range);
+      return s.float32(name, range, into);
     },
   };
 }

@@ -74,13 +74,13 @@ export async function openTorchBin(src: ByteSource): Promise<TensorStore> {
       const x = tensors.get(a)?.t, y = tensors.get(b)?.t;
       return !!x && !!y && x.storage.key === y.storage.key && x.offset === y.offset && x.shape.join() === y.shape.join();
     },
-    async float32(name, range) {
+    async float32(name, range, into) {
       const e = tensors.get(name) ?? bad(`it has no tensor '${name}'`);
       const size = DTYPE_BYTES[e.dtype], count = e.shape.reduce((a, d) => a * d, 1);
       const [start, n] = range ?? [0, count];
       if (!starts.has(e.entry)) starts.set(e.entry, dataStart(e.entry));
       const at = (await starts.get(e.entry)!) + (e.t.offset + start) * size;
-      return decodeFloat32(e, await src.read(at, n * size), `${src.name}: tensor '${name}'`);
+      return decodeFloat32(e, await src.read(at, n * size, into), `${src.name}: tensor '${name}'`);
     },
   };
 }

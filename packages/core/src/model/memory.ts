@@ -58,21 +58,22 @@ export function generationMemory(cfg: GPT2Config, B: number, maxT: number, weigh
 
 /**
  * Host bytes that reading or writing a checkpoint holds beyond the model's own buffers, at its
- * peak: one tensor at a time (io/checkpoint.ts), never the file. The largest of: a tensor as read
- * (float32 decodes F32 bytes in place; F16/BF16 are half that again) plus its transposed copy for
- * a Conv1D weight, or wte plus an lm_head.weight read to check the tie; under int8 also a matrix's
- * int8 rows and scales. Saving holds the same: a tensor read back from the device and its transpose.
+ * peak, assuming F32 files (the hub's GPT-2s): loading reads a tensor at a time, the next one
+ * already being read, into two scratch buffers of the largest tensor's size, and transposes Conv1D
+ * weights into two more of the largest matrix's (io/checkpoint.ts paramReader); under int8 a
+ * matrix's int8 rows and scales besides. Never the file, nor a flat copy of the model. Saving holds
+ * less: a tensor read back from the device and its transpose.
  */
 export function checkpointIoMemory(cfg: GPT2Config, weights: WeightFormat = 'fp32'): number {
   const { tensors } = paramLayout(cfg);
-  let peak = 0;
+  let largest = 0, conv = 0, int8 = 0;
   for (const [name, t] of Object.entries(tensors)) {
     const [OUT, IN] = t.spec.shape(cfg);
-    const int8 = weights === 'int8' && ((INT8_MATRICES as readonly string[]).includes(name) || name === 'wte') ? OUT * (int8RowBytes(IN) + 4) : 0;
-    // F16/BF16 bytes (half a float) beside the float32, then a transposed copy or the lm_head compared
-    peak = Math.max(peak, t.perLayer * (2 + 4 + (t.spec.conv1d || name === 'wte' ? 4 : 0)) + int8);
+    largest = Math.max(largest, t.perLayer * 4);
+    if (t.spec.conv1d) conv = Math.max(conv, t.perLayer * 4);
+    if (weights === 'int8' && ((INT8_MATRICES as readonly string[]).includes(name) || name === 'wte')) int8 = Math.max(int8, OUT * (int8RowBytes(IN) + 4));
   }
-  return peak;
+  return 2 * largest + 2 * conv + int8;
 }
 
 /** "6.1 GiB in all (parameters 1.4 GiB, gradients 1.4 GiB, AdamW moments 2.8 GiB, activations 0.5 GiB)" */
