@@ -43,10 +43,10 @@ describe('every GPT-2 size: the memory plan refuses what cannot fit, before allo
   it('gpt2-xl in fp32 on wasm points to int8 weights; a from-scratch gpt2-xl on wasm to a smaller shape', async () => {
     const g = await gpt2(['generate', '--model', xl, '--backend', 'wasm', '--prompt', 'Hi', '--max-new-tokens', '1']);
     expect(g.code).toBe(1);
-    expect(g.stderr).toMatch(/error: Running this 1,557,611,200-parameter model needs about \d\.\d GiB .* but WebAssembly holds at most 4\.0 GiB available; load it with --quantize int8 \(a quarter of the weight bytes\), or use the cpu backend or a smaller model\.\n$/);
+    expect(g.stderr).toMatch(/error: Running this 1,557,611,200-parameter model needs about \d\.\d GiB .* but WebAssembly's memory stops at 4 GiB; load it with --quantize int8 \(a quarter of the weight bytes\), or use the cpu backend or a smaller model\.\n$/);
     const t = await gpt2(['train', data, '--init', 'gpt2-xl', '--backend', 'wasm', '--batch-size', '1', '--block-size', '64', '--out', join(xl, 'scratch')]);
     expect(t.code).toBe(1);
-    expect(t.stderr).toMatch(/error: Training all the weights of this 1,557,611,200-parameter model at batch 1 x 64 needs about 2\d\.\d GiB .* but WebAssembly holds at most 4\.0 GiB available; lower --batch-size or --block-size, or use a smaller model\.\n$/);
+    expect(t.stderr).toMatch(/error: Training all the weights of this 1,557,611,200-parameter model at batch 1 x 64 needs about 2\d\.\d GiB .* but WebAssembly's memory stops at 4 GiB; lower --batch-size or --block-size, or use a smaller model\.\n$/);
   });
 });
 

@@ -116,9 +116,9 @@ export async function instantiate(backend: Backend, m: ReadModel, weights: Weigh
 }
 
 /** What a backend can hold: the machine's available memory for cpu (and reference), WebAssembly's 4 GiB for wasm; unknown for GPUs. */
-function memoryLimit(backend: Backend): { bytes: number; where: string } | undefined {
-  if (backend.name === 'cpu' || backend.name === 'reference') return { bytes: freemem(), where: 'this machine has' };
-  if (backend.name === 'wasm') return { bytes: 4 * 2 ** 30, where: 'WebAssembly holds at most' };
+function memoryLimit(backend: Backend): { bytes: number; says: string } | undefined {
+  if (backend.name === 'cpu' || backend.name === 'reference') return { bytes: freemem(), says: `this machine has ${gib(freemem())} available` };
+  if (backend.name === 'wasm') return { bytes: 4 * 2 ** 30, says: `WebAssembly's memory stops at 4 GiB` };
   return undefined;
 }
 
@@ -133,7 +133,7 @@ export function checkMemory(backend: Backend, config: GPT2Config, plan: MemoryPl
   const limit = memoryLimit(backend);
   const io = checkpointIoMemory(config, weights);
   if (!limit || plan.total + io <= limit.bytes) return;
-  throw new GPT2Error(`${what} needs about ${describeMemory(plan)} and ${gib(io)} to read or save the weights a tensor at a time, but ${limit.where} ${gib(limit.bytes)} available; ${advice}.`);
+  throw new GPT2Error(`${what} needs about ${describeMemory(plan)} and ${gib(io)} to read or save the weights a tensor at a time, but ${limit.says}; ${advice}.`);
 }
 
 /** The check before a full fine-tune or LoRA run of B x T: past the limit, it points to LoRA (and what that needs). */
