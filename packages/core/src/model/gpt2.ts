@@ -140,7 +140,7 @@ export class GPT2 {
 
   /**
    * A model whose weights arrive one tensor at a time (io/checkpoint.ts paramTensors), each
-   * uploaded (or quantized) as it comes: loading holds one tensor on the host, never the model.
+   * uploaded (or quantized) as it comes: loading holds a tensor or two on the host, never the model.
    * Every tensor must come exactly once.
    */
   static async load(
