@@ -15,10 +15,9 @@ import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GPT2Error, parseShardIndex } from '@gpt2/core';
+import { WEIGHT_FILES, weightFilesOf } from '@gpt2/core/node';
 
 export const REQUIRED_FILES = ['config.json'];
-/** The weights, in the order transformers looks for them: one file, or an index and the shards it names. */
-export const WEIGHT_FILES = ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin', 'pytorch_model.bin.index.json'];
 export const OPTIONAL_FILES = ['vocab.json', 'merges.txt', 'tokenizer.json', 'generation_config.json'];
 
 export interface HubOptions {
@@ -85,19 +84,13 @@ export async function cachedSnapshot(repo: string, revision: string, cacheDir: s
     if (!isCommit(commit)) return undefined; // not written by a hub client: ask the hub again
   }
   const snap = join(folder, 'snapshots', commit);
-  return REQUIRED_FILES.every((f) => existsSync(join(snap, f))) && hasWeights(snap) ? snap : undefined;
+  return REQUIRED_FILES.every((f) => existsSync(join(snap, f))) && (await hasWeights(snap)) ? snap : undefined;
 }
 
-/** Whether a snapshot holds a whole set of weights: one file, or an index with every shard it names. */
-function hasWeights(snap: string): boolean {
-  const found = WEIGHT_FILES.find((f) => existsSync(join(snap, f)));
-  if (!found) return false;
-  if (!found.endsWith('.index.json')) return true;
-  try {
-    return parseShardIndex(readFileSync(join(snap, found), 'utf8'), found).files.every((f) => existsSync(join(snap, f)));
-  } catch {
-    return false;
-  }
+/** Whether a snapshot holds a whole set of weights: one file, or an index with every shard it names (a damaged index: no). */
+async function hasWeights(snap: string): Promise<boolean> {
+  const files = await weightFilesOf(snap).catch(() => []);
+  return files.length > 0 && files.every((f) => existsSync(join(snap, f)));
 }
 
 interface FileMeta {

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { freemem } from 'node:os';
 import { join } from 'node:path';
 import {
-  ADAPTER_CONFIG, checkpointIoMemory, describeMemory, generationMemory, GPT2, GPT2Error, LORA_TARGETS, mergeLoraTensor, trainingMemory, type MemoryPlan, offsetOf, paramLayout, paramReader, parseConfig, presetConfig, tensorsFrom,
+  ADAPTER_CONFIG, checkpointIoMemory, describeMemory, generationMemory, GPT2, GPT2Error, LORA_TARGETS, mergeLoraTensor, trainingMemory, type MemoryPlan, paramLayout, paramReader, paramsFrom, parseConfig, presetConfig, tensorsFrom,
   type Adapter, type Backend, type GPT2Config, type LoraConfig, type ParamName, type Tokenizer, type WeightFormat,
 } from '@gpt2/core';
 import { gpt2Tokenizer, isAdapterDir, loadAdapterDir, loadTokenizerDir, openModelDir } from '@gpt2/core/node';
@@ -96,11 +96,7 @@ export function modelTensorReader(m: ReadModel): (name: ParamName, layer: number
 }
 
 /** The whole model in one flat buffer (the ONNX export, which builds the graph in memory). */
-export async function readParams(m: ReadModel): Promise<Float32Array> {
-  const flat = new Float32Array(paramLayout(m.config).total);
-  for await (const t of tensorsFrom(m.config, modelTensorReader(m))) flat.set(t.data, offsetOf(m.config, t.name, t.layer));
-  return flat;
-}
+export const readParams = (m: ReadModel): Promise<Float32Array> => paramsFrom(m.config, tensorsFrom(m.config, modelTensorReader(m)));
 
 /** The weight format --quantize asks for; int8 computes in fp32, so it refuses a reduced --precision. */
 export function weightFormat(f: { quantize?: string; precision?: string }): WeightFormat {

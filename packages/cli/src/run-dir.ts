@@ -302,14 +302,11 @@ export async function loadCheckpoint(dir: string): Promise<Checkpoint> {
 
 /** A checkpoint's AdamW moments into the model, a piece at a time, after checking they belong to it. */
 export async function loadOptimizer(model: GPT2, opt: NonNullable<Checkpoint['optimizer']>): Promise<void> {
-  const need = model.optimizerLength;
-  for (const name of ['adamw.m', 'adamw.v']) {
+  const [m, v] = ['adamw.m', 'adamw.v'].map((name) => {
     const t = opt.file.tensors.get(name);
     if (!t) throw new GPT2Error(`${opt.file.source} has no '${name}'; the checkpoint is damaged.`);
-    const have = t.shape.reduce((a, d) => a * d, 1);
-    if (have !== need) {
-      throw new GPT2Error(`The optimizer state holds ${have} values but the ${model.lora ? 'adapters need' : 'model needs'} ${need}; it belongs to another ${model.lora ? 'LoRA configuration' : 'model'}.`);
-    }
-  }
-  await model.loadOptimizerChunks((which, offset, count) => Promise.resolve(opt.file.float32(`adamw.${which}`, [offset, count])), opt.step);
+    return t.shape.reduce((a, d) => a * d, 1);
+  });
+  if (m !== v) throw new GPT2Error(`${opt.file.source} holds ${m} values of adamw.m but ${v} of adamw.v; the checkpoint is damaged.`);
+  await model.loadOptimizerChunks(m, async (which, offset, count) => opt.file.float32(`adamw.${which}`, [offset, count]), opt.step);
 }

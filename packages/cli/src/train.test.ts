@@ -139,7 +139,7 @@ describe('gpt2 train', () => {
     expect(second!.code).toBe(1);
     expect(second!.stderr.trim()).toMatch(new RegExp(`^error: ${run} is in use by process ${holder} \\(training since [0-9T:.-]+Z\\); wait for it to finish or stop it, then run this again\\.$`));
     expect(existsSync(join(run, 'run.lock'))).toBe(true); // left by the killed process
-    const last = Number(readdirSync(run).filter((d) => d.startsWith('checkpoint-')).at(-1)!.slice(11));
+    const last = Number(readdirSync(run).filter((d) => /^checkpoint-\d+$/.test(d)).at(-1)!.slice(11)); // not a save the kill cut short (checkpoint-N.tmp-PID)
     const resumed = await gpt2(['train', '--resume', run, '--steps', String(last + 1)]);
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(resumed.stderr).toMatch(new RegExp(`note: took over .*run\\.lock from process ${holder}, which is gone`));

@@ -70,9 +70,12 @@ export async function fileSource(path: string): Promise<ByteSource> {
   };
 }
 
-/** The weight files of a model folder, as openModelWeights reads them: one file, or an index and the shards it names. */
+/** The first of WEIGHT_FILES a folder holds. */
+const weightsEntry = (dir: string) => WEIGHT_FILES.find((f) => existsSync(join(dir, f)));
+
+/** The weight files of a model folder, as openModelWeights reads them: one file, or an index and the shards it names ([] when none). */
 export async function weightFilesOf(dir: string): Promise<string[]> {
-  const found = WEIGHT_FILES.find((f) => existsSync(join(dir, f)));
+  const found = weightsEntry(dir);
   if (!found) return [];
   if (!found.endsWith('.index.json')) return [found];
   return [found, ...parseShardIndex(await readFile(join(dir, found), 'utf8'), found).files];
@@ -85,7 +88,7 @@ export async function weightFilesOf(dir: string): Promise<string[]> {
  */
 export async function openModelWeights(dir: string): Promise<TensorStore> {
   const open = (f: string) => (f.endsWith('.bin') ? fileSource(join(dir, f)).then(openTorchBin) : fileSource(join(dir, f)).then(openSafetensors));
-  const found = WEIGHT_FILES.find((f) => existsSync(join(dir, f)));
+  const found = weightsEntry(dir);
   if (!found) throw new GPT2Error(`${dir} holds no model weights; a model directory needs model.safetensors (or its shards with model.safetensors.index.json, or pytorch_model.bin).`);
   if (!found.endsWith('.index.json')) return open(found);
   const index = join(dir, found);

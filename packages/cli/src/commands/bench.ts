@@ -11,12 +11,8 @@ import { argmax, checkLoraConfig, checkpointIoMemory, generationMemory, GPT2, GP
 import { gpt2Tokenizer, weightFilesOf } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
 import { initConfig, instantiate, readModel, weightFormat } from '../model-source.js';
-import { RunDir } from '../run-dir.js';
-
-/** Bytes of the weight files in a model folder (one file, or the shards), for the load rate. */
-const weightFileBytes = async (dir: string) => (await weightFilesOf(dir)).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
-const dirBytes = (dir: string) => readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
 import { onnxPeer } from '../onnx-peer.js';
+import { RunDir } from '../run-dir.js';
 
 export interface BenchFlags {
   backend: string;
@@ -101,8 +97,12 @@ function profileKernels(be: Backend): Record<string, number> {
   return ms;
 }
 
+/** Bytes of the weight files in a model folder (one file, or the shards), for the load rate. */
+const weightFileBytes = async (dir: string) => (await weightFilesOf(dir)).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+const dirBytes = (dir: string) => readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+
 // the process's peak resident memory next to what the model's buffers need by arithmetic (memory.ts),
-// plus one tensor of checkpoint I/O, and what the process held before the model (Node, the addon, the tokenizer)
+// plus what loading or saving holds on the host (checkpointIoMemory), and what the process held before the model (Node, the addon, the tokenizer)
 const peakRssMB = () => Math.round(process.resourceUsage().maxRSS / 1024);
 const MB = (b: number) => Math.round(b / 2 ** 20);
 const memory = (predicted: number, io: number, baseRss: number) => ({

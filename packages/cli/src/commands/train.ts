@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import {
   BestTracker, checkLoraConfig, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, paramTensors, splitTokens, Trainer, trainTokenizer,
-  type Evaluation, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
+  type Evaluation, type GPT2Config, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
 } from '@gpt2/core';
 import { gpt2Tokenizer, loadAdapterDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
@@ -96,7 +96,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     if (data.length === 0) data = info.data;
   }
   const nPos = model.config.nPositions;
-  let block = f.blockSize ?? Math.min(1024, nPos);
+  let block = blockSize(f, model.config);
   if (!(Number.isInteger(block) && block >= 1)) throw new GPT2Error(`--block-size must be a whole number >= 1 (got ${block}).`);
   if (block > nPos) throw new GPT2Error(`--block-size ${block} is larger than the model's context of ${nPos}; use ${nPos} or less.`);
 
@@ -275,11 +275,14 @@ async function writeLossCurve(run: RunDir, kind: string, epochs: number[], best?
   await writeFileAtomic(join(run.dir, 'loss.svg'), svg);
 }
 
+/** --block-size, by default the whole context up to 1024. */
+const blockSize = (f: TrainFlags, config: GPT2Config) => f.blockSize ?? Math.min(1024, config.nPositions);
+
 const defaultRunDir = (kind: string) => join('runs', `${kind}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`);
 
 async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
   const read = await readModel(f.model ?? 'gpt2', report);
-  const B = f.batchSize, T = f.blockSize ?? Math.min(1024, read.config.nPositions);
+  const B = f.batchSize, T = blockSize(f, read.config);
   if (f.loraR === undefined) {
     checkTrainingMemory(backend, read.config, B, T);
     const { model, tokenizer } = await instantiate(backend, read);
@@ -313,7 +316,7 @@ async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<Re
     config = { ...config, vocabSize: tok.vocabSize };
   }
   if (tok.eosId !== undefined) config = { ...config, bosTokenId: tok.eosId, eosTokenId: tok.eosId };
-  checkTrainingMemory(backend, config, f.batchSize, f.blockSize ?? Math.min(1024, config.nPositions), undefined, true);
+  checkTrainingMemory(backend, config, f.batchSize, blockSize(f, config), undefined, true);
   const model = new GPT2(backend, config, GPT2.initParams(config, f.seed));
   return { model, tok };
 }

@@ -124,12 +124,15 @@ export async function* tensorsFrom(cfg: GPT2Config, get: (name: ParamName, layer
   }
 }
 
-/** Every GPT-2 tensor of a checkpoint in one new flat float32 buffer (paramLayout): for small models and browsers. */
-export async function paramsFromStore(cfg: GPT2Config, store: TensorStore): Promise<Float32Array> {
+/** Parameter tensors gathered into one new flat float32 buffer (paramLayout). */
+export async function paramsFrom(cfg: GPT2Config, tensors: AsyncIterable<ParamTensor>): Promise<Float32Array> {
   const flat = new Float32Array(paramLayout(cfg).total);
-  for await (const t of paramTensors(cfg, store)) flat.set(t.data, offsetOf(cfg, t.name, t.layer));
+  for await (const t of tensors) flat.set(t.data, offsetOf(cfg, t.name, t.layer));
   return flat;
 }
+
+/** Every GPT-2 tensor of a checkpoint in one new flat float32 buffer: for small models and browsers. */
+export const paramsFromStore = (cfg: GPT2Config, store: TensorStore): Promise<Float32Array> => paramsFrom(cfg, paramTensors(cfg, store));
 
 /** paramsFromStore for an in-memory safetensors file, synchronously (fixtures). */
 export function paramsFromSafetensors(cfg: GPT2Config, st: SafeTensors): Float32Array {

@@ -605,8 +605,12 @@ export class GPT2 {
     for (const p of this.optimizerPieces() ?? []) yield await this.backend.read(p[which]);
   }
 
-  /** Loads AdamW's moments a piece at a time: read(which, offset, count) gives elements [offset, offset + count) of the flat moment. */
-  async loadOptimizerChunks(read: (which: 'm' | 'v', offset: number, count: number) => Promise<Float32Array>, step: number): Promise<void> {
+  /**
+   * Loads AdamW's moments a piece at a time: each moment holds `length` values, and read(which,
+   * offset, count) gives elements [offset, offset + count) of it.
+   */
+  async loadOptimizerChunks(length: number, read: (which: 'm' | 'v', offset: number, count: number) => Promise<Float32Array>, step: number): Promise<void> {
+    this.checkOptimizerLength(length);
     for (const p of this.optimizerPieces(true)!) {
       this.backend.upload(p.m, await read('m', p.offset, p.m.length));
       this.backend.upload(p.v, await read('v', p.offset, p.v.length));
@@ -614,11 +618,16 @@ export class GPT2 {
     this.step = step;
   }
 
-  loadOptimizerState(s: { m: Float32Array; v: Float32Array; step: number }): void {
-    const need = this.lora ? this.lora.length : this.bufferLength;
-    if (s.m.length !== need || s.v.length !== need) {
-      throw new GPT2Error(`The optimizer state holds ${s.m.length} values but the ${this.lora ? 'adapters need' : 'model needs'} ${need}; it belongs to another ${this.lora ? 'LoRA configuration' : 'model'}.`);
+  /** A saved moment of `have` values must be this model's (or these adapters'). */
+  private checkOptimizerLength(have: number): void {
+    if (have !== this.optimizerLength) {
+      throw new GPT2Error(`The optimizer state holds ${have} values but the ${this.lora ? 'adapters need' : 'model needs'} ${this.optimizerLength}; it belongs to another ${this.lora ? 'LoRA configuration' : 'model'}.`);
     }
+  }
+
+  loadOptimizerState(s: { m: Float32Array; v: Float32Array; step: number }): void {
+    this.checkOptimizerLength(s.m.length);
+    this.checkOptimizerLength(s.v.length);
     if (this.lora) {
       const { m, v } = this.lora.ensureMoments();
       this.backend.upload(m, s.m);
