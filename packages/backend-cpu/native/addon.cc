@@ -179,6 +179,16 @@ static napi_value Read(napi_env env, napi_callback_info info) {
   return arr;
 }
 
+// external(ptr, bytes): an ArrayBuffer over a buffer's own memory (no copy, owns nothing), for
+// collectives that reduce it in place
+static napi_value External(napi_env env, napi_callback_info info) {
+  double a[2];
+  if (!args(env, info, a, 2)) return nullptr;
+  napi_value ab;
+  if (napi_create_external_arraybuffer(env, (void *)(uintptr_t)a[0], (size_t)a[1], nullptr, nullptr, &ab) != napi_ok) return throwError(env, "this Node.js does not allow external ArrayBuffers");
+  return ab;
+}
+
 KERNEL(EncoderForward, 7, encoder_forward(F(0), I(1), F(2), F(3), N_(4), N_(5), N_(6)))
 KERNEL(EncoderBackward, 7, encoder_backward(F(0), F(1), F(2), I(3), N_(4), N_(5), N_(6)))
 KERNEL(LayernormForward, 8, layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7)))
@@ -204,7 +214,7 @@ static napi_value ModuleInit(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       EXPORT("init", Init), EXPORT("setThreads", SetThreads), EXPORT("initOnednn", InitOnednn),
       EXPORT("onednnImpl", OnednnImpl), EXPORT("setGemm", SetGemm), EXPORT("alloc", Alloc), EXPORT("free", Free), EXPORT("zero", Zero),
-      EXPORT("upload", Upload), EXPORT("read", Read), EXPORT("encoderForward", EncoderForward),
+      EXPORT("upload", Upload), EXPORT("read", Read), EXPORT("external", External), EXPORT("encoderForward", EncoderForward),
       EXPORT("encoderBackward", EncoderBackward), EXPORT("layernormForward", LayernormForward),
       EXPORT("layernormBackward", LayernormBackward), EXPORT("residualLayernormForward", ResidualLayernormForward),
       EXPORT("matmulForward", MatmulForward), EXPORT("matmulGeluForward", MatmulGeluForward), EXPORT("matmulBackward", MatmulBackward),

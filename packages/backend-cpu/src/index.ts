@@ -18,6 +18,7 @@ interface Addon {
   free(ptr: number): void;
   upload(ptr: number, data: Float32Array | Int32Array): void;
   read(ptr: number, n: number): Float32Array;
+  external(ptr: number, bytes: number): ArrayBuffer;
   zero(ptr: number, bytes: number): void;
   [kernel: string]: (...args: never[]) => unknown;
 }
@@ -162,6 +163,8 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
     },
     upload: (dst, src) => a.upload(p(dst), src),
     read: async (src) => a.read(p(src), src.length),
+    // the buffer's own memory as an ArrayBuffer (it owns nothing: the buffer must outlive the view)
+    hostView: (buf) => new Float32Array(a.external(p(buf), buf.length * 4)),
     zero: (buf) => a.zero(p(buf), buf.length * 4),
     sync: async () => {},
     free(buf) {

@@ -239,6 +239,10 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
       const b = src as WasmBuf;
       return new Float32Array(memory.buffer, b.ptr, b.length).slice();
     },
+    hostView(buf) {
+      const b = buf as WasmBuf; // shared memory is never detached by growing, so a view stays valid
+      return new Float32Array(memory.buffer, b.ptr, b.length);
+    },
     zero(buf) {
       const b = buf as WasmBuf;
       new Uint8Array(memory.buffer, b.ptr, b.length * 4).fill(0);

@@ -140,6 +140,12 @@ export interface Backend {
   upload(dst: Buf, src: Float32Array | Int32Array): void;
   /** Waits for queued work, then copies an f32 buffer back to the host. */
   read(src: Buf): Promise<Float32Array>;
+  /**
+   * The host memory of an f32 buffer, shared, not copied: for backends whose buffers live in host
+   * memory (cpu, wasm, reference), so a collective library (data-parallel training) reduces
+   * gradients in place. Absent where buffers live on a device.
+   */
+  hostView?(buf: Buf): Float32Array;
   /** Fills a buffer with zeros (enqueued). */
   zero(buf: Buf): void;
   /** Waits for all queued work. */

@@ -9,6 +9,7 @@ import { ALIGN, PARAM_SPECS, paramLayout, slices, type ParamLayout, type ParamNa
 
 /** gradNorm's slots: one per parameter tensor. */
 const NORM_SLOTS = PARAM_SPECS.length;
+const LAYERED = PARAM_SPECS.filter((s) => s.layered).map((s) => s.name as ParamName);
 import { INT8_BACKENDS, INT8_MATRICES, int8Layout, int8RowBytes, quantizeRows, type Int8Matrix, type WeightFormat } from './int8.js';
 import type { ParamTensor } from '../io/checkpoint.js';
 import { checkLoraConfig, loraDropoutSeed, type LoraConfig } from './lora.js';
@@ -25,6 +26,24 @@ export interface AdamWOptions {
 }
 
 type Views = Record<ParamName, Buf>;
+
+/**
+ * Gradients that backward has finished, as it finishes them (data-parallel training reduces each
+ * while earlier layers' backward runs): [tensor, layer] pairs (layer 0 for unlayered tensors) in
+ * reverse order, the final layernorm's, then each layer's from the last, then the embeddings';
+ * under LoRA, 'adapters' once at the end.
+ */
+export type GradBucket = [ParamName, number][] | 'adapters';
+
+/**
+ * AdamW's moments held elsewhere (ZeRO-1, train/zero.ts: each rank holds a part): what a
+ * checkpoint saves and loads goes through it.
+ */
+export interface OptimizerState {
+  readonly hasState: boolean;
+  chunks(which: 'm' | 'v'): AsyncGenerator<Float32Array>;
+  load(read: (which: 'm' | 'v', offset: number, count: number) => Promise<Float32Array>): Promise<void>;
+}
 
 /** Training activations for one (B, T). Per-layer tensors are views `[l]` into (L, ...) buffers. */
 interface Activations {
@@ -76,6 +95,8 @@ export class GPT2 {
   private normBuf?: Buf;
   /** AdamW steps taken (the bias-correction step count). */
   step = 0;
+  /** Set when another object holds AdamW's moments (ZeRO-1): checkpoints save and load them through it. */
+  optimizerState?: OptimizerState;
 
   /** 'int8': the linear layers' weights held as int8 (int8.ts), for generate and evaluate only. */
   readonly weights: WeightFormat;
@@ -365,11 +386,11 @@ export class GPT2 {
    * forward() with targets, then backward(scale), with the loss and its gradient taken in one
    * pass over the logits (the fused classifier). Returns the mean loss; a training step's path.
    */
-  async forwardBackward(inputs: Int32Array, B: number, T: number, targets: Int32Array, scale = 1): Promise<number> {
+  async forwardBackward(inputs: Int32Array, B: number, T: number, targets: Int32Array, scale = 1, ready?: (b: GradBucket) => void): Promise<number> {
     const a = this.run(inputs, B, T, true);
     this.setTargets(a, targets);
     if (a.validTargets === 0) return NaN; // nothing to learn from: the caller sees a non-finite loss
-    this.backward(scale);
+    this.backward(scale, ready);
     return this.meanLoss(a);
   }
 
@@ -443,9 +464,10 @@ export class GPT2 {
 
   /**
    * Backpropagates `scale` times the mean loss of the last forward, accumulating into the
-   * parameter gradients (scale 1/k averages k accumulated micro-batches).
+   * parameter gradients (scale 1/k averages k accumulated micro-batches). `ready` hears of each
+   * bucket of gradients as it is finished (GradBucket).
    */
-  backward(scale = 1): void {
+  backward(scale = 1, ready?: (b: GradBucket) => void): void {
     this.trainable();
     const a = this.acts;
     if (!a || a.validTargets === 0) throw new Error('backward() needs a forward() with targets first');
@@ -461,6 +483,7 @@ export class GPT2 {
     k.matmulBackward(a.dln, g?.wte ?? null, null, a.logits, a.lnf, p.wte, N, C, V);
     be.zero(a.dres);
     k.layernormBackward(a.dres, ...ln(g?.lnfw, g?.lnfb), a.dln, a.res3[L - 1], p.lnfw, a.lnfMean, a.lnfRstd, N, C);
+    if (g) ready?.([['lnfw', 0], ['lnfb', 0]]);
     for (let l = L - 1; l >= 0; l--) {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
       // res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres holds d res3, and becomes d res2
@@ -479,8 +502,28 @@ export class GPT2 {
       be.zero(a.dln);
       this.linearBackward(a.dln, 'qkvw', 'qkvb', l, a.dqkv, a.ln1[l], N, C, 3 * C);
       k.layernormBackward(a.dres, ...ln(G?.ln1w[l], G?.ln1b[l]), a.dln, res, P.ln1w[l], a.ln1Mean[l], a.ln1Rstd[l], N, C);
+      if (G) ready?.(LAYERED.map((n) => [n, l]));
     }
-    if (g) k.encoderBackward(g.wte, g.wpe, a.dres, a.tokens, B, T, C);
+    if (g) {
+      k.encoderBackward(g.wte, g.wpe, a.dres, a.tokens, B, T, C);
+      ready?.([['wte', 0], ['wpe', 0]]); // wte's gradient is final only now: the LM head's came first
+    } else ready?.('adapters');
+  }
+
+  /**
+   * Layer l's slice of a tensor (layer 0 for unlayered ones) in the parameters or gradients, with
+   * the gap after it: `stride` elements at `offset` in the flat layout. What data-parallel training moves.
+   */
+  piece(which: 'params' | 'grads', name: ParamName, l: number): { buf: Buf; offset: number } {
+    const t = this.layout[name];
+    const bufs = which === 'params' ? this.params : this.ensureGrads().grads;
+    return { buf: this.backend.view(bufs.bufs[name], l * t.stride, t.stride), offset: t.offset + l * t.stride };
+  }
+
+  /** The adapters' parameters and gradients (LoRA). */
+  adapterBuffers(): { params: Buf; grads: Buf } {
+    if (!this.lora) throw new Error('adapterBuffers() on a model without LoRA adapters');
+    return { params: this.lora.params, grads: this.lora.ensureGrads() };
   }
 
   /** dinp (N,IN) += dout @ W for layer l's matrix `w`, with W's and the bias's gradients, or under LoRA the adapter's. */
@@ -597,11 +640,13 @@ export class GPT2 {
 
   /** Whether AdamW's moments exist yet (after the first step, or a loaded state). */
   get hasOptimizerState(): boolean {
+    if (this.optimizerState) return this.optimizerState.hasState;
     return this.optimizerPieces() !== undefined;
   }
 
   /** One moment ('m' or 'v') as consecutive pieces of its flat array, read from the device one at a time. */
   async *optimizerChunks(which: 'm' | 'v'): AsyncGenerator<Float32Array> {
+    if (this.optimizerState) return yield* this.optimizerState.chunks(which);
     for (const p of this.optimizerPieces() ?? []) yield await this.backend.read(p[which]);
   }
 
@@ -611,6 +656,8 @@ export class GPT2 {
    */
   async loadOptimizerChunks(length: number, read: (which: 'm' | 'v', offset: number, count: number) => Promise<Float32Array>, step: number): Promise<void> {
     this.checkOptimizerLength(length);
+    this.step = step;
+    if (this.optimizerState) return this.optimizerState.load(read);
     for (const p of this.optimizerPieces(true)!) {
       this.backend.upload(p.m, await read('m', p.offset, p.m.length));
       this.backend.upload(p.v, await read('v', p.offset, p.v.length));

@@ -3,7 +3,9 @@
 import { GPT2Error } from '../errors.js';
 import type { GPT2 } from '../model/gpt2.js';
 import type { BestState } from './best.js';
-import { BatchSampler, evalBatches, type Tokens } from './data.js';
+import { shardRange } from './collective.js';
+import { BatchSampler, evalBatches, type Batch, type Tokens } from './data.js';
+import type { DataParallel } from './data-parallel.js';
 import { learningRate, type ScheduleKind } from './schedule.js';
 
 export interface TrainerOptions {
@@ -25,6 +27,8 @@ export interface TrainerOptions {
 export interface TrainerState {
   step: number;
   rng: number[];
+  /** windows per micro-batch across all ranks (batch size x ranks): the data order depends on it alone */
+  globalBatch?: number;
   /** the best evaluation and early stopping's count, kept by the caller (best.ts) */
   best?: BestState;
 }
@@ -40,8 +44,10 @@ export interface StepResult {
   loss: number; // mean over the micro-batches
   lr: number;
   gradNorm: number;
-  tokens: number; // tokens processed by this step
+  tokens: number; // tokens processed by this step, on every rank together
   ms: number;
+  /** some rank asked to stop after this step (trainStep's `stop`), so every rank stops here */
+  stop: boolean;
 }
 
 export class NonFiniteLossError extends GPT2Error {
@@ -53,51 +59,85 @@ export class NonFiniteLossError extends GPT2Error {
 export class Trainer {
   step: number;
   private readonly sampler: BatchSampler;
+  private readonly ranks: number;
 
+  /**
+   * With `dp` (data-parallel.ts) this is one of dp.size ranks: each micro-batch is dp.size x
+   * batchSize windows of one sampler stream that every rank draws alike, of which this rank trains
+   * on its own batchSize; losses, gradients and evaluations are the global ones.
+   */
   constructor(
     readonly model: GPT2,
     train: Tokens,
     readonly opts: TrainerOptions,
     state?: TrainerState,
+    readonly dp?: DataParallel,
   ) {
     this.step = state?.step ?? 0;
-    this.sampler = new BatchSampler(train, opts.batchSize, opts.blockSize, state ? Uint32Array.from(state.rng) : opts.seed);
+    this.ranks = dp?.size ?? 1;
+    this.sampler = new BatchSampler(train, opts.batchSize * this.ranks, opts.blockSize, state ? Uint32Array.from(state.rng) : opts.seed);
   }
 
   state(): TrainerState {
-    return { step: this.step, rng: [...this.sampler.rng.state()] };
+    return { step: this.step, rng: [...this.sampler.rng.state()], globalBatch: this.sampler.B };
   }
 
-  /** One optimizer step. Throws NonFiniteLossError (before updating the weights) if the loss is NaN or infinite. */
-  async trainStep(): Promise<StepResult> {
-    const o = this.opts, m = this.model, t0 = performance.now();
+  /** Rows [start, start + count) of a batch of T-token windows. */
+  private rows(b: Batch, start: number, count: number, T: number): Batch {
+    return { inputs: b.inputs.subarray(start * T, (start + count) * T), targets: b.targets.subarray(start * T, (start + count) * T) };
+  }
+
+  /**
+   * One optimizer step; `stop` asks every rank to stop after it (StepResult.stop). Throws
+   * NonFiniteLossError (before updating the weights) if the loss is NaN or infinite on any rank.
+   */
+  async trainStep(stop = false): Promise<StepResult> {
+    const o = this.opts, m = this.model, dp = this.dp, N = this.ranks, t0 = performance.now();
     m.zeroGrad();
+    dp?.comm.arrive(`step ${this.step + 1}'s gradient exchange`);
     let loss = 0;
     for (let k = 0; k < o.gradAccum; k++) {
-      const { inputs, targets } = this.sampler.next();
-      const l = await m.forwardBackward(inputs, o.batchSize, o.blockSize, targets, 1 / o.gradAccum);
-      if (!Number.isFinite(l)) throw new NonFiniteLossError(this.step, l);
+      const { inputs, targets } = this.rows(this.sampler.next(), (dp?.rank ?? 0) * o.batchSize, o.batchSize, o.blockSize);
+      // each rank's mean loss over 1/N of the batch: the sum across ranks is the global mean
+      const l = await m.forwardBackward(inputs, o.batchSize, o.blockSize, targets, 1 / (o.gradAccum * N), k === o.gradAccum - 1 ? dp?.ready : undefined);
       loss += l / o.gradAccum;
     }
+    let stopAll = stop;
+    if (dp) {
+      await dp.finish();
+      const [sum, stops] = await dp.sum([loss / N, stop ? 1 : 0]);
+      loss = sum;
+      stopAll = stops > 0;
+    }
+    if (!Number.isFinite(loss)) throw new NonFiniteLossError(this.step, loss);
     const lr = learningRate(o.schedule, o.lr, this.step, o.steps, o.warmup);
-    const gradNorm = await m.gradNorm();
+    const gradNorm = await (dp ?? m).gradNorm();
     if (!Number.isFinite(gradNorm)) throw new NonFiniteLossError(this.step, gradNorm, 'gradient norm'); // before the update: nothing spoilt
-    await m.update({ lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip }, gradNorm);
+    const adamw = { lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip };
+    await (dp ? dp.update(adamw, gradNorm) : m.update(adamw, gradNorm));
     this.step += 1;
-    return { step: this.step, loss, lr, gradNorm, tokens: o.gradAccum * o.batchSize * o.blockSize, ms: performance.now() - t0 };
+    return { step: this.step, loss, lr, gradNorm, tokens: o.gradAccum * o.batchSize * N * o.blockSize, ms: performance.now() - t0, stop: stopAll };
   }
 
-  /** Mean loss and next-token accuracy over fixed validation windows (up to maxBatches batches), one forward each. */
+  /**
+   * Mean loss and next-token accuracy over fixed validation windows (up to maxBatches batches of
+   * batchSize windows on each rank), one forward each; the ranks share each batch.
+   */
   async evaluate(val: Tokens, maxBatches = 20): Promise<EvalResult> {
-    const T = Math.min(this.opts.blockSize, val.length - 1);
-    const { B, batches } = evalBatches(val, this.opts.batchSize, T, maxBatches);
+    const T = Math.min(this.opts.blockSize, val.length - 1), N = this.ranks;
+    const { B, batches } = evalBatches(val, this.opts.batchSize * N, T, maxBatches);
+    const { start, count } = shardRange(B, this.dp?.rank ?? 0, N);
+    this.dp?.comm.arrive(`the evaluation at step ${this.step}`);
     let sum = 0, correct = 0, counted = 0;
-    for (const b of batches) {
-      sum += (await this.model.forward(b.inputs, B, T, b.targets))!;
+    for (const b of count > 0 ? batches : []) {
+      const { inputs, targets } = this.rows(b, start, count, T);
+      const mean = (await this.model.forward(inputs, count, T, targets))!;
       const a = await this.model.accuracy();
+      sum += mean * a.counted;
       correct += a.correct;
       counted += a.counted;
     }
-    return { loss: sum / batches.length, accuracy: correct / counted };
+    if (this.dp) [sum, correct, counted] = await this.dp.sum([sum, correct, counted]);
+    return { loss: sum / counted, accuracy: correct / counted };
   }
 }

@@ -88,6 +88,7 @@ export function createReferenceBackend(opts: ReferenceBackendOptions = {}): Back
     async read(src: Buf): Promise<Float32Array> {
       return f32(src).slice();
     },
+    hostView: f32,
     zero(buf: Buf): void {
       (buf as RefBuf).data.fill(0);
     },
