@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_MAX_SHARD_SIZE, GPT2Error, LORA_TARGETS, parseByteSize, PRECISIONS } from '@gpt2/core';
 import { BACKEND_CHOICES } from './backends.js';
+import { leaveJob } from './distributed.js';
 import { runBench } from './commands/bench.js';
 import { runDownload } from './commands/download.js';
 import { runEval } from './commands/eval.js';
@@ -77,6 +78,8 @@ function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
     .option('--weight-decay <x>', 'AdamW weight decay (2+-dim tensors only)', num(0), ft ? 0 : 0.1)
     .option('--clip <x>', 'global gradient-norm clip (0 = off)', num(0), 1.0)
     .option('--seed <n>', 'seed for initialisation and batch order', int(0), 0)
+    .addOption(new Option('--zero <stage>', 'under mpirun: 1 shards AdamW\'s moments across the ranks (ZeRO-1; README, "Training on many processes")').choices(['0', '1']).argParser((v) => Number(v)))
+    .option('--collective-timeout <seconds>', 'under mpirun: a rank that keeps the others waiting this long ends the job', num(1), 300)
     .option('--val-split <x>', 'fraction of the data held out for validation', num(0, 0.99), 0.05)
     .option('--val-data <file>', 'validation text instead of a split')
     .option('--eval-every <n|epoch>', 'validation loss and accuracy every n steps, or at the end of each epoch (0 = off)', intOrEpoch, 100)
@@ -269,19 +272,18 @@ export async function main(argv: string[]): Promise<number> {
   const verbose = argv.includes('--verbose');
   try {
     await program.parseAsync(argv);
+    await leaveJob(0);
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       // commander has printed its one-line message; --help and --version exit 0
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof GPT2Error) {
-      process.stderr.write(`error: ${err.message}\n`);
-      if (verbose) process.stderr.write(`${err.stack}\n`);
-      return 1;
-    }
     const e = err as Error;
-    process.stderr.write(`error: ${e?.message ?? String(err)}${verbose ? `\n${e?.stack}` : ' (run with --verbose for details)'}\n`);
+    const message = err instanceof GPT2Error
+      ? `error: ${e.message}\n${verbose ? `${e.stack}\n` : ''}`
+      : `error: ${e?.message ?? String(err)}${verbose ? `\n${e?.stack}` : ' (run with --verbose for details)'}\n`;
+    await leaveJob(1, message); // in an mpirun job: printed, then this rank exits here
     return 1;
   }
 }

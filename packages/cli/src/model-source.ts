@@ -133,12 +133,12 @@ export function checkMemory(backend: Backend, config: GPT2Config, plan: MemoryPl
 }
 
 /** The check before a full fine-tune or LoRA run of B x T: past the limit, it points to LoRA (and what that needs). */
-export function checkTrainingMemory(backend: Backend, config: GPT2Config, B: number, T: number, lora?: LoraConfig, scratch = false): void {
+export function checkTrainingMemory(backend: Backend, config: GPT2Config, B: number, T: number, lora?: LoraConfig, scratch = false, zeroRanks?: number): void {
   const loraPlan = trainingMemory(config, B, T, { r: 8, alpha: 16, dropout: 0, targets: [...LORA_TARGETS] });
   const advice = lora || scratch
     ? `lower --batch-size or --block-size, or use a smaller model`
     : `train LoRA adapters instead (--lora-r 8 needs about ${gib(loraPlan.total + checkpointIoMemory(config))}), lower --batch-size or --block-size, or use a smaller model`;
-  checkMemory(backend, config, trainingMemory(config, B, T, lora), `${lora ? 'LoRA fine-tuning' : 'Training all the weights of'} this ${paramLayout(config).count.toLocaleString('en')}-parameter model at batch ${B} x ${T}`, advice);
+  checkMemory(backend, config, trainingMemory(config, B, T, lora, zeroRanks), `${lora ? 'LoRA fine-tuning' : 'Training all the weights of'} this ${paramLayout(config).count.toLocaleString('en')}-parameter model at batch ${B} x ${T}`, advice);
 }
 
 /** The check before generating or evaluating: the weights and a cache for one sequence of the whole context. */

@@ -9,7 +9,8 @@ export class Reporter {
   private multi?: MultiBar;
   private bar?: SingleBar;
 
-  constructor(readonly quiet = false, stream: NodeJS.WriteStream = process.stderr) {
+  /** `warnings` false silences warnings too (ranks other than 0 of a job: distributed.ts). */
+  constructor(readonly quiet = false, stream: NodeJS.WriteStream = process.stderr, private readonly warnings = true) {
     this.tty = Boolean(stream.isTTY) && !quiet;
   }
 
@@ -21,7 +22,7 @@ export class Reporter {
   }
 
   warn(text: string): void {
-    process.stderr.write(`warning: ${text}\n`);
+    if (this.warnings) process.stderr.write(`warning: ${text}\n`);
   }
 
   /** A byte-progress callback for downloads. */

@@ -246,9 +246,23 @@ export class RunDir {
     await writeFileAtomic(path, JSON.stringify({ ...info, ...fields }, null, 2) + '\n');
   }
 
+  /** model/: the final weights. */
+  async saveModel(model: GPT2, tok: Tokenizer): Promise<void> {
+    await writeModelDir(join(this.dir, 'model'), model, tok, {}, this.adapterBase, this.maxShardSize);
+  }
+
+  /** A file of the run (loss.svg), written aside and renamed. */
+  async writeFile(name: string, data: string): Promise<void> {
+    await writeFileAtomic(join(this.dir, name), data);
+  }
+
+  checkpointDir(step: number): string {
+    return join(this.dir, `checkpoint-${String(step).padStart(8, '0')}`);
+  }
+
   /** Saves a checkpoint for `state.step` and keeps only the newest `keep`. */
   async saveCheckpoint(model: GPT2, tok: Tokenizer, state: TrainerState, keep: number): Promise<string> {
-    const dir = join(this.dir, `checkpoint-${String(state.step).padStart(8, '0')}`);
+    const dir = this.checkpointDir(state.step);
     const extra: Record<string, FileData> = { 'trainer_state.json': JSON.stringify(state) + '\n' };
     if (model.hasOptimizerState) {
       // the moments a piece at a time from the device, as two flat tensors in the layout's order
@@ -262,6 +276,34 @@ export class RunDir {
     const all = this.checkpoints();
     for (const old of all.slice(0, Math.max(0, all.length - keep))) await rm(old, { recursive: true, force: true });
     return dir;
+  }
+}
+
+/**
+ * The run folder on ranks other than 0 of a data-parallel job: rank 0 writes everything; these write
+ * nothing, and take part only in what saving needs of them (ZeRO-1's moments, gathered to rank 0).
+ */
+export class FollowerRunDir extends RunDir {
+  override lock(): undefined {
+    return undefined;
+  }
+  override async removeStale(): Promise<string[]> {
+    return [];
+  }
+  override async clear(): Promise<void> {}
+  override async init(): Promise<void> {}
+  override async metric(): Promise<void> {}
+  override async readMetrics(): Promise<Record<string, number>[]> {
+    return [];
+  }
+  override async saveBest(): Promise<void> {}
+  override async copyBestTo(): Promise<void> {}
+  override async record(): Promise<void> {}
+  override async saveModel(): Promise<void> {}
+  override async writeFile(): Promise<void> {}
+  override async saveCheckpoint(model: GPT2, _tok: Tokenizer, state: TrainerState): Promise<string> {
+    if (model.optimizerState?.hasState) for (const which of ['m', 'v'] as const) for await (const _ of model.optimizerChunks(which));
+    return this.checkpointDir(state.step);
   }
 }
 

@@ -1,19 +1,21 @@
 // gpt2 finetune / gpt2 train: data -> tokens -> Trainer, with progress, evaluation, samples,
 // checkpoints, exact resume, Ctrl-C saving and a loss curve at the end.
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import {
-  BestTracker, checkLoraConfig, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, paramTensors, splitTokens, Trainer, trainTokenizer,
-  type Evaluation, type GPT2Config, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
+  BestTracker, checkLoraConfig, DataParallel, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, paramTensors, splitTokens, Trainer, trainTokenizer,
+  type Collective, type Evaluation, type GPT2Config, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
 } from '@gpt2/core';
 import { gpt2Tokenizer, loadAdapterDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
 import { expandPaths, loadCorpus } from '../corpus.js';
 import { checkTrainingMemory, initConfig, instantiate, readModel } from '../model-source.js';
 import { lossCurveSvg } from '../plot.js';
-import { Reporter } from '../report.js';
-import { findCheckpoint, loadCheckpoint, loadOptimizer, RunDir, SaveError, writeModelDir } from '../run-dir.js';
+import { describeStall, joinJob, leaveJob, onStall, reporterFor, runDirFor } from '../distributed.js';
+import type { Reporter } from '../report.js';
+import { findCheckpoint, loadCheckpoint, loadOptimizer, RunDir, SaveError, type Checkpoint } from '../run-dir.js';
 
 export interface TrainFlags {
   maxShardSize?: string; // weights past this are written as shards
@@ -57,6 +59,8 @@ export interface TrainFlags {
   specials: boolean;
   logEvery?: number;
   json?: boolean;
+  zero?: 0 | 1; // under mpirun: AdamW's moments sharded across the ranks (ZeRO-1)
+  collectiveTimeout?: number; // seconds a collective may wait before the job stops
 }
 
 interface Prepared {
@@ -65,18 +69,22 @@ interface Prepared {
   resumedState?: TrainerState;
   /** Under LoRA: the base model the adapters record. */
   adapterBase?: string;
+  /** On resume: the checkpoint's AdamW moments, loaded once data-parallel training knows how they are held. */
+  optimizer?: Checkpoint['optimizer'];
 }
 
 /** Finetune (from --model) or train from scratch (--init), or resume either. */
 export async function runTraining(kind: 'finetune' | 'train', data: string[], f: TrainFlags): Promise<void> {
-  const report = new Reporter(false);
+  // under mpirun, one of many ranks (rank 0 writes and prints); otherwise a job of one
+  const comm = await joinJob(f.collectiveTimeout);
+  const report = reporterFor(comm);
   if (data.length === 0 && !f.resume) throw new GPT2Error('Give at least one data file, folder or glob to train on.');
   if (f.resume && f.overwrite) throw new GPT2Error('--overwrite starts a new run in place of an old one; it does not go with --resume.');
   const noValidation = f.evalEvery === 0 ? '--eval-every is 0' : !f.valData && f.valSplit === 0 ? 'there is no validation data (--val-split 0 and no --val-data)' : undefined;
   if (noValidation && f.earlyStop) throw new GPT2Error(`--early-stop counts evaluations without improvement, but ${noValidation}; hold out data with --val-split or --val-data and evaluate with --eval-every.`);
   if (noValidation && f.final === 'best') throw new GPT2Error(`--final best keeps the checkpoint with the lowest validation loss, but ${noValidation}; hold out data with --val-split or --val-data, or use --final last.`);
   // one run per folder, one process per run: settled before any work
-  const run = new RunDir(f.resume ? f.out ?? dirname(findCheckpoint(f.resume)) : f.out ?? defaultRunDir(kind));
+  const run = runDirFor(comm, f.resume ? f.out ?? dirname(findCheckpoint(f.resume)) : f.out ?? defaultRunDir(kind));
   if (!f.resume && !f.overwrite && run.holdsRun()) {
     throw new GPT2Error(`${run.dir} already holds a run; continue it with --resume ${run.dir}, or replace it with --overwrite (or choose another --out).`);
   }
@@ -85,10 +93,15 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   for (const d of await run.removeStale()) report.line(`note: removed ${join(run.dir, d)}, left by an interrupted save`);
   const { backend, failures } = await openBackend(f);
   for (const fl of failures) report.line(`note: backend ${fl.name} unavailable (${fl.reason})`);
-  report.line(`backend: ${backend.name}${f.precision && f.precision !== 'fp32' ? ` (--precision ${f.precision})` : ''}`);
+  report.line(`backend: ${backend.name}${f.precision && f.precision !== 'fp32' ? ` (--precision ${f.precision})` : ''}${comm.size > 1 ? ` on each of ${comm.size} ranks (mpirun)${f.zero ? ', ZeRO-1' : ''}` : ''}`);
 
-  const p = f.resume ? await prepareResume(f, backend) : kind === 'finetune' ? await prepareFinetune(f, backend, report) : await prepareScratch(data, f, backend, report);
+  const zeroRanks = f.zero ? comm.size : undefined;
+  const p = f.resume ? await prepareResume(f, backend, zeroRanks) : kind === 'finetune' ? await prepareFinetune(f, backend, report, zeroRanks) : await prepareScratch(data, f, backend, report, zeroRanks);
   const { model, tok } = p;
+  // every rank from rank 0's weights; under ZeRO-1 each loads its own part of the moments
+  const dp = new DataParallel(comm, model, { zero: f.zero });
+  await dp.broadcastWeights();
+  if (p.optimizer) await loadOptimizer(model, p.optimizer);
   run.adapterBase = p.adapterBase ?? null;
   run.maxShardSize = f.maxShardSize;
   if (f.resume) {
@@ -112,7 +125,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     block = train.length - 1;
     if (block < 1) throw new GPT2Error('The training data is too short to train on (fewer than 2 tokens).');
   }
-  const perStep = f.batchSize * block * f.gradAccum;
+  const perStep = f.batchSize * comm.size * block * f.gradAccum; // tokens a step takes, on every rank together
   const steps = f.steps ?? (f.epochs !== undefined ? Math.max(1, Math.ceil((f.epochs * train.length) / perStep)) : 1000);
   const opts: TrainerOptions = {
     batchSize: f.batchSize, blockSize: block, gradAccum: f.gradAccum, steps, lr: f.lr, warmup: Math.min(f.warmup, steps),
@@ -121,7 +134,12 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   if (!val && (f.earlyStop || f.final === 'best')) {
     throw new GPT2Error(`${f.earlyStop ? '--early-stop' : '--final best'} needs validation data, but the data is too short to hold out a validation part of one block; add --val-data.`);
   }
-  const trainer = new Trainer(model, train, opts, p.resumedState);
+  await sameEverywhere(comm, train, val, { kind, data, f });
+  const was = p.resumedState?.globalBatch ?? (p.resumedState && f.batchSize);
+  if (was && was !== f.batchSize * comm.size) {
+    report.line(`note: the checkpoint drew ${was} windows per micro-batch and this run draws ${f.batchSize * comm.size} (${comm.size} rank(s) x --batch-size ${f.batchSize}): each step sees a different number of tokens from here on, and the data order differs from an uninterrupted run; the step count, learning-rate schedule and optimizer state continue as they were.`);
+  }
+  const trainer = new Trainer(model, train, opts, p.resumedState, dp);
   const tracker = new BestTracker(f.earlyStop ?? 0, p.resumedState?.best);
   const final = f.final ?? (val && f.evalEvery !== 0 ? 'best' : 'last');
   // an epoch ends at the step whose tokens cross a multiple of the training set
@@ -133,20 +151,25 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     report.line(`--overwrite: removing the old run in ${run.dir}`);
     await run.clear(); // only now that the new model and data have loaded
   }
-  await run.init({ command: kind, data, options: { ...f, steps, blockSize: block }, model: model.config, tokenizerVocab: tok.vocabSize, backend: backend.name });
+  await run.init({ command: kind, data, options: { ...f, steps, blockSize: block }, model: model.config, tokenizerVocab: tok.vocabSize, backend: backend.name, ranks: comm.size });
   const lc = model.lora?.config;
   const trained = lc ? ` (LoRA r=${lc.r}, alpha ${lc.alpha} on ${lc.targets.join(', ')}: ${model.trainableParams.toLocaleString('en-US')} trained, the rest frozen)` : '';
   report.line(`run: ${run.dir} | ${model.numParams.toLocaleString('en-US')} parameters${trained} | ${steps} steps of ${perStep} tokens${val ? ` | validation ${val.length} tokens` : ''}`);
 
-  let interrupted = false;
+  // Ctrl-C (under mpirun: its SIGTERM to every rank) saves after this step; every rank agrees on which step
+  let interrupted = false, stopping = false;
+  const quit = (code: number) => void leaveJob(code).then(() => process.exit(code));
   const onSigint = () => {
-    if (interrupted) process.exit(130);
+    if (interrupted) quit(130);
     interrupted = true;
-    report.line('interrupt: saving a checkpoint after this step (Ctrl-C again to quit without saving)');
+    report.line(`interrupt: saving a checkpoint after this step (${comm.size > 1 ? 'mpirun waits for it only with --mca odls_base_sigkill_timeout: README' : 'Ctrl-C again to quit without saving'})`);
   };
-  process.on('SIGINT', onSigint);
+  const signals = comm.size > 1 ? ['SIGINT', 'SIGTERM'] as const : ['SIGINT'] as const;
+  for (const s of signals) process.on(s, onSigint);
 
   let lastGood = run.checkpoints().at(-1);
+  const resumeHint = () => (lastGood ? `the last complete checkpoint is ${lastGood}: continue with gpt2 ${kind} --resume ${run.dir}` : 'no checkpoint was saved yet');
+  onStall((s, c) => `${describeStall(s, c)}; ${resumeHint()}.`);
   // a save that fails ends the run in one sentence: what remains and how to go on
   const saving = async <T>(save: () => Promise<T>): Promise<T> => {
     try {
@@ -156,6 +179,14 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
       if (!lastGood) throw new GPT2Error(`${err.message}; no checkpoint was saved yet: free some space, then start again with --overwrite`);
       throw new GPT2Error(`${err.message}; the last complete checkpoint is ${lastGood}: free some space, then continue with: gpt2 ${kind} --resume ${run.dir}`);
     }
+  };
+  // a model save: the ranks must hold the same weights, and none goes on before it is whole
+  const checkpointing = async <T>(step: number, save: () => Promise<T>): Promise<T> => {
+    comm.arrive(`the save at step ${step}`);
+    await dp.checkSameWeights(step);
+    const out = await saving(save);
+    await comm.barrier();
+    return out;
   };
   const evaluate = async (step: number): Promise<Evaluation | undefined> => {
     if (!val) return undefined;
@@ -169,7 +200,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   const track = async (e: Evaluation) => {
     const { improved, stop } = tracker.observe(e);
     if (improved) {
-      await saving(() => run.saveBest(model, tok, e));
+      await checkpointing(e.step, () => run.saveBest(model, tok, e));
       report.line(`new best: validation loss ${e.valLoss.toFixed(4)} at step ${e.step}, saved to ${join(run.dir, 'best')}`);
     }
     if (stop) {
@@ -179,6 +210,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     }
   };
   const sample = async (step: number) => {
+    if (report.quiet) return; // a rank that prints nothing need not sample
     const prompt = tok.encode(f.samplePrompt, { specials: true });
     const { samples } = await generate(model, tok, prompt, { temperature: 0.8, topK: 40, maxNewTokens: f.sampleLength, seed: step });
     report.line(`----- sample at step ${step} -----\n${f.samplePrompt}${samples[0].text}\n-----`);
@@ -190,7 +222,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   const t0 = performance.now(), step0 = trainer.step;
   let tokensSeen = 0, trainMs = 0, lastLoss = NaN, endVal: Evaluation | undefined;
   try {
-    while (trainer.step < steps && !interrupted && !stopEarly) {
+    while (trainer.step < steps && !stopping && !stopEarly) {
       let r;
       try {
         r = await trainer.trainStep();
@@ -201,6 +233,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
         }
         throw err;
       }
+      [stopping] = (await dp.sum([interrupted ? 1 : 0])).map((n) => n > 0);
       tokensSeen += r.tokens;
       trainMs += r.ms;
       lastLoss = r.loss;
@@ -216,27 +249,28 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
         last ||= stopEarly;
       }
       if (f.sampleEvery > 0 && r.step % f.sampleEvery === 0 && !last) await sample(r.step);
-      if (every(f.saveEvery, r.step) || last || interrupted) {
-        lastGood = await saving(() => run.saveCheckpoint(model, tok, { ...trainer.state(), best: tracker.state }, f.keep));
+      if (every(f.saveEvery, r.step) || last || stopping) {
+        lastGood = await checkpointing(r.step, () => run.saveCheckpoint(model, tok, { ...trainer.state(), best: tracker.state }, f.keep));
         if (!last) report.line(`saved ${lastGood}`);
       }
     }
   } finally {
     bar.stop();
-    process.off('SIGINT', onSigint);
+    for (const s of signals) process.off(s, onSigint);
     const epochs = Array.from({ length: trainer.step }, (_, i) => i + 1).filter(endsEpoch);
     await writeLossCurve(run, kind, epochs, tracker.state.best).catch((err) => report.warn(`the loss curve was not written (${(err as Error).message})`));
   }
-  if (interrupted) {
+  if (stopping) {
     report.line(`interrupted at step ${trainer.step}; checkpoint saved to ${lastGood}. Continue with: gpt2 ${kind} --resume ${run.dir}`);
-    process.exit(130);
+    quit(130);
+    return;
   }
   const modelDir = join(run.dir, 'model'), best = tracker.state.best;
   if (final === 'best' && best && best.step !== trainer.step) {
-    await saving(() => run.copyBestTo(modelDir));
+    await checkpointing(trainer.step, () => run.copyBestTo(modelDir));
     report.line(`model/ holds the best checkpoint: step ${best.step}, validation loss ${best.valLoss.toFixed(4)} (--final best); the last weights are in ${lastGood}`);
   } else {
-    await saving(() => writeModelDir(modelDir, model, tok, {}, run.adapterBase, run.maxShardSize));
+    await checkpointing(trainer.step, () => run.saveModel(model, tok));
   }
   await saving(() => run.record({ best: best ?? null, final, stoppedEarly: stopEarly ? trainer.step : null }));
   if (f.sampleEvery > 0) await sample(trainer.step);
@@ -244,7 +278,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     runDir: run.dir, modelDir, steps: trainer.step, finalLoss: lastLoss, valLossStart: startVal?.valLoss, valLossEnd: endVal?.valLoss,
     valAccuracyEnd: endVal?.valAccuracy, best, final, stoppedEarly: stopEarly, tokensPerSecond: (tokensSeen / trainMs) * 1000, lossCurve: join(run.dir, 'loss.svg'),
   };
-  if (f.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  if (f.json && !report.quiet) process.stdout.write(JSON.stringify(summary) + '\n');
   else if (model.lora) report.line(`done: LoRA adapter saved to ${modelDir} (loss curve: ${summary.lossCurve}); generate with: gpt2 generate --adapter ${modelDir}, or fold it in with: gpt2 merge --adapter ${modelDir} --out DIR`);
   else report.line(`done: model saved to ${modelDir} (loss curve: ${summary.lossCurve})`);
 }
@@ -272,7 +306,7 @@ async function writeLossCurve(run: RunDir, kind: string, epochs: number[], best?
       ],
     },
   );
-  await writeFileAtomic(join(run.dir, 'loss.svg'), svg);
+  await run.writeFile('loss.svg', svg);
 }
 
 /** --block-size, by default the whole context up to 1024. */
@@ -280,11 +314,11 @@ const blockSize = (f: TrainFlags, config: GPT2Config) => f.blockSize ?? Math.min
 
 const defaultRunDir = (kind: string) => join('runs', `${kind}-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}`);
 
-async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
+async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter, zeroRanks?: number): Promise<Prepared> {
   const read = await readModel(f.model ?? 'gpt2', report);
   const B = f.batchSize, T = blockSize(f, read.config);
   if (f.loraR === undefined) {
-    checkTrainingMemory(backend, read.config, B, T);
+    checkTrainingMemory(backend, read.config, B, T, undefined, false, zeroRanks);
     const { model, tokenizer } = await instantiate(backend, read);
     return { model, tok: tokenizer };
   }
@@ -296,7 +330,7 @@ async function prepareFinetune(f: TrainFlags, backend: Awaited<ReturnType<typeof
   return { model, tok: read.tokenizer, adapterBase: existsSync(read.base) ? resolve(read.base) : read.base };
 }
 
-async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter): Promise<Prepared> {
+async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], report: Reporter, zeroRanks?: number): Promise<Prepared> {
   if (!f.init) throw new GPT2Error('gpt2 train needs --init with a model size (gpt2, gpt2-medium, ...) or a config.json.');
   if (f.tokenizer && f.trainTokenizer) throw new GPT2Error('Give either --tokenizer or --train-tokenizer, not both.');
   let config = initConfig(f.init);
@@ -316,15 +350,16 @@ async function prepareScratch(data: string[], f: TrainFlags, backend: Awaited<Re
     config = { ...config, vocabSize: tok.vocabSize };
   }
   if (tok.eosId !== undefined) config = { ...config, bosTokenId: tok.eosId, eosTokenId: tok.eosId };
-  checkTrainingMemory(backend, config, f.batchSize, blockSize(f, config), undefined, true);
+  checkTrainingMemory(backend, config, f.batchSize, blockSize(f, config), undefined, true, zeroRanks);
   const model = new GPT2(backend, config, GPT2.initParams(config, f.seed));
   return { model, tok };
 }
 
-async function prepareResume(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend']): Promise<Prepared> {
+async function prepareResume(f: TrainFlags, backend: Awaited<ReturnType<typeof openBackend>>['backend'], zeroRanks?: number): Promise<Prepared> {
   const dir = findCheckpoint(f.resume!);
   const ck = await loadCheckpoint(dir);
   let model: GPT2;
+  if (ck.config && ck.adapterBase === undefined) checkTrainingMemory(backend, ck.config, f.batchSize, blockSize(f, ck.config), undefined, true, zeroRanks);
   if (ck.adapterBase !== undefined) {
     // a LoRA run: the base it records, the adapters of the checkpoint
     const base = await readModel(ck.adapterBase);
@@ -333,6 +368,34 @@ async function prepareResume(f: TrainFlags, backend: Awaited<ReturnType<typeof o
   } else {
     model = await GPT2.load(backend, ck.config!, paramTensors(ck.config!, ck.store!));
   }
-  if (ck.optimizer) await loadOptimizer(model, ck.optimizer);
-  return { model, tok: ck.tokenizer, resumedState: ck.state, adapterBase: ck.adapterBase };
+  return { model, tok: ck.tokenizer, resumedState: ck.state, adapterBase: ck.adapterBase, optimizer: ck.optimizer };
 }
+
+/**
+ * Every rank of a job must train on the same tokens with the same flags (every machine reads its
+ * own copy of the files): a hash of each, compared at the start; a difference names the rank.
+ */
+async function sameEverywhere(comm: Collective, train: Tokens, val: Tokens | undefined, flags: object): Promise<void> {
+  if (comm.size === 1) return;
+  const hash = (parts: (Uint8Array | string)[]) => {
+    const h = createHash('sha256');
+    for (const p of parts) h.update(p);
+    return h.digest();
+  };
+  const bytes = (t?: Tokens) => (t ? new Uint8Array(t.buffer, t.byteOffset, t.byteLength) : new Uint8Array(0));
+  const mine = new Uint8Array(64);
+  mine.set(hash([bytes(train), '|', bytes(val)]), 0);
+  mine.set(hash([JSON.stringify(flags)]), 32);
+  const all = await comm.allGatherBytes(mine);
+  const name = new Uint8Array(64);
+  new TextEncoder().encodeInto(comm.host, name);
+  const hosts = await comm.allGatherBytes(name);
+  const host = (r: number) => new TextDecoder().decode(hosts[r]).replace(/\0+$/, '');
+  for (let r = 1; r < all.length; r++) {
+    const where = `rank ${r} (${host(r)})`;
+    if (!equal(all[r].subarray(32), all[0].subarray(32))) throw new GPT2Error(`${where} was started with other options or data paths than rank 0 (${host(0)}); start every rank with the same command.`);
+    if (!equal(all[r].subarray(0, 32), all[0].subarray(0, 32))) throw new GPT2Error(`${where} read other training data than rank 0 (${host(0)}) from the same paths; every machine needs the same files at the same paths.`);
+  }
+}
+
+const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);

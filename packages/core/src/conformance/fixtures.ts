@@ -93,7 +93,7 @@ function logitsCase(f: Fixture, TOL: Tolerances): ModelCase {
 }
 
 /** Our gradients (flat, our layout) compared tensor by tensor in HF's names and layout. */
-function compareTensors(what: string, cfg: GPT2Config, flat: Float32Array, ref: SafeTensors, prefix: string, tol: readonly number[]) {
+export function compareTensors(what: string, cfg: GPT2Config, flat: Float32Array, ref: SafeTensors, prefix: string, tol: readonly number[]) {
   for (const t of paramsToTensors(cfg, flat)) {
     const hfName = t.name.replace(/^transformer\./, '');
     assertClose(`${what} ${hfName}`, t.data, ref.float32(prefix + hfName), tol[0], tol[1]);

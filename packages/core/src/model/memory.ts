@@ -19,9 +19,9 @@ const GiB = 2 ** 30;
 /**
  * Training at (B, T): parameters, gradients, AdamW's two moments and the activations GPT2 keeps.
  * Under LoRA the gradients and moments are the adapters' alone, which also keep each adapted
- * layer's u (N,r) and a scratch (lora-adapters.ts).
+ * layer's u (N,r) and a scratch (lora-adapters.ts). Under ZeRO-1 across `zeroRanks` ranks, one rank's share.
  */
-export function trainingMemory(cfg: GPT2Config, B: number, T: number, lora?: LoraConfig): MemoryPlan {
+export function trainingMemory(cfg: GPT2Config, B: number, T: number, lora?: LoraConfig, zeroRanks?: number): MemoryPlan {
   const { total } = paramLayout(cfg);
   const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = cfg;
   const N = B * T;
@@ -30,6 +30,11 @@ export function trainingMemory(cfg: GPT2Config, B: number, T: number, lora?: Lor
   // tokens, targets, encoded, proj, lnf (+2), logits, losses, hits, and the backward scratch (dres, dln, datty, dqkv (3), dfch, dfchGelu)
   const rest = 2 * N + 3 * N * C + 2 * N + N * V + 2 * N + 6 * N * C + 2 * N * F;
   const params = total * 4, activations = (L * perLayer + rest) * 4;
+  if (zeroRanks) {
+    // ZeRO-1 (train/zero.ts): this rank's part of the moments, and of the summed gradients beside the whole ones
+    const part = Math.ceil(params / zeroRanks);
+    return { params, grads: params + part, moments: 2 * part, activations, total: 2 * params + 3 * part + activations };
+  }
   if (!lora) return { params, grads: params, moments: 2 * params, activations, total: 4 * params + activations };
   const adapters = loraLayout(cfg, lora).total * 4;
   const IN = Math.max(...lora.targets.map((t) => TARGET_SPECS[t].IN(cfg))), OUT = Math.max(...lora.targets.map((t) => TARGET_SPECS[t].OUT(cfg)));

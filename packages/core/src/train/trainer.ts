@@ -46,8 +46,6 @@ export interface StepResult {
   gradNorm: number;
   tokens: number; // tokens processed by this step, on every rank together
   ms: number;
-  /** some rank asked to stop after this step (trainStep's `stop`), so every rank stops here */
-  stop: boolean;
 }
 
 export class NonFiniteLossError extends GPT2Error {
@@ -87,11 +85,8 @@ export class Trainer {
     return { inputs: b.inputs.subarray(start * T, (start + count) * T), targets: b.targets.subarray(start * T, (start + count) * T) };
   }
 
-  /**
-   * One optimizer step; `stop` asks every rank to stop after it (StepResult.stop). Throws
-   * NonFiniteLossError (before updating the weights) if the loss is NaN or infinite on any rank.
-   */
-  async trainStep(stop = false): Promise<StepResult> {
+  /** One optimizer step. Throws NonFiniteLossError (before updating the weights) if the loss is NaN or infinite on any rank. */
+  async trainStep(): Promise<StepResult> {
     const o = this.opts, m = this.model, dp = this.dp, N = this.ranks, t0 = performance.now();
     m.zeroGrad();
     dp?.comm.arrive(`step ${this.step + 1}'s gradient exchange`);
@@ -102,12 +97,9 @@ export class Trainer {
       const l = await m.forwardBackward(inputs, o.batchSize, o.blockSize, targets, 1 / (o.gradAccum * N), k === o.gradAccum - 1 ? dp?.ready : undefined);
       loss += l / o.gradAccum;
     }
-    let stopAll = stop;
     if (dp) {
       await dp.finish();
-      const [sum, stops] = await dp.sum([loss / N, stop ? 1 : 0]);
-      loss = sum;
-      stopAll = stops > 0;
+      [loss] = await dp.sum([loss / N]);
     }
     if (!Number.isFinite(loss)) throw new NonFiniteLossError(this.step, loss);
     const lr = learningRate(o.schedule, o.lr, this.step, o.steps, o.warmup);
@@ -116,7 +108,7 @@ export class Trainer {
     const adamw = { lr, beta1: o.beta1, beta2: o.beta2, eps: o.eps, weightDecay: o.weightDecay, clip: o.clip };
     await (dp ? dp.update(adamw, gradNorm) : m.update(adamw, gradNorm));
     this.step += 1;
-    return { step: this.step, loss, lr, gradNorm, tokens: o.gradAccum * o.batchSize * N * o.blockSize, ms: performance.now() - t0, stop: stopAll };
+    return { step: this.step, loss, lr, gradNorm, tokens: o.gradAccum * o.batchSize * N * o.blockSize, ms: performance.now() - t0 };
   }
 
   /**
