@@ -31,6 +31,10 @@ const num = (min: number, max = Infinity, openMin = false) => (v: string) => {
   return n;
 };
 const collect = (v: string, prev: string[]) => [...prev, v];
+const zeroStage = (v: string) => {
+  if (v !== '0' && v !== '1') throw new InvalidArgumentError('must be 0 (every rank holds all of AdamW\'s moments) or 1 (ZeRO-1: each holds its share).');
+  return Number(v) as 0 | 1;
+};
 const byteSize = (v: string) => {
   try {
     parseByteSize(v);
@@ -78,7 +82,7 @@ function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
     .option('--weight-decay <x>', 'AdamW weight decay (2+-dim tensors only)', num(0), ft ? 0 : 0.1)
     .option('--clip <x>', 'global gradient-norm clip (0 = off)', num(0), 1.0)
     .option('--seed <n>', 'seed for initialisation and batch order', int(0), 0)
-    .addOption(new Option('--zero <stage>', 'under mpirun: 1 shards AdamW\'s moments across the ranks (ZeRO-1; README, "Training on many processes")').choices(['0', '1']).argParser((v) => Number(v)))
+    .addOption(new Option('--zero <stage>', 'under mpirun: 1 shards AdamW\'s moments across the ranks (ZeRO-1; README, "Training on many processes")').argParser(zeroStage))
     .option('--collective-timeout <seconds>', 'under mpirun: a rank that keeps the others waiting this long ends the job', num(1), 300)
     .option('--val-split <x>', 'fraction of the data held out for validation', num(0, 0.99), 0.05)
     .option('--val-data <file>', 'validation text instead of a split')
@@ -259,6 +263,8 @@ export function buildProgram(): Command {
     .option('--new-tokens <n>', 'tokens to decode (generate)', int(1), 128)
     .option('--profile', 'train: also ms per step in each kernel (cpu and reference, whose kernels run when called)')
     .option('--lora-r <n>', 'train: LoRA adapters of this rank on every target module (alpha 2r) instead of all the weights', int(1))
+    .addOption(new Option('--zero <stage>', 'train under mpirun: 1 shards AdamW\'s moments across the ranks (ZeRO-1)').argParser(zeroStage))
+    .option('--no-overlap', 'train under mpirun: exchange the gradients after backward, not during it (to measure what overlap hides)')
     .option('--json', 'one line of JSON')
     .action(async function (this: Command) {
       await runBench(this.opts());

@@ -11,7 +11,7 @@ std::string LibMpi::load() {
   // global symbols: Open MPI's own plugins (mca_*.so) link against libmpi's and open-pal's symbols
   void *lib = dlopen(name, RTLD_NOW | RTLD_GLOBAL);
   if (!lib) {
-    return std::string("this process was started by mpirun but ") + name + " could not be loaded (" + dlerror() +
+    return std::string("This process was started by mpirun but ") + name + " could not be loaded (" + dlerror() +
            "); install Open MPI (Debian and Ubuntu: apt-get install openmpi-bin libopenmpi3) on every machine, or point GPT2_MPI_LIB at Open MPI's libmpi.so";
   }
   std::string missing;

@@ -49,7 +49,8 @@ interface Pending {
   reject: (e: Error) => void;
   keep: unknown; // the buffers, alive until the operation is done
   at: number;
-  what: string;
+  what: string; // the last point arrive()d before it, and its id
+  point: number;
 }
 
 export class MpiCollective implements Collective {
@@ -62,7 +63,8 @@ export class MpiCollective implements Collective {
   hosts: string[] = [];
   private readonly addon: Addon;
   private readonly pending: Pending[] = [];
-  private readonly labels: string[] = [];
+  private readonly labels = new Map<number, string>(); // the recent arrive() points by id
+  private arrivals = 0;
   private current = 'the start';
   private watch?: NodeJS.Timeout;
   private failed?: Error;
@@ -119,7 +121,7 @@ export class MpiCollective implements Collective {
   private submit(kind: Kind, a: ArrayBufferView | null, b: ArrayBufferView | null, count: number, dtype = DType.F32, op = 0, root = 0): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject, keep: [a, b], at: performance.now(), what: this.current });
+      this.pending.push({ resolve, reject, keep: [a, b], at: performance.now(), what: this.current, point: this.arrivals - 1 });
       this.addon.submit(kind, a, b, count, dtype, op, root);
       // a timer while anything is pending: it keeps the process alive and watches for a stall
       this.watch ??= setInterval(() => this.check(), 1000);
@@ -134,8 +136,9 @@ export class MpiCollective implements Collective {
     if (waited < limit) return;
     const stall: Stall = { what: p.what, waitedSeconds: Math.round(waited) };
     if (this.rank === 0) {
-      const at = this.addon.arrivedAt(), id = this.labels.lastIndexOf(p.what);
-      stall.missing = at.flatMap((reached, r) => (reached < id || (id < 0 && r > 0) ? [{ rank: r, host: this.hosts[r] ?? '?', lastReached: this.labels[reached] ?? 'nothing yet' }] : []));
+      const at = this.addon.arrivedAt(), id = p.point;
+      const name = (i: number) => (i < 0 ? 'nothing yet' : this.labels.get(i) ?? 'an earlier point');
+      stall.missing = at.flatMap((reached, r) => (reached < id ? [{ rank: r, host: this.hosts[r] ?? '?', lastReached: name(reached) }] : []));
     }
     (this.onStall ?? ((s) => process.stderr.write(`error: ${describeStall(s, this)}\n`)))(stall, this);
     this.addon.exitNow(1);
@@ -172,9 +175,11 @@ export class MpiCollective implements Collective {
   }
 
   arrive(what: string): void {
+    const id = this.arrivals++;
     this.current = what;
-    this.labels.push(what);
-    void this.submit(Kind.Arrive, null, null, this.labels.length - 1).catch(() => {}); // a failure surfaces on the next awaited operation
+    this.labels.set(id, what);
+    this.labels.delete(id - 10_000);
+    void this.submit(Kind.Arrive, null, null, id).catch(() => {}); // a failure surfaces on the next awaited operation
   }
 
   /** MPI_Finalize once everything queued is done: every rank calls it at the end of a job that went well. */
@@ -194,6 +199,6 @@ export function describeStall(s: Stall, c: Collective): string {
     const who = s.missing.map((m) => `rank ${m.rank} (${m.host}; it last reached ${m.lastReached})`).join(', ');
     return `${who} did not reach ${s.what} within ${s.waitedSeconds} s, so the job stops`;
   }
-  if (c.rank === 0) return `${s.what} did not complete within ${s.waitedSeconds} s although every rank reached it: one stopped responding inside it, so the job stops`;
+  if (c.rank === 0) return `${s.what} did not complete within ${s.waitedSeconds} s although every rank reached it: one stopped responding during it, so the job stops`;
   return `rank ${c.rank} waited ${s.waitedSeconds} s at ${s.what} and rank 0, which names a missing rank, did not end the job: rank 0 itself stopped responding, so the job stops`;
 }

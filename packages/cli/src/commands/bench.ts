@@ -7,9 +7,10 @@
 //                    1, 8 and batch*seq rows (with GPT2_PEAK_TFLOPS, also as a fraction of that peak)
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { argmax, checkLoraConfig, checkpointIoMemory, generationMemory, GPT2, GPT2Error, initLora, LORA_TARGETS, paramLayout, trainingMemory, type Backend, type GPT2Config, type LoraConfig, type Precision, type TrainerState, type WeightFormat } from '@gpt2/core';
+import { argmax, checkLoraConfig, checkpointIoMemory, DataParallel, generationMemory, GPT2, GPT2Error, initLora, LORA_TARGETS, paramLayout, trainingMemory, type Backend, type GPT2Config, type LoraConfig, type Precision, type TrainerState, type WeightFormat } from '@gpt2/core';
 import { gpt2Tokenizer, weightFilesOf } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
+import { joinJob } from '../distributed.js';
 import { initConfig, instantiate, readModel, weightFormat } from '../model-source.js';
 import { onnxPeer } from '../onnx-peer.js';
 import { RunDir } from '../run-dir.js';
@@ -32,6 +33,8 @@ export interface BenchFlags {
   save?: string;
   maxShardSize?: string;
   json?: boolean;
+  zero?: 0 | 1; // train under mpirun: ZeRO-1
+  overlap?: boolean; // train under mpirun: false reduces the gradients after backward instead of during it
 }
 
 interface Decoder {
@@ -77,6 +80,13 @@ async function benchOnnxRuntime(f: BenchFlags, config: GPT2Config, weights: Weig
   };
   process.stdout.write((f.json ? JSON.stringify(result) : JSON.stringify(result, null, 2)) + '\n');
   await peer.dispose();
+}
+
+/** The largest of each number across the ranks of a job. */
+async function maxOverRanks(comm: Awaited<ReturnType<typeof joinJob>>, xs: number[]): Promise<number[]> {
+  const a = Float64Array.from(xs);
+  await comm.allReduce(a, 'max');
+  return [...a];
 }
 
 // deterministic token ids for the benchmarks
@@ -182,18 +192,27 @@ export async function runBench(f: BenchFlags): Promise<void> {
   if (f.task === 'train') {
     if (f.seq > config.nPositions) throw new GPT2Error(`--seq ${f.seq} is longer than the model's context of ${config.nPositions}.`);
     const N = f.batch * f.seq;
+    // under mpirun, each rank a batch of its own, the gradients summed across ranks (data-parallel.ts)
+    const comm = await joinJob(), R = comm.size;
+    const dp = new DataParallel(comm, model, { zero: f.zero, overlap: f.overlap });
     const step = async (k: number) => {
       const t0 = performance.now();
       model.zeroGrad();
-      await model.forwardBackward(ids(N, k), f.batch, f.seq, ids(N, k + 1));
-      await model.update({ lr: 1e-4, weightDecay: 0.1, clip: 1 });
+      dp.beginStep(k);
+      const salt = k * R + comm.rank;
+      await model.forwardBackward(ids(N, salt), f.batch, f.seq, ids(N, salt + 1), 1 / R, dp.ready);
+      await dp.finish();
+      await dp.update({ lr: 1e-4, weightDecay: 0.1, clip: 1 }, await dp.gradNorm());
       return performance.now() - t0;
     };
     await step(0); // warm-up: allocation and JIT, not counted
     if (kernelMs) for (const name in kernelMs) delete kernelMs[name];
+    dp.waitMs = 0;
     const times: number[] = [];
     for (let k = 1; k <= f.steps; k++) times.push(await step(k));
-    const ms = times.reduce((a, b) => a + b, 0) / times.length;
+    // the slowest rank's step, and the largest rank's memory
+    const [ms, rss, waitMs] = await maxOverRanks(comm, [times.reduce((a, b) => a + b, 0) / times.length, peakRssMB(), dp.waitMs / f.steps]);
+    const ranks = R > 1 || f.zero ? { ranks: R, zero: f.zero ?? 0, overlap: f.overlap ?? true, ...(f.profile ? { commWaitMsPerStep: +waitMs.toFixed(1), commWaitShare: +(waitMs / ms).toFixed(3) } : {}) } : {};
     const profile = kernelMs && Object.fromEntries(Object.entries(kernelMs).sort((a, b) => b[1] - a[1]).map(([name, t]) => [name, +(t / f.steps).toFixed(1)]));
     if (profile) profile.other = +(ms - Object.values(kernelMs!).reduce((a, b) => a + b, 0) / f.steps).toFixed(1);
     const heap = backend.describe().memory; // wasm: its memory's size, of WebAssembly's 4 GiB
@@ -208,9 +227,10 @@ export async function runBench(f: BenchFlags): Promise<void> {
       save = { saveMs: Math.round(performance.now() - t0), savedMB: MB(dirBytes(dir)) };
     }
     result = {
-      ...base, batch: f.batch, seq: f.seq, steps: f.steps, msPerStep: +ms.toFixed(1), tokensPerSecond: +((N / ms) * 1000).toFixed(1), ...(heap ? { deviceMemory: heap } : {}), ...save,
-      ...memory(trainingMemory(config, f.batch, f.seq, lora).total, read || f.save ? checkpointIoMemory(config) : 0, baseRss), ...(profile ? { msPerStepByKernel: profile } : {}),
+      ...base, batch: f.batch, seq: f.seq, steps: f.steps, ...ranks, msPerStep: +ms.toFixed(1), tokensPerSecond: +(((R * N) / ms) * 1000).toFixed(1), ...(heap ? { deviceMemory: heap } : {}), ...save,
+      ...memory(trainingMemory(config, f.batch, f.seq, lora, f.zero ? R : undefined).total, read || f.save ? checkpointIoMemory(config) : 0, baseRss), peakRssMB: rss, ...(profile ? { msPerStepByKernel: profile } : {}),
     };
+    if (comm.rank !== 0) return backend.dispose(); // rank 0 prints the job's one line
   } else if (f.task === 'generate') {
     const heap = backend.describe().memory;
     result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...(heap ? { deviceMemory: heap } : {}), ...memory(generationMemory(config, f.batch, config.nPositions, weights).total, read ? checkpointIoMemory(config, weights) : 0, baseRss) };

@@ -162,7 +162,9 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   const onSigint = () => {
     if (interrupted) quit(130);
     interrupted = true;
-    report.line(`interrupt: saving a checkpoint after this step (${comm.size > 1 ? 'mpirun waits for it only with --mca odls_base_sigkill_timeout: README' : 'Ctrl-C again to quit without saving'})`);
+    if (comm.size === 1) return report.line('interrupt: saving a checkpoint after this step (Ctrl-C again to quit without saving)');
+    // mpirun's SIGTERM: Ctrl-C, or another rank ended (mpirun names it); it waits for the save only with a longer odls_base_sigkill_timeout (README)
+    report.line(`stopping: mpirun is ending the job; a checkpoint is saved after this step if every rank is still there and mpirun waits for it, else ${resumeHint()}`);
   };
   const signals = comm.size > 1 ? ['SIGINT', 'SIGTERM'] as const : ['SIGINT'] as const;
   for (const s of signals) process.on(s, onSigint);
@@ -233,7 +235,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
         }
         throw err;
       }
-      [stopping] = (await dp.sum([interrupted ? 1 : 0])).map((n) => n > 0);
+      [stopping] = (await dp.sum([interrupted ? 1 : 0], `the end of step ${r.step}`)).map((n) => n > 0);
       tokensSeen += r.tokens;
       trainMs += r.ms;
       lastLoss = r.loss;

@@ -25,10 +25,10 @@ export async function dataParallelAdamW(be: Backend, comm: Collective, opts: Dat
   const wantLoss = f.ref.float32('adamw.losses'), wantNorm = f.ref.float32('adamw.grad_norms');
   for (let i = 0; i < h.steps; i++) {
     m.zeroGrad();
-    comm.arrive(`fixture step ${i}`);
+    dp.beginStep(i + 1);
     const l = await m.forwardBackward(rows(inputs), count, T, rows(targets), count / B, dp.ready);
     await dp.finish();
-    const [loss] = await dp.sum([(l * count) / B]);
+    const [loss] = await dp.sum([(l * count) / B], `fixture step ${i}'s loss`);
     assertClose(`${f.name} data-parallel loss before step ${i} (rank ${comm.rank} of ${comm.size})`, [loss], [wantLoss[i]], TOL.adamLoss);
     if (i === 0 && !opts.zero) compareTensors(`${f.name} summed grad (rank ${comm.rank})`, f.config, await m.readGrads(), f.ref, 'grads.', TOL.grad);
     const norm = await dp.gradNorm();

@@ -22,6 +22,7 @@ export class DataParallel {
   private readonly overlap: boolean;
   private inflight: Promise<void>[] = [];
   private held: GradBucket[] = [];
+  private step = 0;
   /** Milliseconds spent waiting for gradient exchanges after backward (the part overlap did not hide), since the last read. */
   waitMs = 0;
 
@@ -41,6 +42,11 @@ export class DataParallel {
     return this.comm.size;
   }
 
+  /** Names the step whose gradients the next buckets carry (for the message when a rank never gets there). */
+  beginStep(step: number): void {
+    this.step = step;
+  }
+
   /** backward's hook for a step's last micro-batch: starts reducing each bucket it finishes (undefined in one process). */
   get ready(): ((b: GradBucket) => void) | undefined {
     if (this.size === 1 && !this.zero) return undefined;
@@ -49,6 +55,8 @@ export class DataParallel {
 
   private reduce(b: GradBucket): void {
     const be = this.model.backend, view = be.hostView!.bind(be);
+    // each bucket is a point every rank reaches once its backward got there: a rank stuck in its compute is named
+    this.comm.arrive(`step ${this.step}'s gradient exchange (${b === 'adapters' ? 'the adapters' : b[0][0] === 'wte' ? 'the embeddings' : b[0][0] === 'lnfw' ? 'the final layernorm' : `layer ${b[0][1]}`})`);
     if (b === 'adapters') {
       this.inflight.push(this.comm.allReduce(view(this.model.adapterBuffers().grads)));
       return;
@@ -73,13 +81,15 @@ export class DataParallel {
 
   /** Clips and steps AdamW (each rank its part under ZeRO-1, then all-gathers the weights). */
   async update(o: AdamWOptions, norm: number): Promise<void> {
+    this.comm.arrive(`step ${this.step}'s update`);
     if (this.zero) await this.zero.update(o, norm);
     else await this.model.update(o, norm);
   }
 
-  /** Sums of numbers across ranks (losses, counts, flags), in float64. */
-  async sum(values: number[]): Promise<number[]> {
+  /** Sums of numbers across ranks (losses, counts, flags), in float64; `what` names the point for a stalled rank. */
+  async sum(values: number[], what: string): Promise<number[]> {
     if (this.size === 1) return values;
+    this.comm.arrive(what);
     const x = Float64Array.from(values);
     await this.comm.allReduce(x);
     return [...x];

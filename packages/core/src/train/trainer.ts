@@ -89,7 +89,7 @@ export class Trainer {
   async trainStep(): Promise<StepResult> {
     const o = this.opts, m = this.model, dp = this.dp, N = this.ranks, t0 = performance.now();
     m.zeroGrad();
-    dp?.comm.arrive(`step ${this.step + 1}'s gradient exchange`);
+    dp?.beginStep(this.step + 1);
     let loss = 0;
     for (let k = 0; k < o.gradAccum; k++) {
       const { inputs, targets } = this.rows(this.sampler.next(), (dp?.rank ?? 0) * o.batchSize, o.batchSize, o.blockSize);
@@ -99,7 +99,7 @@ export class Trainer {
     }
     if (dp) {
       await dp.finish();
-      [loss] = await dp.sum([loss / N]);
+      [loss] = await dp.sum([loss / N], `step ${this.step + 1}'s loss`);
     }
     if (!Number.isFinite(loss)) throw new NonFiniteLossError(this.step, loss);
     const lr = learningRate(o.schedule, o.lr, this.step, o.steps, o.warmup);
@@ -119,7 +119,6 @@ export class Trainer {
     const T = Math.min(this.opts.blockSize, val.length - 1), N = this.ranks;
     const { B, batches } = evalBatches(val, this.opts.batchSize * N, T, maxBatches);
     const { start, count } = shardRange(B, this.dp?.rank ?? 0, N);
-    this.dp?.comm.arrive(`the evaluation at step ${this.step}`);
     let sum = 0, correct = 0, counted = 0;
     for (const b of count > 0 ? batches : []) {
       const { inputs, targets } = this.rows(b, start, count, T);
@@ -129,7 +128,7 @@ export class Trainer {
       correct += a.correct;
       counted += a.counted;
     }
-    if (this.dp) [sum, correct, counted] = await this.dp.sum([sum, correct, counted]);
+    if (this.dp) [sum, correct, counted] = await this.dp.sum([sum, correct, counted], `the evaluation at step ${this.step}`);
     return { loss: sum / counted, accuracy: correct / counted };
   }
 }

@@ -4,7 +4,7 @@ import { createReferenceBackend, type Backend } from '@gpt2/core';
 import { dataParallelAdamW } from '@gpt2/core/conformance/data-parallel';
 import { createCpuBackend } from '@gpt2/backend-cpu';
 import { createWasmBackend } from '@gpt2/backend-wasm';
-import { MpiCollective } from '../index.js';
+import { MpiCollective } from '@gpt2/mpi';
 
 const [name, zero] = process.argv.slice(2);
 const comm = await MpiCollective.start({ timeoutSeconds: 60 });
