@@ -75,6 +75,11 @@ if (process.platform === 'linux') {
   }
   rmSync(tmp, { recursive: true, force: true });
 }
+// the MPI addon, for training under mpirun (libmpi itself is the machine's: Open MPI)
+if (process.platform === 'linux') {
+  execFileSync(process.execPath, [join(pkg('mpi'), 'scripts/build.mjs'), '--out', join(out, 'build'), '--portable'], { stdio: 'inherit' });
+  notes.push(existsSync(join(out, 'build/gpt2_mpi.node')) ? 'mpi addon included' : 'mpi addon not built (see build/mpi-not-built.txt)');
+}
 if (existsSync(join(pkg('backend-cuda'), 'build/gpt2_cuda.node'))) {
   copyFileSync(join(pkg('backend-cuda'), 'build/gpt2_cuda.node'), join(out, 'build/gpt2_cuda.node'));
   notes.push('cuda addon included');
@@ -94,7 +99,7 @@ for (const f of ['package.json', 'encoder.json', 'vocab.bpe', 'LICENSE']) if (ex
 
 // debugging symbols out of the native files (dawn.node loses a fifth): the release travels compressed
 if (process.platform === 'linux' && spawnSync('strip', ['--version']).status === 0) {
-  for (const f of ['build/gpt2_cpu.node', 'build/gpt2_cuda.node', `node_modules/webgpu/${dawnDir}/dawn.node`].map((f) => join(out, f))) {
+  for (const f of ['build/gpt2_cpu.node', 'build/gpt2_cuda.node', 'build/gpt2_mpi.node', `node_modules/webgpu/${dawnDir}/dawn.node`].map((f) => join(out, f))) {
     if (existsSync(f)) execFileSync('strip', ['--strip-unneeded', f]);
   }
 }
@@ -119,6 +124,8 @@ The native cpu backend needs a BLAS at run time (Debian and Ubuntu: apt-get inst
 the cuda backend an NVIDIA driver and cuBLAS (the CUDA toolkit, or PyTorch's nvidia-cublas wheel on
 LD_LIBRARY_PATH); webgpu the Vulkan loader (libvulkan1) and a GPU driver. \`gpu-check.sh\` runs the
 whole check of an NVIDIA machine (selftest on cuda and webgpu, benchmarks against PyTorch): see its header.
+Training across processes and machines: \`mpirun -n 2 node gpt2.mjs train ...\` with Open MPI installed
+(apt-get install openmpi-bin libopenmpi3), as the repository's README describes.
 Built: ${notes.join('; ')}.
 `,
 );

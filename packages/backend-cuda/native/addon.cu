@@ -7,11 +7,15 @@
 #include <string>
 #include "cublas-dl.h"
 #include "kernels.h"
+#include "nccl-dl.h"
+#include <cstdlib>
+#include <cstring>
 
 static cudaStream_t stream;
 static Cublas cublas;
 static cublasHandle_t handle;
 static bool ready = false;
+static int device = 0;
 // a matmul's last argument picks the GEMMs' compute type: 0 fp32, 1 tf32, 2 bf16 (precision.ts)
 static const cublasComputeType_t COMPUTE[3] = {CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_COMPUTE_32F_FAST_16BF};
 static float *scratchD = nullptr, *scratchPartial = nullptr;
@@ -72,7 +76,10 @@ static napi_value Init(napi_env env, napi_callback_info) {
   if (e != cudaSuccess) return throwError(env, std::string("no usable NVIDIA GPU or driver (") + cudaGetErrorString(e) + ")");
   if (count == 0) return throwError(env, "no NVIDIA GPU found");
   if (!ready) {
-    if (!check(env, cudaSetDevice(0), "cudaSetDevice") || !check(env, cudaStreamCreate(&stream), "cudaStreamCreate")) return nullptr;
+    // under mpirun, each rank on this machine its own GPU (OMPI_COMM_WORLD_LOCAL_RANK), round robin
+    const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    device = local ? std::atoi(local) % count : 0;
+    if (!check(env, cudaSetDevice(device), "cudaSetDevice") || !check(env, cudaStreamCreate(&stream), "cudaStreamCreate")) return nullptr;
     std::string why = cublas.load();
     if (!why.empty()) return throwError(env, why);
     if (cublas.create(&handle) != 0) return throwError(env, "cublasCreate failed");
@@ -82,7 +89,7 @@ static napi_value Init(napi_env env, napi_callback_info) {
     ready = true;
   }
   cudaDeviceProp p;
-  cudaGetDeviceProperties(&p, 0);
+  cudaGetDeviceProperties(&p, device);
   char desc[512];
   snprintf(desc, sizeof desc, "%s (sm_%d%d, %.1f GiB)", p.name, p.major, p.minor, p.totalGlobalMem / 1073741824.0);
   napi_value out;
@@ -242,6 +249,88 @@ KERNEL(CrossEntropyBackward, 7, launch_ce_backward(stream, F(0), F(1), F(2), I(3
 KERNEL(SumSquares, 3, launch_sum_squares(stream, F(0), scratchPartial, PARTIALS, F(1), L_(2)))
 KERNEL(Adamw, 15, launch_adamw(stream, F(0), F(1), F(2), F(3), L_(4), (float)a[5], (float)a[6], (float)a[7], (float)a[8], (float)a[9], (float)a[10], (float)a[11], (float)a[12], (float)a[13], (float)a[14]))
 
+// ---- NCCL, for data-parallel training across ranks (core's DeviceCollective): its collectives run
+// on a stream of their own, each after the compute queued before it (an event), so a layer's
+// gradients are summed while earlier layers' backward runs; ncclFinish() makes later compute wait.
+static Nccl nccl;
+static ncclComm_t ncclComm = nullptr;
+static cudaStream_t commStream;
+static cudaEvent_t computeDone, commDone;
+
+static bool ncclOk(napi_env env, ncclResult_t r, const char *what) {
+  if (r == 0) return true;
+  throwError(env, std::string(what) + ": " + nccl.errorString(r));
+  return false;
+}
+
+// ncclId(): a new unique id (128 bytes) for rank 0 to broadcast.
+static napi_value NcclId(napi_env env, napi_callback_info) {
+  std::string why = nccl.load();
+  if (!why.empty()) return throwError(env, why);
+  void *data;
+  napi_value ab;
+  napi_create_arraybuffer(env, sizeof(ncclUniqueId), &data, &ab);
+  if (!ncclOk(env, nccl.getUniqueId((ncclUniqueId *)data), "ncclGetUniqueId")) return nullptr;
+  return ab;
+}
+
+// ncclInit(id, nranks, rank): joins the ranks' NCCL communicator (every rank calls it with rank 0's id).
+static napi_value NcclInit(napi_env env, napi_callback_info info) {
+  napi_value v[3];
+  size_t argc = 3;
+  napi_get_cb_info(env, info, &argc, v, nullptr, nullptr);
+  std::string why = nccl.load();
+  if (!why.empty()) return throwError(env, why);
+  void *data = nullptr;
+  size_t len = 0;
+  napi_get_typedarray_info(env, v[0], nullptr, &len, &data, nullptr, nullptr);
+  if (len != sizeof(ncclUniqueId)) return throwError(env, "an NCCL id is 128 bytes");
+  int32_t n, r;
+  napi_get_value_int32(env, v[1], &n);
+  napi_get_value_int32(env, v[2], &r);
+  ncclUniqueId id;
+  memcpy(&id, data, sizeof id);
+  if (!check(env, cudaStreamCreateWithFlags(&commStream, cudaStreamNonBlocking), "cudaStreamCreate") ||
+      !check(env, cudaEventCreateWithFlags(&computeDone, cudaEventDisableTiming), "cudaEventCreate") ||
+      !check(env, cudaEventCreateWithFlags(&commDone, cudaEventDisableTiming), "cudaEventCreate"))
+    return nullptr;
+  if (!ncclOk(env, nccl.commInitRank(&ncclComm, n, id, r), "ncclCommInitRank")) return nullptr;
+  return undef(env);
+}
+
+// the collective stream waits for the compute queued so far
+static void afterCompute() {
+  cudaEventRecord(computeDone, stream);
+  cudaStreamWaitEvent(commStream, computeDone, 0);
+}
+
+// ncclAllReduce(ptr, count): sum across ranks in place (fp32).
+static napi_value NcclAllReduce(napi_env env, napi_callback_info info) {
+  double a[2];
+  if (!args(env, info, a, 2)) return nullptr;
+  afterCompute();
+  void *p = (void *)(uintptr_t)a[0];
+  if (!ncclOk(env, nccl.allReduce(p, p, (size_t)a[1], ncclFloat32, ncclSum, ncclComm, commStream), "ncclAllReduce")) return nullptr;
+  return undef(env);
+}
+
+// ncclBroadcast(ptr, count, root): root's values to every rank, in place.
+static napi_value NcclBroadcast(napi_env env, napi_callback_info info) {
+  double a[3];
+  if (!args(env, info, a, 3)) return nullptr;
+  afterCompute();
+  void *p = (void *)(uintptr_t)a[0];
+  if (!ncclOk(env, nccl.broadcast(p, p, (size_t)a[1], ncclFloat32, (int)a[2], ncclComm, commStream), "ncclBroadcast")) return nullptr;
+  return undef(env);
+}
+
+// ncclFinish(): compute queued from now on waits for the collectives queued so far.
+static napi_value NcclFinish(napi_env env, napi_callback_info) {
+  cudaEventRecord(commDone, commStream);
+  cudaStreamWaitEvent(stream, commDone, 0);
+  return undef(env);
+}
+
 #define EXPORT(name, fn)                                          \
   {                                                               \
     napi_value f;                                                 \
@@ -251,6 +340,11 @@ KERNEL(Adamw, 15, launch_adamw(stream, F(0), F(1), F(2), F(3), L_(4), (float)a[5
 
 static napi_value Register(napi_env env, napi_value exports) {
   EXPORT("init", Init);
+  EXPORT("ncclId", NcclId);
+  EXPORT("ncclInit", NcclInit);
+  EXPORT("ncclAllReduce", NcclAllReduce);
+  EXPORT("ncclBroadcast", NcclBroadcast);
+  EXPORT("ncclFinish", NcclFinish);
   EXPORT("alloc", Alloc);
   EXPORT("free", Free);
   EXPORT("upload", Upload);

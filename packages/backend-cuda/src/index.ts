@@ -5,7 +5,7 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { GPT2Error, dropoutMultiplier, dropoutThreshold, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
+import { GPT2Error, dropoutMultiplier, dropoutThreshold, unsupportedPrecision, type Backend, type Buf, type Collective, type DeviceCollective, type DType, type Kernels, type Precision } from '@gpt2/core';
 
 interface Addon {
   init(): string;
@@ -15,6 +15,8 @@ interface Addon {
   read(ptr: number, n: number): Float32Array;
   zero(ptr: number, bytes: number): void;
   sync(): void;
+  ncclId(): ArrayBuffer;
+  ncclInit(id: Uint8Array, ranks: number, rank: number): void;
   [kernel: string]: (...args: never[]) => unknown;
 }
 
@@ -102,6 +104,22 @@ export async function createCudaBackend(opts: CudaBackendOptions = {}): Promise<
       if ((buf as CudaBuf).root) addon.free(p(buf));
     },
     dispose() {},
+    // NCCL for data-parallel training: rank 0's unique id reaches the others through MPI
+    async deviceCollective(comm: Collective): Promise<DeviceCollective> {
+      const id = new Uint8Array(128);
+      try {
+        if (comm.rank === 0) id.set(new Uint8Array(addon.ncclId()));
+      } catch (err) {
+        throw new GPT2Error(`${(err as Error).message}.`);
+      }
+      await comm.broadcast(id, 0);
+      addon.ncclInit(id, comm.size, comm.rank);
+      return {
+        allReduce: (buf) => call('ncclAllReduce', p(buf), buf.length),
+        broadcast: (buf, root) => call('ncclBroadcast', p(buf), buf.length, root),
+        finish: () => call('ncclFinish'),
+      };
+    },
     describe: () => ({ device, precision: precision === 'fp32' ? 'fp32, TF32 off (--precision tf32|bf16 available)' : `${precision} GEMMs, fp32 elsewhere` }),
   };
 }

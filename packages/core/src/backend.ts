@@ -16,6 +16,7 @@
 
 import { GPT2Error } from './errors.js';
 import type { Precision } from './precision.js';
+import type { Collective } from './train/collective.js';
 
 export type DType = 'f32' | 'i32';
 
@@ -129,6 +130,15 @@ export interface Kernels {
   ): void;
 }
 
+/** Sums and broadcasts of device buffers across ranks, queued after the kernels before them (Backend.deviceCollective). */
+export interface DeviceCollective {
+  /** buf = the sum of every rank's buf, in place. */
+  allReduce(buf: Buf): void;
+  broadcast(buf: Buf, root: number): void;
+  /** Kernels queued from now on wait for the collectives queued so far. */
+  finish(): void;
+}
+
 export interface Backend {
   readonly name: string;
   readonly kernels: Kernels;
@@ -146,6 +156,11 @@ export interface Backend {
    * gradients in place. Absent where buffers live on a device.
    */
   hostView?(buf: Buf): Float32Array;
+  /**
+   * Joins the ranks of a job for collectives on device buffers (cuda: NCCL, its id passed through
+   * `comm`): for backends whose buffers hostView cannot reach. Every rank calls it at once.
+   */
+  deviceCollective?(comm: Collective): Promise<DeviceCollective>;
   /** Fills a buffer with zeros (enqueued). */
   zero(buf: Buf): void;
   /** Waits for all queued work. */

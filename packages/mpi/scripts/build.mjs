@@ -1,6 +1,6 @@
 // Builds build/gpt2_mpi.node with the system C++ compiler. No MPI is needed to build: libmpi is
 // loaded at run time, and only by processes mpirun starts. Without a compiler it prints one line,
-// writes the reason to build/not-built.txt and succeeds: training under mpirun then says so.
+// writes the reason to build/mpi-not-built.txt and succeeds: training under mpirun then says so.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -9,10 +9,10 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const out = process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1] : join(root, 'build');
 mkdirSync(out, { recursive: true });
-rmSync(join(out, 'not-built.txt'), { force: true });
+rmSync(join(out, 'mpi-not-built.txt'), { force: true });
 function notBuilt(reason) {
   console.log(`mpi: not built: ${reason}`);
-  writeFileSync(join(out, 'not-built.txt'), reason);
+  writeFileSync(join(out, 'mpi-not-built.txt'), reason);
   process.exit(0);
 }
 const cxx = [process.env.CXX, 'g++', 'clang++', 'c++'].filter(Boolean).find((c) => spawnSync(c, ['--version']).status === 0);

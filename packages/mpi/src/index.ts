@@ -20,7 +20,7 @@ const enum DType { F32, F64, Bytes }
 const OPS: Record<ReduceOp, number> = { sum: 0, max: 1, min: 2 };
 
 const ADDON = fileURLToPath(new URL('../build/gpt2_mpi.node', import.meta.url));
-const NOT_BUILT = fileURLToPath(new URL('../build/not-built.txt', import.meta.url));
+const NOT_BUILT = fileURLToPath(new URL('../build/mpi-not-built.txt', import.meta.url));
 
 /** The rank and size mpirun (Open MPI, or a PMI launcher) gave this process, or undefined outside mpirun. */
 export function launchedBy(env: NodeJS.ProcessEnv = process.env): { rank: number; size: number } | undefined {

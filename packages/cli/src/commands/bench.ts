@@ -194,7 +194,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
     const N = f.batch * f.seq;
     // under mpirun, each rank a batch of its own, the gradients summed across ranks (data-parallel.ts)
     const comm = await joinJob(), R = comm.size;
-    const dp = new DataParallel(comm, model, { zero: f.zero, overlap: f.overlap });
+    const dp = await DataParallel.create(comm, model, { zero: f.zero, overlap: f.overlap });
     const step = async (k: number) => {
       const t0 = performance.now();
       model.zeroGrad();
@@ -211,7 +211,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
     const times: number[] = [];
     for (let k = 1; k <= f.steps; k++) times.push(await step(k));
     // the slowest rank's step, and the largest rank's memory
-    const [ms, rss, waitMs] = await maxOverRanks(comm, [times.reduce((a, b) => a + b, 0) / times.length, peakRssMB(), dp.waitMs / f.steps]);
+    const [ms, rss, rssNow, waitMs] = await maxOverRanks(comm, [times.reduce((a, b) => a + b, 0) / times.length, peakRssMB(), MB(process.memoryUsage.rss()), dp.waitMs / f.steps]);
     const ranks = R > 1 || f.zero ? { ranks: R, zero: f.zero ?? 0, overlap: f.overlap ?? true, ...(f.profile ? { commWaitMsPerStep: +waitMs.toFixed(1), commWaitShare: +(waitMs / ms).toFixed(3) } : {}) } : {};
     const profile = kernelMs && Object.fromEntries(Object.entries(kernelMs).sort((a, b) => b[1] - a[1]).map(([name, t]) => [name, +(t / f.steps).toFixed(1)]));
     if (profile) profile.other = +(ms - Object.values(kernelMs!).reduce((a, b) => a + b, 0) / f.steps).toFixed(1);
@@ -228,7 +228,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
     }
     result = {
       ...base, batch: f.batch, seq: f.seq, steps: f.steps, ...ranks, msPerStep: +ms.toFixed(1), tokensPerSecond: +(((R * N) / ms) * 1000).toFixed(1), ...(heap ? { deviceMemory: heap } : {}), ...save,
-      ...memory(trainingMemory(config, f.batch, f.seq, lora, f.zero ? R : undefined).total, read || f.save ? checkpointIoMemory(config) : 0, baseRss), peakRssMB: rss, ...(profile ? { msPerStepByKernel: profile } : {}),
+      ...memory(trainingMemory(config, f.batch, f.seq, lora, f.zero ? R : undefined).total, read || f.save ? checkpointIoMemory(config) : 0, baseRss), peakRssMB: rss, rssAfterStepsMB: rssNow, ...(profile ? { msPerStepByKernel: profile } : {}),
     };
     if (comm.rank !== 0) return backend.dispose(); // rank 0 prints the job's one line
   } else if (f.task === 'generate') {

@@ -99,7 +99,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   const p = f.resume ? await prepareResume(f, backend, zeroRanks) : kind === 'finetune' ? await prepareFinetune(f, backend, report, zeroRanks) : await prepareScratch(data, f, backend, report, zeroRanks);
   const { model, tok } = p;
   // every rank from rank 0's weights; under ZeRO-1 each loads its own part of the moments
-  const dp = new DataParallel(comm, model, { zero: f.zero });
+  const dp = await DataParallel.create(comm, model, { zero: f.zero });
   await dp.broadcastWeights();
   if (p.optimizer) await loadOptimizer(model, p.optimizer);
   run.adapterBase = p.adapterBase ?? null;

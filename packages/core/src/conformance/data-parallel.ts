@@ -17,7 +17,7 @@ export async function dataParallelAdamW(be: Backend, comm: Collective, opts: Dat
   const [B, T] = f.ref.tensors.get('inputs')!.shape;
   if (comm.size > B) throw new Error(`the fixture's batch of ${B} rows cannot be split across ${comm.size} ranks`);
   const m = new GPT2(be, f.config, comm.rank === 0 ? f.params : GPT2.initParams(f.config, comm.rank));
-  const dp = new DataParallel(comm, m, opts);
+  const dp = await DataParallel.create(comm, m, opts);
   await dp.broadcastWeights();
   // this rank's rows; its mean loss weighted by its share of the rows, so the sum across ranks is the batch mean
   const { start, count } = shardRange(B, comm.rank, comm.size);

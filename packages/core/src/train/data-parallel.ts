@@ -3,7 +3,10 @@
 // rank's loss already scaled by 1/N, so the sum is DDP's mean), a bucket at a time as backward
 // finishes it (GradBucket: a layer's tensors), so the exchange of the last layers overlaps the
 // backward of the first. Clipping and AdamW then see the same gradients on every rank, and the
-// weights stay identical. With ZeRO-1 (zero.ts) the sum is reduce-scattered instead.
+// weights stay identical. With ZeRO-1 (zero.ts) the sum is reduce-scattered instead. Host-memory
+// backends (cpu, wasm, reference) are reduced in place through `comm` (MPI); a backend whose buffers
+// live on a device through its own DeviceCollective (cuda: NCCL).
+import type { Buf, DeviceCollective } from '../backend.js';
 import { GPT2Error } from '../errors.js';
 import type { AdamWOptions, GPT2, GradBucket } from '../model/gpt2.js';
 import { PARAM_SPECS, type ParamName } from '../model/params.js';
@@ -26,12 +29,18 @@ export class DataParallel {
   /** Milliseconds spent waiting for gradient exchanges after backward (the part overlap did not hide), since the last read. */
   waitMs = 0;
 
-  constructor(readonly comm: Collective, readonly model: GPT2, opts: DataParallelOptions = {}) {
-    if (comm.size > 1 && !model.backend.hostView) {
-      throw new GPT2Error(`The ${model.backend.name} backend keeps its buffers on the device, which this data-parallel training cannot reach; train across ranks on the cpu, wasm or reference backend.`);
-    }
+  private constructor(readonly comm: Collective, readonly model: GPT2, opts: DataParallelOptions, private readonly device?: DeviceCollective) {
     this.overlap = opts.overlap ?? true;
     if (opts.zero) this.zero = new ShardedAdamW(model, comm);
+  }
+
+  /** Every rank calls it at once (a device backend joins its own communicator here). */
+  static async create(comm: Collective, model: GPT2, opts: DataParallelOptions = {}): Promise<DataParallel> {
+    const be = model.backend;
+    if (comm.size === 1 || be.hostView) return new DataParallel(comm, model, opts);
+    if (!be.deviceCollective) throw new GPT2Error(`The ${be.name} backend keeps its buffers on a device no collective library reaches; train across ranks on cuda, cpu, wasm or reference.`);
+    if (opts.zero) throw new GPT2Error(`--zero 1 shards the moments in host memory; on ${be.name} train with --zero 0 (each rank holds all of them).`);
+    return new DataParallel(comm, model, opts, await be.deviceCollective(comm));
   }
 
   get rank(): number {
@@ -54,22 +63,20 @@ export class DataParallel {
   }
 
   private reduce(b: GradBucket): void {
-    const be = this.model.backend, view = be.hostView!.bind(be);
+    const view = (b: Buf) => this.model.backend.hostView!(b);
     // each bucket is a point every rank reaches once its backward got there: a rank stuck in its compute is named
     this.comm.arrive(`step ${this.step}'s gradient exchange (${b === 'adapters' ? 'the adapters' : b[0][0] === 'wte' ? 'the embeddings' : b[0][0] === 'lnfw' ? 'the final layernorm' : `layer ${b[0][1]}`})`);
-    if (b === 'adapters') {
-      this.inflight.push(this.comm.allReduce(view(this.model.adapterBuffers().grads)));
-      return;
-    }
-    for (const [name, l] of b) {
-      this.inflight.push(this.zero ? this.zero.reduce(name, l) : this.comm.allReduce(view(this.model.piece('grads', name, l).buf)));
-    }
+    const grads = b === 'adapters' ? [this.model.adapterBuffers().grads] : b.map(([name, l]) => this.model.piece('grads', name, l).buf);
+    if (this.device) return grads.forEach((g) => this.device!.allReduce(g));
+    if (this.zero && b !== 'adapters') for (const [name, l] of b) this.inflight.push(this.zero.reduce(name, l));
+    else for (const g of grads) this.inflight.push(this.comm.allReduce(view(g)));
   }
 
   /** Waits for every bucket's exchange (starting the held ones without overlap). */
   async finish(): Promise<void> {
     for (const b of this.held.splice(0)) this.reduce(b);
     const t0 = performance.now();
+    this.device?.finish();
     await Promise.all(this.inflight.splice(0));
     this.waitMs += performance.now() - t0;
   }
@@ -99,13 +106,18 @@ export class DataParallel {
   async broadcastWeights(): Promise<void> {
     if (this.size === 1) return;
     this.comm.arrive('the start');
-    await Promise.all(this.weightViews().map((w) => this.comm.broadcast(w, 0)));
+    if (this.device) {
+      for (const w of this.weights()) this.device.broadcast(w, 0);
+      this.device.finish();
+      return;
+    }
+    await Promise.all(this.weights().map((w) => this.comm.broadcast(this.model.backend.hostView!(w), 0)));
   }
 
-  private weightViews(): Float32Array[] {
-    const be = this.model.backend, view = be.hostView!.bind(be);
-    if (this.model.lora) return [view(this.model.adapterBuffers().params)];
-    return PARAM_SPECS.flatMap((s) => Array.from({ length: s.layered ? this.model.config.nLayer : 1 }, (_, l) => view(this.model.piece('params', s.name as ParamName, l).buf)));
+  /** The weights training updates, a tensor's layer at a time (the adapters under LoRA). */
+  private weights(): Buf[] {
+    if (this.model.lora) return [this.model.adapterBuffers().params];
+    return PARAM_SPECS.flatMap((s) => Array.from({ length: s.layered ? this.model.config.nLayer : 1 }, (_, l) => this.model.piece('params', s.name as ParamName, l).buf));
   }
 
   /**
@@ -115,7 +127,9 @@ export class DataParallel {
   async checkSameWeights(step: number): Promise<void> {
     if (this.size === 1) return;
     let h = 0x811c9dc5;
-    for (const w of this.weightViews()) {
+    const be = this.model.backend;
+    for (const b of this.weights()) {
+      const w = be.hostView ? be.hostView(b) : await be.read(b);
       const u = new Uint32Array(w.buffer, w.byteOffset, w.length);
       for (let i = 0; i < u.length; i++) h = Math.imul(h ^ u[i], 16777619);
     }
