@@ -111,7 +111,7 @@ function withResumedOptions(cmd: Command, flags: TrainFlags): TrainFlags {
   const saved = (JSON.parse(readFileSync(runJson, 'utf8')) as { options: Record<string, unknown> }).options;
   const merged: Record<string, unknown> = { ...flags };
   for (const [key, value] of Object.entries(saved)) {
-    if (['resume', 'out', 'json', 'backend', 'precision'].includes(key)) continue;
+    if (['resume', 'out', 'json', 'backend', 'precision', 'overwrite'].includes(key)) continue;
     const source = cmd.getOptionValueSource(key);
     if (source === undefined || source === 'default') merged[key] = value;
   }

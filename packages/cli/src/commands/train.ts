@@ -158,9 +158,10 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
 
   // Ctrl-C (under mpirun: its SIGTERM to every rank) saves after this step; every rank agrees on which step
   let interrupted = false, stopping = false;
-  const quit = (code: number) => void leaveJob(code).then(() => process.exit(code));
+  // an agreed stop ends the job cleanly (MPI_Finalize, then exit handlers such as the lock's); a second Ctrl-C at once
+  const quit = (code: number, agreed: boolean) => void leaveJob(agreed ? 0 : code).then(() => process.exit(code));
   const onSigint = () => {
-    if (interrupted) quit(130);
+    if (interrupted) quit(130, false);
     interrupted = true;
     if (comm.size === 1) return report.line('interrupt: saving a checkpoint after this step (Ctrl-C again to quit without saving)');
     // mpirun's SIGTERM: Ctrl-C, or another rank ended (mpirun names it); it waits for the save only with a longer odls_base_sigkill_timeout (README)
@@ -264,7 +265,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   }
   if (stopping) {
     report.line(`interrupted at step ${trainer.step}; checkpoint saved to ${lastGood}. Continue with: gpt2 ${kind} --resume ${run.dir}`);
-    quit(130);
+    quit(130, true);
     return;
   }
   const modelDir = join(run.dir, 'model'), best = tracker.state.best;
