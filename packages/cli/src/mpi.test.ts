@@ -94,6 +94,9 @@ describe.skipIf(skip)('data-parallel training under mpirun', () => {
     expect(again.stderr).not.toMatch(/error/);
     expect(again.code, again.stderr).toBe(0);
     expect(JSON.parse(again.stdout).steps).toBe(last + 2);
+    // the steps the killed job logged past its last checkpoint are not counted twice
+    const steps = readFileSync(join(dir, 'killed', 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l).step as number);
+    expect(steps).toEqual(Array.from({ length: last + 2 }, (_, i) => i + 1));
   });
 
   it('a stalled rank is named when the collective timeout passes, and the job stops', async () => {

@@ -221,6 +221,12 @@ export class RunDir {
     }
   }
 
+  /** On resume: drops the metrics of steps past the checkpoint (a run killed after it logged them), so no step appears twice. */
+  async forgetMetricsAfter(step: number): Promise<void> {
+    const kept = (await this.readMetrics()).filter((m) => m.step <= step);
+    await writeFileAtomic(join(this.dir, 'metrics.jsonl'), kept.map((m) => JSON.stringify(m) + '\n').join(''));
+  }
+
   async readMetrics(): Promise<Record<string, number>[]> {
     const p = join(this.dir, 'metrics.jsonl');
     if (!existsSync(p)) return [];
@@ -298,6 +304,7 @@ export class FollowerRunDir extends RunDir {
   override async clear(): Promise<void> {}
   override async init(): Promise<void> {}
   override async metric(): Promise<void> {}
+  override async forgetMetricsAfter(): Promise<void> {}
   override async readMetrics(): Promise<Record<string, number>[]> {
     return [];
   }

@@ -151,6 +151,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     report.line(`--overwrite: removing the old run in ${run.dir}`);
     await run.clear(); // only now that the new model and data have loaded
   }
+  if (p.resumedState) await run.forgetMetricsAfter(p.resumedState.step);
   await run.init({ command: kind, data, options: { ...f, steps, blockSize: block }, model: model.config, tokenizerVocab: tok.vocabSize, backend: backend.name, ranks: comm.size });
   const lc = model.lora?.config;
   const trained = lc ? ` (LoRA r=${lc.r}, alpha ${lc.alpha} on ${lc.targets.join(', ')}: ${model.trainableParams.toLocaleString('en-US')} trained, the rest frozen)` : '';
