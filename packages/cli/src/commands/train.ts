@@ -391,14 +391,10 @@ async function sameEverywhere(comm: Collective, train: Tokens, val: Tokens | und
   mine.set(hash([bytes(train), '|', bytes(val)]), 0);
   mine.set(hash([JSON.stringify(flags)]), 32);
   const all = await comm.allGatherBytes(mine);
-  const name = new Uint8Array(64);
-  new TextEncoder().encodeInto(comm.host, name);
-  const hosts = await comm.allGatherBytes(name);
-  const host = (r: number) => new TextDecoder().decode(hosts[r]).replace(/\0+$/, '');
   for (let r = 1; r < all.length; r++) {
-    const where = `rank ${r} (${host(r)})`;
-    if (!equal(all[r].subarray(32), all[0].subarray(32))) throw new GPT2Error(`${where} was started with other options or data paths than rank 0 (${host(0)}); start every rank with the same command.`);
-    if (!equal(all[r].subarray(0, 32), all[0].subarray(0, 32))) throw new GPT2Error(`${where} read other training data than rank 0 (${host(0)}) from the same paths; every machine needs the same files at the same paths.`);
+    const where = `rank ${r} (${comm.hosts[r]})`;
+    if (!equal(all[r].subarray(32), all[0].subarray(32))) throw new GPT2Error(`${where} was started with other options or data paths than rank 0 (${comm.hosts[0]}); start every rank with the same command.`);
+    if (!equal(all[r].subarray(0, 32), all[0].subarray(0, 32))) throw new GPT2Error(`${where} read other training data than rank 0 (${comm.hosts[0]}) from the same paths; every machine needs the same files at the same paths.`);
   }
 }
 

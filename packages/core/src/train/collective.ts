@@ -10,6 +10,8 @@ export interface Collective {
   readonly size: number;
   /** This rank's machine, for messages. */
   readonly host: string;
+  /** Every rank's machine, by rank. */
+  readonly hosts: readonly string[];
   /** x = op over every rank's x, in place. */
   allReduce(x: Float32Array | Float64Array, op?: ReduceOp): Promise<void>;
   /** mine = rank r's part ([S*r/N, S*(r+1)/N), shardRange) of the sum of every rank's whole (S elements). */
@@ -38,6 +40,7 @@ export const singleProcess: Collective = {
   rank: 0,
   size: 1,
   host: 'localhost',
+  hosts: ['localhost'],
   allReduce: async () => {},
   reduceScatter: async (whole, mine) => mine.set(whole.subarray(0, mine.length)),
   allGather: async () => {},

@@ -22,6 +22,7 @@ interface Piece {
 
 export class ShardedAdamW implements OptimizerState {
   readonly pieces: Piece[] = [];
+  private readonly byName = new Map<string, Piece>(); // `${name}.${layer}`: backward's buckets name them so
   readonly length: number; // elements this rank holds of each of m, v and the gradient
   private readonly be: Backend;
   private grads: Buf; // this rank's part of the summed gradients
@@ -38,7 +39,9 @@ export class ShardedAdamW implements OptimizerState {
       for (let l = 0; l < (spec.layered ? model.config.nLayer : 1); l++) {
         const { buf, offset } = model.piece('params', name, l);
         const { start, count } = shardRange(buf.length, comm.rank, comm.size);
-        this.pieces.push({ name, layer: l, offset, stride: buf.length, start, count, at, decay: spec.decay });
+        const p = { name, layer: l, offset, stride: buf.length, start, count, at, decay: spec.decay };
+        this.pieces.push(p);
+        this.byName.set(`${name}.${l}`, p);
         at += count;
       }
     }
@@ -47,17 +50,13 @@ export class ShardedAdamW implements OptimizerState {
     model.optimizerState = this;
   }
 
-  private pieceOf(name: ParamName, layer: number): Piece {
-    return this.pieces.find((p) => p.name === name && p.layer === layer)!;
-  }
-
   private part(buf: Buf, p: Piece): Buf {
     return this.be.view(buf, p.at, p.count);
   }
 
   /** Sums a bucket's gradients across ranks into this rank's parts. */
   reduce(name: ParamName, layer: number): Promise<void> {
-    const p = this.pieceOf(name, layer), g = this.model.piece('grads', name, layer).buf;
+    const p = this.byName.get(`${name}.${layer}`)!, g = this.model.piece('grads', name, layer).buf;
     return this.comm.reduceScatter(this.be.hostView!(g), this.be.hostView!(this.part(this.grads, p)));
   }
 
