@@ -200,7 +200,7 @@ KERNEL(MatmulInt8Forward, 9, matmul_int8_forward(F(0), F(1), F(2), (const int8_t
 KERNEL(MatmulBackward, 9, matmul_backward(F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7), N_(8)))
 KERNEL(AttentionForward, 7, attention_forward(F(0), F(1), F(2), N_(3), N_(4), N_(5), N_(6)))
 KERNEL(AttentionBackward, 9, attention_backward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7), N_(8)))
-KERNEL(AttentionDecode, 10, attention_decode(F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
+KERNEL(AttentionDecode, 10, attention_decode(F(0), F(1), F(2), F(3), I(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
 KERNEL(GeluForward, 3, gelu_forward(F(0), F(1), L_(2)))
 KERNEL(GeluBackward, 4, gelu_backward(F(0), F(1), F(2), L_(3)))
 KERNEL(ScaledDropout, 6, scaled_dropout(F(0), F(1), (float)a[2], U_(3), U_(4), L_(5)))

@@ -172,21 +172,23 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
   }
 }
 
-// Writes T new positions' k, v into the caches (B,NH,maxT,HS) at pos, then attends each new query
-// over cache positions 0 .. its own; parallel over (b, h)
-void attention_decode(float *out, const float *qkv, float *kc, float *vc, int B, int T, int pos, int NH, int HS, int maxT) {
+// Row b writes its T new positions' k, v into the caches (B,NH,maxT,HS) at pos[b], then attends
+// each new query over cache positions 0 .. its own; a row with pos[b] < 0 is skipped. Parallel
+// over (b, h)
+void attention_decode(float *out, const float *qkv, float *kc, float *vc, const int *pos, int B, int T, int NH, int HS, int maxT) {
   const int C = NH * HS;
 #pragma omp parallel for schedule(static)
   for (int u = 0; u < B * NH; u++) {
-    const int b = u / NH, h = u % NH;
+    const int b = u / NH, h = u % NH, p0 = pos[b];
+    if (p0 < 0) continue;
     float *kh = kc + (int64_t)u * maxT * HS, *vh = vc + (int64_t)u * maxT * HS;
     const float *q = qkv + (int64_t)b * T * 3 * C + h * HS;
     for (int t = 0; t < T; t++)
       for (int d = 0; d < HS; d++) {
-        kh[(pos + t) * HS + d] = q[(int64_t)t * 3 * C + C + d];
-        vh[(pos + t) * HS + d] = q[(int64_t)t * 3 * C + 2 * C + d];
+        kh[(p0 + t) * HS + d] = q[(int64_t)t * 3 * C + C + d];
+        vh[(p0 + t) * HS + d] = q[(int64_t)t * 3 * C + 2 * C + d];
       }
-    attend(out + ((int64_t)b * T * C + h * HS), C, q, 3 * C, kh, vh, HS, T, pos, HS);
+    attend(out + ((int64_t)b * T * C + h * HS), C, q, 3 * C, kh, vh, HS, T, p0, HS);
   }
 }
 

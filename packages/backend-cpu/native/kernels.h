@@ -35,7 +35,7 @@ void matmul_int8_forward(float *out, float *pre, const float *inp, const int8_t 
 // attention.cc
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int NH, int HS);
-void attention_decode(float *out, const float *qkv, float *kcache, float *vcache, int B, int T, int pos, int NH, int HS, int maxT);
+void attention_decode(float *out, const float *qkv, float *kcache, float *vcache, const int *pos, int B, int T, int NH, int HS, int maxT);
 // gelu.cc
 void gelu_forward(float *out, const float *inp, int64_t N);
 void gelu_backward(float *dinp, const float *inp, const float *dout, int64_t N);

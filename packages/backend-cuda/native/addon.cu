@@ -240,7 +240,7 @@ static napi_value AttentionBackward(napi_env env, napi_callback_info info) {
   launch_attention_backward(stream, scratchD, F(0), F(1), F(2), F(3), F(4), B, T, NH, HS);
   return undef(env);
 }
-KERNEL(AttentionDecode, 10, launch_attention_decode(stream, F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
+KERNEL(AttentionDecode, 10, launch_attention_decode(stream, F(0), F(1), F(2), F(3), I(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
 KERNEL(GeluForward, 3, launch_gelu_forward(stream, F(0), F(1), L_(2)))
 KERNEL(GeluBackward, 4, launch_gelu_backward(stream, F(0), F(1), F(2), L_(3)))
 KERNEL(ScaledDropout, 6, launch_scaled_dropout(stream, F(0), F(1), (float)a[2], U_(3), U_(4), L_(5)))

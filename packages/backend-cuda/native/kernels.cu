@@ -241,23 +241,26 @@ __global__ void attention_bwd_kv(float *dqkv, const float *dout, const float *qk
 #pragma unroll
   for (int d = 0; d < HS; d++) { dko[d] += dk[d]; dko[C + d] += dv[d]; }
 }
-__global__ void kv_write(float *kc, float *vc, const float *qkv, int B, int T, int pos, int NH, int HS, int maxT) {
+// row b's T new k, v at cache positions pos[b] ..; a row with pos[b] < 0 is skipped
+__global__ void kv_write(float *kc, float *vc, const float *qkv, const int *pos, int B, int T, int NH, int HS, int maxT) {
   int C = NH * HS;
   int64_t i = (int64_t)blockIdx.x * WG + threadIdx.x;
   if (i >= (int64_t)B * T * C) return;
-  int c = i % C, t = (i / C) % T, b = i / ((int64_t)C * T), h = c / HS, d = c % HS;
-  int64_t src = (int64_t)(b * T + t) * 3 * C + c, dst = ((int64_t)(b * NH + h) * maxT + pos + t) * HS + d;
+  int c = i % C, t = (i / C) % T, b = i / ((int64_t)C * T), h = c / HS, d = c % HS, p0 = pos[b];
+  if (p0 < 0) return;
+  int64_t src = (int64_t)(b * T + t) * 3 * C + c, dst = ((int64_t)(b * NH + h) * maxT + p0 + t) * HS + d;
   kc[dst] = qkv[src + C];
   vc[dst] = qkv[src + 2 * C];
 }
 template <int HS_T>
-__global__ void attention_decode(float *out, const float *qkv, const float *kc, const float *vc, int B, int T, int pos, int NH, int hs, int maxT) {
+__global__ void attention_decode(float *out, const float *qkv, const float *kc, const float *vc, const int *pos, int B, int T, int NH, int hs, int maxT) {
   const int HS = HS_(HS_T, hs);
   int i = blockIdx.x * WG + threadIdx.x;
   if (i >= B * NH * T) return;
-  int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS;
+  int t = i % T, h = (i / T) % NH, b = i / (T * NH), C = NH * HS, p0 = pos[b];
+  if (p0 < 0) return; // an empty slot: nothing written
   int64_t cache = (int64_t)(b * NH + h) * maxT * HS;
-  attend_row<HS_T>(out + (int64_t)(b * T + t) * C + h * HS, qkv + (int64_t)(b * T + t) * 3 * C + h * HS, kc + cache, vc + cache, HS, pos + t + 1, hs);
+  attend_row<HS_T>(out + (int64_t)(b * T + t) * C + h * HS, qkv + (int64_t)(b * T + t) * 3 * C + h * HS, kc + cache, vc + cache, HS, p0 + t + 1, hs);
 }
 
 // Launches kernel<HS> for a head size with a register build, else kernel<0>.
@@ -398,9 +401,9 @@ void launch_attention_backward(cudaStream_t s, float *D, float *dqkv, const floa
   BY_HS(HS, attention_bwd_q, blocks(B * NH * T), s, dqkv, dout, qkv, lse, D, B, T, NH, HS);
   BY_HS(HS, attention_bwd_kv, blocks(B * NH * T), s, dqkv, dout, qkv, lse, D, B, T, NH, HS);
 }
-void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float *kc, float *vc, int B, int T, int pos, int NH, int HS, int maxT) {
-  kv_write<<<blocks((int64_t)B * T * NH * HS), WG, 0, s>>>(kc, vc, qkv, B, T, pos, NH, HS, maxT);
-  BY_HS(HS, attention_decode, blocks(B * NH * T), s, out, qkv, kc, vc, B, T, pos, NH, HS, maxT);
+void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float *kc, float *vc, const int *pos, int B, int T, int NH, int HS, int maxT) {
+  kv_write<<<blocks((int64_t)B * T * NH * HS), WG, 0, s>>>(kc, vc, qkv, pos, B, T, NH, HS, maxT);
+  BY_HS(HS, attention_decode, blocks(B * NH * T), s, out, qkv, kc, vc, pos, B, T, NH, HS, maxT);
 }
 void launch_gelu_forward(cudaStream_t s, float *out, const float *inp, int64_t N) { gelu_fwd<<<blocks(N), WG, 0, s>>>(out, inp, N); }
 void launch_gelu_backward(cudaStream_t s, float *dinp, const float *inp, const float *dout, int64_t N) { gelu_bwd<<<blocks(N), WG, 0, s>>>(dinp, inp, dout, N); }

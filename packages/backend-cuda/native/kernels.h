@@ -13,7 +13,7 @@ void launch_add_bias(cudaStream_t s, float *out, const float *bias, int N, int O
 void launch_bias_grad(cudaStream_t s, float *dbias, const float *dout, int N, int OUT);
 void launch_attention_forward(cudaStream_t s, float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
 void launch_attention_backward(cudaStream_t s, float *D, float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T, int NH, int HS);
-void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float *kc, float *vc, int B, int T, int pos, int NH, int HS, int maxT);
+void launch_attention_decode(cudaStream_t s, float *out, const float *qkv, float *kc, float *vc, const int *pos, int B, int T, int NH, int HS, int maxT);
 void launch_gelu_forward(cudaStream_t s, float *out, const float *inp, int64_t N);
 void launch_gelu_backward(cudaStream_t s, float *dinp, const float *inp, const float *dout, int64_t N);
 // threshold = floor(p * 2^32) and mult = scale / (1 - p) as float, both computed on the host in double (dropout.ts)

@@ -67,7 +67,7 @@ export async function createCudaBackend(opts: CudaBackendOptions = {}): Promise<
     matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => call('matmulBackward', p(dinp), p(dw), p(dbias), p(dout), p(inp), p(w), N, IN, OUT, mode),
     attentionForward: (out, lse, qkv, B, T, NH, HS) => call('attentionForward', p(out), p(lse), p(qkv), B, T, NH, HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) => call('attentionBackward', p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS),
-    attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) => call('attentionDecode', p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT),
+    attentionDecode: (out, qkv, kc, vc, pos, B, T, NH, HS, maxT) => call('attentionDecode', p(out), p(qkv), p(kc), p(vc), p(pos), B, T, NH, HS, maxT),
     geluForward: (out, inp, N) => call('geluForward', p(out), p(inp), N),
     geluBackward: (dinp, inp, dout, N) => call('geluBackward', p(dinp), p(inp), p(dout), N),
     // the mask's threshold and the kept elements' multiplier from the host in double precision (dropout.ts)

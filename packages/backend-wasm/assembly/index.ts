@@ -449,11 +449,14 @@ export function attention_backward(dqkv: usize, dout: usize, qkv: usize, out: us
   return 0;
 }
 
-// writes k, v of T new positions into the caches (B,NH,maxT,HS) at pos, then attends; pairs [s, e)
-export function attention_decode(out: usize, qkv: usize, kc: usize, vc: usize, B: i32, T: i32, pos: i32, NH: i32, HS: i32, maxT: i32, s: i32, e: i32): f64 {
+// row b writes k, v of its T new positions into the caches (B,NH,maxT,HS) at pos[b] (i32, B), then
+// attends; a row with pos[b] < 0 is skipped; pairs [s, e)
+export function attention_decode(out: usize, qkv: usize, kc: usize, vc: usize, posp: usize, B: i32, T: i32, NH: i32, HS: i32, maxT: i32, s: i32, e: i32): f64 {
   const C = NH * HS, C3 = 3 * C, sc: f32 = 1 / Mathf.sqrt(<f32>HS), hsB = <usize>HS << 2;
   for (let p = s; p < e; p++) {
     const b = p / NH, h = p % NH;
+    const pos = load<i32>(posp + (<usize>b << 2));
+    if (pos < 0) continue;
     const cache = <usize>((b * NH + h) * maxT) * hsB;
     for (let t = 0; t < T; t++) {
       const src = qkv + (<usize>((b * T + t) * C3 + h * HS) << 2), dst = cache + <usize>(pos + t) * hsB;

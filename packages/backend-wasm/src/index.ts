@@ -202,8 +202,9 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
     attentionForward: (out, lse, qkv, B, T, NH, HS) => void dispatch('attention_forward', [p(out), p(lse), p(qkv), B, T, NH, HS], B * NH, 1, B * NH * T * T * HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) =>
       void dispatch('attention_backward', [p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS], B * NH, 1, B * NH * T * T * HS * 2),
-    attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) =>
-      void dispatch('attention_decode', [p(out), p(qkv), p(kc), p(vc), B, T, pos, NH, HS, maxT], B * NH, 1, B * NH * T * (pos + T) * HS),
+    // the rows' positions live in device memory: the work estimate takes the whole cache
+    attentionDecode: (out, qkv, kc, vc, pos, B, T, NH, HS, maxT) =>
+      void dispatch('attention_decode', [p(out), p(qkv), p(kc), p(vc), p(pos), B, T, NH, HS, maxT], B * NH, 1, B * NH * T * maxT * HS),
     geluForward: (out, inp, N) => void dispatch('gelu_forward', [p(out), p(inp)], N, 16, N * 20),
     geluBackward: (dinp, inp, dout, N) => void dispatch('gelu_backward', [p(dinp), p(inp), p(dout)], N, 16, N * 20),
     crossEntropyForward: (losses, hits, logits, targets, N, V) => void dispatch('cross_entropy_forward', [p(losses), p(hits), p(logits), p(targets), N, V], N, 1, N * V * 4),

@@ -91,10 +91,10 @@ export function splitKernels(rt: Runtime, scratch: Scratch, halves: HalfWeights 
         attentionBackward(rt, scratch('attentionD', nb * NH * T), sub(dqkv, b0 * 3 * T * C, nb * 3 * T * C), sub(dout, b0 * T * C, nb * T * C),
           sub(qkv, b0 * 3 * T * C, nb * 3 * T * C), sub(out, b0 * T * C, nb * T * C), sub(lse, b0 * NH * T, nb * NH * T), nb, T, NH, HS));
     },
-    attentionDecode: (out, qkv, kc, vc, B, T, pos, NH, HS, maxT) => {
+    attentionDecode: (out, qkv, kc, vc, pos, B, T, NH, HS, maxT) => {
       const C = NH * HS, cache = NH * maxT * HS;
       byRows(B, Math.max(3 * T * C, cache), (b0, nb) =>
-        attentionDecode(rt, sub(out, b0 * T * C, nb * T * C), sub(qkv, b0 * 3 * T * C, nb * 3 * T * C), sub(kc, b0 * cache, nb * cache), sub(vc, b0 * cache, nb * cache), nb, T, pos, NH, HS, maxT));
+        attentionDecode(rt, sub(out, b0 * T * C, nb * T * C), sub(qkv, b0 * 3 * T * C, nb * 3 * T * C), sub(kc, b0 * cache, nb * cache), sub(vc, b0 * cache, nb * cache), sub(pos, b0, nb), nb, T, NH, HS, maxT));
     },
     geluForward: (out, inp, N) => byRows(N, 1, (i, n) => geluForward(rt, sub(out, i, n), sub(inp, i, n), n)),
     geluBackward: (dinp, inp, dout, N) => byRows(N, 1, (i, n) => geluBackward(rt, sub(dinp, i, n), sub(inp, i, n), sub(dout, i, n), n)),

@@ -12,7 +12,7 @@
 // - fused where a pass over memory is saved (llm.c's fused kernels): the residual add with the
 //   layernorm after it, the MLP's first matmul with its GELU, the classifier's loss with its
 //   gradient;
-// - integer buffers (tokens, targets) are 'i32'; everything else is 'f32'.
+// - integer buffers (tokens, targets, attentionDecode's positions) are 'i32'; everything else is 'f32'.
 
 import { GPT2Error } from './errors.js';
 import type { Precision } from './precision.js';
@@ -81,12 +81,15 @@ export interface Kernels {
     dqkv: Buf, dout: Buf, qkv: Buf, out: Buf, lse: Buf, B: number, T: number, NH: number, HS: number,
   ): void;
   /**
-   * Cached attention for generation: writes the k and v of T new positions (pos .. pos+T-1) of
-   * qkv (B,T,3C) into kCache and vCache (B,NH,maxT,HS), then attends each new query causally over
-   * cache positions 0 .. its own. out (B,T,C). T = prompt length is the prefill, T = 1 a decode step.
+   * Cached attention for generation, each row at its own position: pos (B) 'i32' holds row b's
+   * cache length before these T positions. Row b writes the k and v of its T new positions of qkv
+   * (B,T,3C) at pos[b] .. pos[b]+T-1 of its rows of kCache and vCache (B,NH,maxT,HS), then attends
+   * its query t causally over cache positions 0 .. pos[b]+t. out (B,T,C). A row with pos[b] < 0 is
+   * an empty slot, skipped: neither its cache rows nor its out rows are written. T = prompt length
+   * is the prefill, T = 1 a decode step (rows of a batch may then sit at different positions).
    */
   attentionDecode(
-    out: Buf, qkv: Buf, kCache: Buf, vCache: Buf, B: number, T: number, pos: number, NH: number, HS: number,
+    out: Buf, qkv: Buf, kCache: Buf, vCache: Buf, pos: Buf, B: number, T: number, NH: number, HS: number,
     maxT: number,
   ): void;
 

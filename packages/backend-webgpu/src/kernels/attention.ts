@@ -191,8 +191,9 @@ var<workgroup> Ds: array<f32, 32>;
   }
 }`;
 
-// cache write: one thread per (b, t, c) of the new positions' k and v
-const KV_WRITE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read_write'], ['vc', 'f32', 'read_write']], [...SIZES, ['pos', 'u32'], ['maxT', 'u32']]) + LINEAR + `
+// cache write: one thread per (b, t, c) of the new positions' k and v, row b's at pos[b] (none for
+// a row with pos[b] < 0)
+const KV_WRITE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read_write'], ['vc', 'f32', 'read_write'], ['pos', 'i32', 'read']], [...SIZES, ['maxT', 'u32']]) + LINEAR + `
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let C = P.NH * P.HS;
@@ -203,8 +204,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let b = i / (C * P.T);
   let h = c / P.HS;
   let d = c % P.HS;
+  let p0 = pos[P.o_pos + b];
+  if (p0 < 0) { return; }
   let src = P.o_qkv + (b * P.T + t) * 3u * C + c;
-  let dst = ((b * P.NH + h) * P.maxT + P.pos + t) * P.HS + d;
+  let dst = ((b * P.NH + h) * P.maxT + u32(p0) + t) * P.HS + d;
   kc[P.o_kc + dst] = qkv[src + C];
   vc[P.o_vc + dst] = qkv[src + 2u * C];
 }`;
@@ -212,9 +215,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 // Decoding (flash-decoding): one workgroup of SPLIT threads per query row, since a decode step
 // has only B * NH rows. Thread j takes cache positions j, j + SPLIT, ... with its own online
 // softmax; the partial maxima, sums and outputs are then merged through workgroup memory, the
-// outputs 32 dimensions at a time.
+// outputs 32 dimensions at a time. Row b's query t sees cache positions 0 .. pos[b] + t; a row with
+// pos[b] < 0 computes nothing and writes nothing (its workgroup still meets every barrier).
 const SPLIT = 64;
-const DECODE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read'], ['vc', 'f32', 'read'], ['out', 'f32', 'read_write']], [...SIZES, ['pos', 'u32'], ['maxT', 'u32']]) + LINEAR + ONLINE + `
+const DECODE = header([['qkv', 'f32', 'read'], ['kc', 'f32', 'read'], ['vc', 'f32', 'read'], ['pos', 'i32', 'read'], ['out', 'f32', 'read_write']], [...SIZES, ['maxT', 'u32']]) + LINEAR + ONLINE + `
 var<workgroup> Ms: array<f32, ${SPLIT}>;
 var<workgroup> Ls: array<f32, ${SPLIT}>;
 var<workgroup> Os: array<f32, ${SPLIT * 32}>; // [thread][32 dimensions]
@@ -222,10 +226,13 @@ var<workgroup> Os: array<f32, ${SPLIT * 32}>; // [thread][32 dimensions]
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let g = group(wid, nwg); // one workgroup per row${ROW_OF('g')}  let q = P.o_qkv + (b * P.T + t) * 3u * C + h * P.HS;
   let cache = (b * P.NH + h) * P.maxT * P.HS;
+  let p0 = pos[P.o_pos + b];
+  let live = p0 >= 0;
+  let last = select(0u, u32(p0) + t, live);
   var o: array<f32, ${MAX_HS}>;
   var m = -3.0e38;
   var l = 0.0;
-  for (var t2 = lid.x; t2 <= P.pos + t; t2 += ${SPLIT}u) {
+  for (var t2 = lid.x; live && t2 <= last; t2 += ${SPLIT}u) {
     let k = P.o_kc + cache + t2 * P.HS;
     var s = 0.0;
     for (var d = 0u; d < P.HS; d++) { s += qkv[q + d] * kc[k + d]; }
@@ -245,7 +252,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var d0 = 0u; d0 < P.HS; d0 += 32u) {
     for (var d = 0u; d < 32u; d++) { Os[lid.x * 32u + d] = o[min(d0 + d, ${MAX_HS - 1}u)] * f; }
     workgroupBarrier();
-    if (lid.x < 32u && d0 + lid.x < P.HS) {
+    if (live && lid.x < 32u && d0 + lid.x < P.HS) {
       var s = 0.0;
       for (var i = 0u; i < ${SPLIT}u; i++) { s += Os[i * 32u + lid.x]; }
       out[oo + d0 + lid.x] = s / gl;
@@ -272,8 +279,8 @@ export function attentionBackward(rt: Runtime, scratchD: GpuBuf, dqkv: GpuBuf, d
   rt.dispatch(rt.pipeline('attention_bwd_kv', BWD_KV), [dout, qkv, lse, scratchD, dqkv], [B, T, NH, HS], tiles(B, T, NH));
 }
 
-export function attentionDecode(rt: Runtime, out: GpuBuf, qkv: GpuBuf, kc: GpuBuf, vc: GpuBuf, B: number, T: number, pos: number, NH: number, HS: number, maxT: number): void {
+export function attentionDecode(rt: Runtime, out: GpuBuf, qkv: GpuBuf, kc: GpuBuf, vc: GpuBuf, pos: GpuBuf, B: number, T: number, NH: number, HS: number, maxT: number): void {
   checkHS(HS);
-  rt.dispatch(rt.pipeline('attention_kv_write', KV_WRITE), [qkv, kc, vc], [B, T, NH, HS, pos, maxT], Math.ceil((B * T * NH * HS) / WG));
-  rt.dispatch(rt.pipeline('attention_decode', DECODE), [qkv, kc, vc, out], [B, T, NH, HS, pos, maxT], B * NH * T);
+  rt.dispatch(rt.pipeline('attention_kv_write', KV_WRITE), [qkv, kc, vc, pos], [B, T, NH, HS, maxT], Math.ceil((B * T * NH * HS) / WG));
+  rt.dispatch(rt.pipeline('attention_decode', DECODE), [qkv, kc, vc, pos, out], [B, T, NH, HS, maxT], B * NH * T);
 }

@@ -146,7 +146,7 @@ function decodeCase(B: number, T0: number, steps: number, NH: number, HS: number
       let pos = 0;
       for (const n of [T0, ...Array(steps).fill(1)] as number[]) {
         const out = be.alloc(B * n * C);
-        be.kernels.attentionDecode(out, c.buf(rows(qkv, pos, n, 3 * C)), kc, vc, B, n, pos, NH, HS, maxT);
+        be.kernels.attentionDecode(out, c.buf(rows(qkv, pos, n, 3 * C)), kc, vc, c.ibuf(new Int32Array(B).fill(pos)), B, n, NH, HS, maxT);
         await c.expect(`attentionDecode out at pos ${pos}`, out, rows(want, pos, n, C), 1e-5);
         pos += n;
       }
@@ -161,6 +161,77 @@ function decodeCase(B: number, T0: number, steps: number, NH: number, HS: number
             }
       await c.expect('attentionDecode kCache', kc, kWant, 0, 0);
       await c.expect('attentionDecode vCache', vc, vWant, 0, 0);
+    },
+  };
+}
+
+// Rows at different positions (continuous batching): each row's prompt (lens[b] positions) is
+// prefilled alone by B=1 calls on views of its cache rows, in two pieces where it is long enough;
+// then every row takes a batched step of 2 positions and `steps` steps of 1, each at its own
+// position. In some steps a row sits out (pos -1): its out rows keep a sentinel and its cache rows
+// are not written. Every output must equal full causal attention over the row's sequence, and the
+// caches must hold exactly the k, v of the positions each row has taken, zeros past them.
+function raggedDecodeCase(lens: number[], steps: number, NH: number, HS: number, maxT: number): KernelCase {
+  return {
+    name: `attentionDecode rows at different positions lens=${lens.join(',')} steps=${steps} NH=${NH} HS=${HS} maxT=${maxT}`,
+    async run(be) {
+      const B = lens.length, c = new Ctx(be, 777 + lens.reduce((a, x) => a * 31 + x, 0) + NH + HS);
+      const C = NH * HS, T = Math.max(...lens) + 2 + steps, per = NH * maxT * HS, SENTINEL = 7.5;
+      if (T > maxT) throw new Error(`raggedDecodeCase: ${T} positions past maxT ${maxT}`);
+      const qkv = c.rand(B * T * 3 * C, 2), want = ref.attention(qkv, B, T, NH, HS).out;
+      const kc = be.alloc(B * per), vc = be.alloc(B * per);
+      // positions [t0, t0+n) of row b, as (n, X)
+      const at = (a: F64, b: number, t0: number, n: number, X: number) => a.subarray((b * T + t0) * X, (b * T + t0 + n) * X);
+      const cur = lens.map(() => 0); // positions each row holds
+      const expectCaches = async (when: string) => {
+        const kWant = new Float64Array(B * per), vWant = new Float64Array(B * per);
+        for (let b = 0; b < B; b++)
+          for (let h = 0; h < NH; h++)
+            for (let t = 0; t < cur[b]; t++)
+              for (let i = 0; i < HS; i++) {
+                const src = (b * T + t) * 3 * C + h * HS + i, dst = ((b * NH + h) * maxT + t) * HS + i;
+                kWant[dst] = qkv[src + C];
+                vWant[dst] = qkv[src + 2 * C];
+              }
+        await c.expect(`attentionDecode kCache ${when}`, kc, kWant, 0, 0);
+        await c.expect(`attentionDecode vCache ${when}`, vc, vWant, 0, 0);
+      };
+      // prefill, a row at a time (B=1 on views of its cache rows)
+      for (let b = 0; b < B; b++) {
+        for (const n of lens[b] > 3 ? [lens[b] - 2, 2] : [lens[b]]) {
+          const out = be.alloc(n * C);
+          be.kernels.attentionDecode(out, c.buf(at(qkv, b, cur[b], n, 3 * C)), be.view(kc, b * per, per), be.view(vc, b * per, per), c.ibuf(Int32Array.of(cur[b])), 1, n, NH, HS, maxT);
+          await c.expect(`attentionDecode prefill row ${b} out at pos ${cur[b]}`, out, at(want, b, cur[b], n, C), 1e-5);
+          cur[b] += n;
+        }
+      }
+      await expectCaches('after prefill');
+      // batched steps, every row at its own position: one of 2 positions, then single ones
+      const plan = [2, ...Array<number>(steps).fill(1)];
+      for (let s = 0; s < plan.length; s++) {
+        const n = plan[s];
+        const skip = s === 2 ? Math.min(1, B - 1) : s === plan.length - 1 ? 0 : -1; // a row that sits out
+        const pos = Int32Array.from(cur, (p, b) => (b === skip ? -1 : p));
+        const x = new Float64Array(B * n * 3 * C), o = new Float64Array(B * n * C).fill(SENTINEL);
+        for (let b = 0; b < B; b++) {
+          if (b === skip) x.set(c.rand(n * 3 * C, 2), b * n * 3 * C); // never to be written anywhere
+          else {
+            x.set(at(qkv, b, cur[b], n, 3 * C), b * n * 3 * C);
+            o.set(at(want, b, cur[b], n, C), b * n * C);
+          }
+        }
+        const out = c.buf(new Float64Array(B * n * C).fill(SENTINEL));
+        be.kernels.attentionDecode(out, c.buf(x), kc, vc, c.ibuf(pos), B, n, NH, HS, maxT);
+        const what = `attentionDecode step ${s} (T=${n}) at positions ${Array.from(pos).join(',')}`;
+        await c.expect(`${what} out`, out, o, 1e-5);
+        if (skip >= 0) {
+          const got = (await be.read(out)).subarray(skip * n * C, (skip + 1) * n * C);
+          if (got.some((v) => v !== SENTINEL)) throw new Error(`${what}: row ${skip} (pos -1) had its out rows written`);
+        }
+        for (let b = 0; b < B; b++) if (b !== skip) cur[b] += n;
+        if (skip >= 0) await expectCaches(`after ${what}`);
+      }
+      await expectCaches('at the end');
     },
   };
 }
@@ -353,6 +424,8 @@ export function kernelCases(): KernelCase[] {
     decodeCase(2, 5, 4, 3, 16, 12),
     decodeCase(1, 1, 6, 2, 8, 7),
     decodeCase(1, 70, 3, 2, 48, 80), // past 64 cache positions, and a head wider than 32
+    raggedDecodeCase([5, 1, 9], 4, 3, 16, 20),
+    raggedDecodeCase([70, 3, 66, 12], 3, 2, 48, 80), // rows on both sides of 64 cache positions
     frozenMatmulCase(37, 48, 144, false),
     frozenMatmulCase(5, 64, 3072, true),
     geluCase(1),

@@ -695,27 +695,35 @@ export class GPT2 {
 }
 
 /**
- * Cached decoding: `feed` runs T new tokens of each of B sequences at the cache's current
- * position (the prompt at once for prefill, then one token a step) and returns the logits
- * (B,V) of the last new position. Past positions are never recomputed.
+ * Cached decoding for B rows (sequences), each at its own length: `feed` runs T new tokens of every
+ * row (the prompt at once for prefill, then one token a step) and returns the logits (B,V) of each
+ * row's last new position; `feedRow` prefills or extends one row alone and `step` runs one token of
+ * the rows that are active, so rows come and go (continuous batching: `clearRow` frees a slot).
+ * Past positions are never recomputed.
  */
 export class KVCache {
   readonly B: number;
   readonly maxT: number;
-  pos = 0;
+  /** (B) the tokens each row holds. */
+  readonly lengths: Int32Array;
+  private kbuf: Buf; // (L,B,NH,maxT,HS)
+  private vbuf: Buf;
   private k: Buf[]; // per layer (B,NH,maxT,HS)
   private v: Buf[];
-  private scratchT = 0;
+  private scratchN = 0;
   private s?: {
-    tokens: Buf; x: Buf; ln: Buf; mean: Buf; rstd: Buf; qkv: Buf; atty: Buf; proj: Buf; fch: Buf; fchGelu: Buf; logits: Buf;
+    tokens: Buf; pos: Buf; x: Buf; ln: Buf; mean: Buf; rstd: Buf; qkv: Buf; atty: Buf; proj: Buf; fch: Buf; fchGelu: Buf; logits: Buf;
   };
 
   constructor(private readonly model: GPT2, B: number, maxT: number) {
     const { nEmbd: C, nLayer: L } = model.config;
     this.B = B;
     this.maxT = maxT;
+    this.lengths = new Int32Array(B);
     const be = model.backend;
     const kbuf = be.alloc(L * B * maxT * C), vbuf = be.alloc(L * B * maxT * C);
+    this.kbuf = kbuf;
+    this.vbuf = vbuf;
     this.owned.push(kbuf, vbuf);
     const per = B * maxT * C;
     this.k = Array.from({ length: L }, (_, l) => be.view(kbuf, l * per, per));
@@ -724,8 +732,22 @@ export class KVCache {
 
   private owned: Buf[] = [];
 
+  /** The longest row's length (every row's, while the rows move in step as `feed` moves them). */
+  get pos(): number {
+    let max = 0;
+    for (const n of this.lengths) if (n > max) max = n;
+    return max;
+  }
+
+  /** Empties every row. */
   reset(): void {
-    this.pos = 0;
+    this.lengths.fill(0);
+  }
+
+  /** Empties one row (frees its slot); its cache is simply overwritten by what comes next. */
+  clearRow(row: number): void {
+    this.checkRow(row);
+    this.lengths[row] = 0;
   }
 
   private freeScratch(): void {
@@ -739,41 +761,133 @@ export class KVCache {
     this.freeScratch();
   }
 
-  private scratch(T: number) {
-    if (this.s && this.scratchT >= T) return this.s;
+  /** Scratch for N = rows * T positions at once (logits and positions for all B rows). */
+  private scratch(N: number) {
+    if (this.s && this.scratchN >= N) return this.s;
     const { nEmbd: C, nInner: F, vocabSize: V } = this.model.config;
-    const N = this.B * T;
     this.freeScratch();
     const be = this.model.backend;
     this.s = this.model.allocating(() => ({
-      tokens: be.alloc(N, 'i32'), x: be.alloc(N * C), ln: be.alloc(N * C), mean: be.alloc(N), rstd: be.alloc(N),
+      tokens: be.alloc(N, 'i32'), pos: be.alloc(this.B, 'i32'), x: be.alloc(N * C), ln: be.alloc(N * C), mean: be.alloc(N), rstd: be.alloc(N),
       qkv: be.alloc(N * 3 * C), atty: be.alloc(N * C), proj: be.alloc(N * C), fch: be.alloc(N * F),
       fchGelu: be.alloc(N * F), logits: be.alloc(this.B * V),
     }), this.B, this.maxT, true);
-    this.scratchT = T;
+    this.scratchN = N;
     return this.s;
   }
 
-  /** tokens (B,T) at positions pos .. pos+T-1; returns logits (B,V) at the last one. */
+  private checkRow(row: number): void {
+    if (!Number.isInteger(row) || row < 0 || row >= this.B) throw new GPT2Error(`Row ${row} is outside the cache's ${this.B} rows.`);
+  }
+
+  /** Row b's T more tokens must fit the cache, and every token the vocabulary. */
+  private check(b: number, T: number): void {
+    const n = this.lengths[b];
+    if (n + T > this.maxT) {
+      throw new GPT2Error(`The sequence${this.B > 1 ? ` in row ${b}` : ''} holds ${n} tokens; ${T} more would reach ${n + T}, past the cache's ${this.maxT}; shorten the prompt or the generation.`);
+    }
+  }
+  private checkTokens(tokens: ArrayLike<number>, skip?: (i: number) => boolean): void {
+    const V = this.model.config.vocabSize;
+    for (let i = 0; i < tokens.length; i++) {
+      const t = tokens[i];
+      if (skip?.(i)) continue;
+      if (!Number.isInteger(t) || t < 0 || t >= V) throw new GPT2Error(`Token id ${t} is outside the model's vocabulary of ${V}; use the model's own tokenizer.`);
+    }
+  }
+
+  /**
+   * tokens (B,T): T new tokens of every row, each row at its own length (positions lengths[b] ..
+   * lengths[b]+T-1); returns logits (B,V) at each row's last new position.
+   */
   async feed(tokens: Int32Array, T: number): Promise<Float32Array> {
+    const B = this.B;
+    if (tokens.length !== B * T) throw new Error(`feed: ${tokens.length} ids, expected B*T = ${B * T}`);
+    for (let b = 0; b < B; b++) this.check(b, T);
+    this.checkTokens(tokens);
+    const logits = this.forward(0, B, tokens, T, Int32Array.from(this.lengths));
+    for (let b = 0; b < B; b++) this.lengths[b] += T;
+    return this.model.backend.read(logits);
+  }
+
+  /**
+   * Prefills (or extends) one row alone: tokens.length new tokens at the row's length, by B=1 calls
+   * on that row's cache; the other rows are not touched. Returns the logits (V) of its last position.
+   */
+  async feedRow(row: number, tokens: Int32Array): Promise<Float32Array> {
+    this.checkRow(row);
+    const T = tokens.length;
+    if (T === 0) throw new GPT2Error(`feedRow: no tokens for row ${row}.`);
+    this.check(row, T);
+    this.checkTokens(tokens);
+    const logits = this.forward(row, 1, tokens, T, Int32Array.of(this.lengths[row]));
+    this.lengths[row] += T;
+    return this.model.backend.read(logits);
+  }
+
+  /**
+   * One decode step: tokens (B) holds the next token of each row with active[b] (the others' are
+   * ignored). Only rows 0 .. the last active one run; an inactive row among them is skipped, its
+   * cache and length untouched. Returns logits (n,V), n = the last active row + 1, row b's at b*V
+   * (an inactive row's are meaningless).
+   */
+  async step(tokens: Int32Array, active: ArrayLike<boolean>): Promise<Float32Array> {
+    const B = this.B;
+    if (tokens.length !== B) throw new Error(`step: ${tokens.length} ids, expected B = ${B}`);
+    if (active.length !== B) throw new Error(`step: ${active.length} active flags, expected B = ${B}`);
+    let last = -1;
+    for (let b = 0; b < B; b++) if (active[b]) last = b;
+    if (last < 0) throw new GPT2Error('step: no row of the cache is active.');
+    const n = last + 1, pos = new Int32Array(n), tok = new Int32Array(n);
+    for (let b = 0; b < n; b++) {
+      if (!active[b]) {
+        pos[b] = -1;
+        continue;
+      }
+      this.check(b, 1);
+      pos[b] = this.lengths[b];
+      tok[b] = tokens[b];
+    }
+    this.checkTokens(tok, (b) => !active[b]);
+    const logits = this.forward(0, n, tok, 1, pos);
+    for (let b = 0; b < n; b++) if (active[b]) this.lengths[b]++;
+    return this.model.backend.read(logits);
+  }
+
+  /**
+   * Runs rows row0 .. row0+n-1 (views of their cache rows), T new tokens each (tokens (n,T)), row b
+   * at position pos[b] (-1: skipped, its cache untouched); returns the logits (n,V) of each row's
+   * last position, as a view of the scratch.
+   */
+  private forward(row0: number, n: number, tokens: Int32Array, T: number, pos: Int32Array): Buf {
     const m = this.model, cfg = m.config, be = m.backend, k = be.kernels, p = m.views;
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = cfg;
-    const B = this.B, N = B * T, HS = C / NH;
-    if (tokens.length !== N) throw new Error(`feed: ${tokens.length} ids, expected B*T = ${N}`);
-    if (this.pos + T > this.maxT) throw new GPT2Error(`The sequence would reach ${this.pos + T} tokens, past the cache's ${this.maxT}; shorten the prompt or the generation.`);
-    for (const t of tokens) if (t < 0 || t >= V) throw new GPT2Error(`Token id ${t} is outside the model's vocabulary of ${V}; use the model's own tokenizer.`);
-    const s = this.scratch(T);
-    const view = (b: Buf, n: number) => be.view(b, 0, n);
+    const N = n * T, HS = C / NH, maxT = this.maxT;
+    const s = this.scratch(N);
+    const view = (b: Buf, len: number) => be.view(b, 0, len);
     const x = view(s.x, N * C), ln = view(s.ln, N * C), mean = view(s.mean, N), rstd = view(s.rstd, N);
     const qkv = view(s.qkv, N * 3 * C), atty = view(s.atty, N * C), proj = view(s.proj, N * C);
-    const fch = view(s.fch, N * F), fchGelu = view(s.fchGelu, N * F), tok = view(s.tokens, N);
+    const fch = view(s.fch, N * F), fchGelu = view(s.fchGelu, N * F), tok = view(s.tokens, N), posB = view(s.pos, n);
     const P = m.layers;
     be.upload(tok, tokens);
-    k.encoderForward(x, tok, p.wte, be.view(p.wpe, this.pos * C, T * C), B, T, C);
+    be.upload(posB, pos);
+    // the position embedding differs per row: one encoder call per row unless all rows sit together
+    if (pos.every((q) => q === pos[0]) && pos[0] >= 0) {
+      k.encoderForward(x, tok, p.wte, be.view(p.wpe, pos[0] * C, T * C), n, T, C);
+    } else {
+      for (let b = 0; b < n; b++) {
+        const xb = be.view(x, b * T * C, T * C);
+        if (pos[b] < 0) be.zero(xb); // a skipped row: something finite through the layers
+        else k.encoderForward(xb, be.view(tok, b * T, T), p.wte, be.view(p.wpe, pos[b] * C, T * C), 1, T, C);
+      }
+    }
+    // the cache rows these rows own
+    const all = row0 === 0 && n === this.B, per = this.B * maxT * C;
+    const rows = (buf: Buf, l: number) => be.view(buf, l * per + row0 * maxT * C, n * maxT * C);
     k.layernormForward(ln, mean, rstd, x, P.ln1w[0], P.ln1b[0], N, C);
     for (let l = 0; l < L; l++) {
       m.linear(qkv, null, ln, 'qkvw', l, P.qkvb[l], N, C, 3 * C);
-      k.attentionDecode(atty, qkv, this.k[l], this.v[l], B, T, this.pos, NH, HS, this.maxT);
+      k.attentionDecode(atty, qkv, all ? this.k[l] : rows(this.kbuf, l), all ? this.v[l] : rows(this.vbuf, l), posB, n, T, NH, HS, maxT);
       m.linear(proj, null, atty, 'attprojw', l, P.attprojb[l], N, C, C);
       k.residualLayernormForward(x, ln, mean, rstd, x, proj, P.ln2w[l], P.ln2b[l], N, C);
       m.linear(fchGelu, fch, ln, 'fcw', l, P.fcb[l], N, C, F);
@@ -781,15 +895,16 @@ export class KVCache {
       const next = l + 1 < L ? [P.ln1w[l + 1], P.ln1b[l + 1]] : [p.lnfw, p.lnfb];
       k.residualLayernormForward(x, ln, mean, rstd, x, proj, next[0], next[1], N, C);
     }
+    const logits = n === this.B ? s.logits : view(s.logits, n * V);
     if (T === 1) {
-      m.linear(s.logits, null, ln, 'wte', 0, null, B, C, V);
+      m.linear(logits, null, ln, 'wte', 0, null, n, C, V);
     } else {
       // only each sequence's last position reaches the LM head
-      for (let b = 0; b < B; b++) {
+      for (let b = 0; b < n; b++) {
+        if (pos[b] < 0) continue;
         m.linear(be.view(s.logits, b * V, V), null, be.view(ln, (b * T + T - 1) * C, C), 'wte', 0, null, 1, C, V);
       }
     }
-    this.pos += T;
-    return be.read(s.logits);
+    return logits;
   }
 }

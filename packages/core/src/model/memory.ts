@@ -57,7 +57,7 @@ export function weightBytes(cfg: GPT2Config, weights: WeightFormat = 'fp32'): nu
 /** Generation for B sequences of up to maxT tokens: parameters, the KV cache and one step's scratch. */
 export function generationMemory(cfg: GPT2Config, B: number, maxT: number, weights: WeightFormat = 'fp32'): MemoryPlan {
   const { nEmbd: C, nLayer: L, nInner: F, vocabSize: V } = cfg;
-  const params = weightBytes(cfg, weights), activations = (2 * L * B * maxT * C + B * maxT * (7 * C + 2 * F + 3) + B * V) * 4;
+  const params = weightBytes(cfg, weights), activations = (2 * L * B * maxT * C + B * maxT * (7 * C + 2 * F + 3) + B * (V + 1)) * 4; // + B: the rows' positions
   return { params, grads: 0, moments: 0, activations, total: params + activations };
 }
 

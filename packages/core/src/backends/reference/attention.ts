@@ -1,5 +1,5 @@
 import type { Buf } from '../../backend.js';
-import { f32 } from './buf.js';
+import { f32, i32 } from './buf.js';
 
 // Flash-style causal attention: each query row keeps only its log-sum-exp; no (T,T) matrix.
 // qkv (B,T,3C): q at [0,C), k at [C,2C), v at [2C,3C); head h occupies columns h*HS .. h*HS+HS.
@@ -69,15 +69,18 @@ export function attentionBackward(
   }
 }
 
-// Appends T new positions' k, v to the caches (B,NH,maxT,HS) at pos, then attends.
+// Row b appends its T new positions' k, v to the caches (B,NH,maxT,HS) at pos[b], then attends;
+// a row with pos[b] < 0 is skipped.
 export function attentionDecode(
-  out: Buf, qkv: Buf, kCache: Buf, vCache: Buf, B: number, T: number, pos: number, NH: number, HS: number,
+  out: Buf, qkv: Buf, kCache: Buf, vCache: Buf, posBuf: Buf, B: number, T: number, NH: number, HS: number,
   maxT: number,
 ): void {
-  const o = f32(out), x = f32(qkv), kc = f32(kCache), vc = f32(vCache);
+  const o = f32(out), x = f32(qkv), kc = f32(kCache), vc = f32(vCache), ps = i32(posBuf);
   const C = NH * HS, C3 = 3 * C, scale = 1 / Math.sqrt(HS);
-  const scores = new Float64Array(pos + T);
+  const scores = new Float64Array(maxT);
   for (let b = 0; b < B; b++) {
+    const pos = ps[b];
+    if (pos < 0) continue;
     for (let h = 0; h < NH; h++) {
       const cache = (b * NH + h) * maxT * HS;
       for (let t = 0; t < T; t++) {
