@@ -24,6 +24,8 @@ export interface GenerateFlags {
   minP: number;
   repetitionPenalty: number;
   noRepeatNgramSize: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
   minNewTokens: number;
   nsamples: number;
   batchSize?: number;
@@ -49,6 +51,7 @@ export async function runGenerate(f: GenerateFlags): Promise<void> {
   const opts: GenerateOptions = {
     maxNewTokens: f.maxNewTokens, temperature: f.temperature, topK: f.topK, topP: f.topP, minP: f.minP,
     repetitionPenalty: f.repetitionPenalty, noRepeatNgramSize: f.noRepeatNgramSize, minNewTokens: f.minNewTokens,
+    presencePenalty: f.presencePenalty, frequencyPenalty: f.frequencyPenalty,
     nsamples: f.nsamples, batchSize: f.batchSize, seed, stop: f.stop, stopAtEos: f.stopAtEos,
     onWarning: (w) => report.warn(w),
   };

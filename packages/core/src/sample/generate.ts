@@ -4,7 +4,7 @@
 import { GPT2Error } from '../errors.js';
 import type { GPT2 } from '../model/gpt2.js';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.js';
-import { argmax, buildProcessors, softmax, type SamplingOptions } from './processors.js';
+import { argmax, buildProcessors, softmax, type LogitsProcessor, type SamplingOptions } from './processors.js';
 import { Rng } from './rng.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -38,17 +38,6 @@ export interface GeneratedSample {
   tokens: number[];
 }
 
-interface Seq {
-  index: number;
-  rng: Rng;
-  ids: number[]; // prompt + generated
-  generated: number[];
-  text: string; // decoded continuation so far
-  emitted: number; // characters of text already streamed
-  decoder: StreamDecoder;
-  done: boolean;
-}
-
 export function checkGenerateOptions(o: GenerateOptions): Required<Pick<GenerateOptions, 'maxNewTokens' | 'nsamples' | 'batchSize' | 'seed' | 'slideKeep'>> {
   const maxNewTokens = o.maxNewTokens ?? 200, nsamples = o.nsamples ?? 1, batchSize = o.batchSize ?? nsamples;
   const seed = o.seed ?? 0, slideKeep = o.slideKeep ?? 0.75;
@@ -62,17 +51,96 @@ export function checkGenerateOptions(o: GenerateOptions): Required<Pick<Generate
   return { maxNewTokens, nsamples, batchSize, seed, slideKeep };
 }
 
+/** One sample's decoding state: its RNG, logits processors, ids and text; shared by generateStream and the server. */
+export class SampleSequence {
+  readonly rng: Rng;
+  readonly ids: number[]; // prompt + generated
+  readonly generated: number[] = [];
+  /** Decoded continuation so far (cut before a stop text once done). */
+  text = '';
+  emitted = 0; // characters of text already streamed
+  done = false;
+  /** Why it finished: 'stop' (end-of-text or a stop text) or 'length' (maxNewTokens). */
+  finishReason?: 'stop' | 'length';
+  private readonly decoder: StreamDecoder;
+
+  constructor(
+    private readonly plan: SamplingPlan, readonly index: number, prompt: ArrayLike<number>, seed: number,
+  ) {
+    this.rng = new Rng(seed * 1_000_003 + index);
+    this.ids = Array.from(prompt);
+    this.decoder = new StreamDecoder(plan.tok, { skipSpecials: true });
+  }
+
+  /**
+   * Picks the next id from this sequence's logits row (edited in place by the processors), appends
+   * it and returns what may now be shown: new text, and `done` on its last event. maxNewTokens ends it with 'length'.
+   */
+  next(row: Float32Array): { id: number; event?: StreamEvent } {
+    const p = this.plan;
+    for (const proc of p.processors) proc(row, this.ids, this.generated.length);
+    const id = p.greedy ? argmax(row) : draw(row, this.rng);
+    this.ids.push(id);
+    this.generated.push(id);
+    const event = this.advance(id) ?? (this.generated.length >= p.maxNewTokens ? this.finish(this.text.length, 'length') : undefined);
+    return { id, event };
+  }
+
+  /** Ends the sequence where it stands (the caller stopped it), returning its last event. */
+  finish(end: number, reason: 'stop' | 'length'): StreamEvent {
+    this.done = true;
+    this.finishReason = reason;
+    if (end === this.text.length) this.text += this.decoder.flush();
+    else this.text = this.text.slice(0, end);
+    const text = this.text.slice(this.emitted);
+    this.emitted = this.text.length;
+    return { sample: this.index, text, done: true, tokens: this.generated };
+  }
+
+  private advance(id: number): StreamEvent | undefined {
+    const p = this.plan;
+    if (p.stopAtEos && id === p.tok.eosId) return this.finish(this.text.length, 'stop');
+    this.text += this.decoder.push(id);
+    for (const stop of p.stops) {
+      const at = this.text.indexOf(stop, Math.max(0, this.emitted - stop.length));
+      if (at >= 0) return this.finish(at, 'stop');
+    }
+    if (this.generated.length >= p.maxNewTokens) return undefined; // finished by next() with 'length'
+    const safe = this.text.length - p.holdBack;
+    if (safe <= this.emitted) return undefined;
+    const text = this.text.slice(this.emitted, safe);
+    this.emitted = safe;
+    return { sample: this.index, text, done: false };
+  }
+}
+
+/** What every sample of one request shares: the processors and the rules for stopping. */
+export interface SamplingPlan {
+  tok: Tokenizer;
+  processors: LogitsProcessor[];
+  greedy: boolean;
+  stops: string[];
+  holdBack: number; // characters held back that could start a stop text
+  stopAtEos: boolean;
+  maxNewTokens: number;
+}
+
+export function samplingPlan(tok: Tokenizer, opts: GenerateOptions): SamplingPlan {
+  const stops = opts.stop ?? [];
+  return {
+    tok, processors: buildProcessors(opts, tok.eosId), greedy: !opts.temperature, stops,
+    holdBack: Math.max(0, ...stops.map((s) => s.length - 1)), stopAtEos: opts.stopAtEos ?? true,
+    maxNewTokens: checkGenerateOptions(opts).maxNewTokens,
+  };
+}
+
 /**
  * Streams samples of a continuation of `prompt` (ids). Samples run `batchSize` at a time; each
  * has its own RNG seeded from (seed, sample index), so results do not depend on the batch size.
  */
 export async function* generateStream(model: GPT2, tok: Tokenizer, prompt: ArrayLike<number>, opts: GenerateOptions = {}): AsyncGenerator<StreamEvent> {
   const { maxNewTokens, nsamples, batchSize, seed, slideKeep } = checkGenerateOptions(opts);
-  const processors = buildProcessors(opts, tok.eosId);
-  const greedy = !opts.temperature;
-  const stops = opts.stop ?? [];
-  const holdBack = Math.max(0, ...stops.map((s) => s.length - 1));
-  const stopAtEos = opts.stopAtEos ?? true;
+  const plan = samplingPlan(tok, opts);
   const maxT = model.config.nPositions;
 
   let promptIds = Array.from(prompt);
@@ -84,24 +152,19 @@ export async function* generateStream(model: GPT2, tok: Tokenizer, prompt: Array
     opts.onWarning?.(`The prompt has ${promptIds.length} tokens, more than the model's context of ${maxT}; only its last ${maxT - 1} are used.`);
     promptIds = promptIds.slice(promptIds.length - (maxT - 1));
   }
+  if (maxNewTokens === 0) {
+    for (let i = 0; i < nsamples; i++) yield { sample: i, text: '', done: true, tokens: [] };
+    return;
+  }
 
   for (let first = 0; first < nsamples; first += batchSize) {
     const B = Math.min(batchSize, nsamples - first);
-    const seqs: Seq[] = Array.from({ length: B }, (_, b) => ({
-      index: first + b,
-      rng: new Rng(seed * 1_000_003 + first + b),
-      ids: [...promptIds],
-      generated: [],
-      text: '',
-      emitted: 0,
-      decoder: new StreamDecoder(tok, { skipSpecials: true }),
-      done: false,
-    }));
+    const seqs = Array.from({ length: B }, (_, b) => new SampleSequence(plan, first + b, promptIds, seed));
     const cache = model.createCache(B);
     try {
       const V = model.config.vocabSize;
       let logits = await cache.feed(Int32Array.from(seqs.flatMap((s) => s.ids)), promptIds.length);
-      for (let step = 0; step < maxNewTokens && seqs.some((s) => !s.done); step++) {
+      for (;;) {
         const next = new Int32Array(B);
         for (let b = 0; b < B; b++) {
           const s = seqs[b];
@@ -110,16 +173,11 @@ export async function* generateStream(model: GPT2, tok: Tokenizer, prompt: Array
             s.ids.push(next[b]);
             continue;
           }
-          const row = logits.slice(b * V, (b + 1) * V);
-          for (const p of processors) p(row, s.ids, s.generated.length);
-          const id = greedy ? argmax(row) : draw(row, s.rng);
+          const { id, event } = s.next(logits.slice(b * V, (b + 1) * V));
           next[b] = id;
-          s.ids.push(id);
-          s.generated.push(id);
-          const event = advance(s, id, tok, stops, holdBack, stopAtEos, step + 1 === maxNewTokens);
           if (event) yield event;
         }
-        if (seqs.every((s) => s.done) || step + 1 === maxNewTokens) break;
+        if (seqs.every((s) => s.done)) break;
         if (cache.pos + 1 > maxT) {
           // slide: keep the last part of the window and rebuild the cache from it
           const keep = Math.max(1, Math.floor(maxT * slideKeep));
@@ -129,36 +187,10 @@ export async function* generateStream(model: GPT2, tok: Tokenizer, prompt: Array
           logits = await cache.feed(next, 1);
         }
       }
-      for (const s of seqs) if (!s.done) yield finish(s, s.text.length);
     } finally {
       cache.dispose();
     }
   }
-}
-
-/** Appends one id to a sample's text; returns the text that may now be shown, if any. */
-function advance(s: Seq, id: number, tok: Tokenizer, stops: string[], holdBack: number, stopAtEos: boolean, last: boolean): StreamEvent | undefined {
-  if (stopAtEos && id === tok.eosId) return finish(s, s.text.length);
-  s.text += s.decoder.push(id);
-  for (const stop of stops) {
-    const at = s.text.indexOf(stop, Math.max(0, s.emitted - stop.length));
-    if (at >= 0) return finish(s, at);
-  }
-  if (last) return undefined; // the caller finishes it
-  const safe = s.text.length - holdBack;
-  if (safe <= s.emitted) return undefined;
-  const text = s.text.slice(s.emitted, safe);
-  s.emitted = safe;
-  return { sample: s.index, text, done: false };
-}
-
-function finish(s: Seq, end: number): StreamEvent {
-  s.done = true;
-  if (end === s.text.length) s.text += s.decoder.flush();
-  else s.text = s.text.slice(0, end);
-  const text = s.text.slice(s.emitted);
-  s.emitted = s.text.length;
-  return { sample: s.index, text, done: true, tokens: s.generated };
 }
 
 /** Samples an id from softmax(logits) with one uniform draw (inverse CDF in id order). */

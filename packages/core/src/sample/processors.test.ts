@@ -1,6 +1,6 @@
 // Expected values worked by hand from Hugging Face's processor definitions (see each comment).
 import { describe, expect, it } from 'vitest';
-import { minNewTokens, minP, noRepeatNgram, repetitionPenalty, temperature, topK, topP } from './processors.js';
+import { minNewTokens, minP, noRepeatNgram, presenceFrequencyPenalty, repetitionPenalty, temperature, topK, topP } from './processors.js';
 
 const run = (p: (l: Float32Array, ids: number[], g: number) => void, logits: number[], ids: number[] = [], generated = 0) => {
   const l = Float32Array.from(logits);
@@ -32,6 +32,10 @@ describe('logits processors (HF semantics)', () => {
     expect(run(noRepeatNgram(2), [0, 0, 0, 0], [1, 2, 3, 1])).toEqual([0, 0, -Infinity, 0]);
     // trigram: last two are (2, 3); earlier (2, 3) was followed by 4
     expect(run(noRepeatNgram(3), [0, 0, 0, 0, 0], [2, 3, 4, 2, 3])).toEqual([0, 0, 0, 0, -Infinity]);
+  });
+  it("presence and frequency penalties (OpenAI's formula) count only generated tokens", () => {
+    // ids: prompt [2, 2] then generated [0, 1, 1]: counts 0 -> 1, 1 -> 2, token 2 only in the prompt
+    expect(run(presenceFrequencyPenalty(0.5, 0.25), [1, 1, 1, 1], [2, 2, 0, 1, 1], 3)).toEqual([1 - 0.25 - 0.5, 1 - 0.5 - 0.5, 1, 1]);
   });
   it('min-new-tokens forbids end-of-text until enough tokens exist', () => {
     expect(run(minNewTokens(2, 1), [0, 5], [], 1)).toEqual([0, -Infinity]);

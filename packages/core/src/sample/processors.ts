@@ -14,6 +14,18 @@ export function repetitionPenalty(p: number): LogitsProcessor {
   };
 }
 
+/**
+ * OpenAI's presence and frequency penalties: logits[j] -= count[j] * frequency + (count[j] > 0) * presence,
+ * counting only the generated tokens (the last `generated` of ids), as OpenAI and vLLM do.
+ */
+export function presenceFrequencyPenalty(presence: number, frequency: number): LogitsProcessor {
+  return (logits, ids, generated) => {
+    const count = new Map<number, number>();
+    for (let i = ids.length - generated; i < ids.length; i++) count.set(ids[i], (count.get(ids[i]) ?? 0) + 1);
+    for (const [id, c] of count) logits[id] -= c * frequency + presence;
+  };
+}
+
 /** HF NoRepeatNGramLogitsProcessor: bans any token that would repeat an n-gram already in the sequence. */
 export function noRepeatNgram(n: number): LogitsProcessor {
   return (logits, ids) => {
@@ -107,6 +119,8 @@ export interface SamplingOptions {
   repetitionPenalty?: number; // 1 = off
   noRepeatNgramSize?: number; // 0 = off
   minNewTokens?: number;
+  presencePenalty?: number; // 0 = off, -2..2
+  frequencyPenalty?: number; // 0 = off, -2..2
 }
 
 /** Checks every sampling parameter, with one sentence per mistake. */
@@ -122,6 +136,9 @@ export function validateSampling(o: SamplingOptions): void {
   if (o.minP !== undefined && !(num(o.minP) && o.minP >= 0 && o.minP < 1)) bad('min-p', 'in [0, 1) (0 turns it off)', o.minP);
   if (o.repetitionPenalty !== undefined && !(num(o.repetitionPenalty) && o.repetitionPenalty > 0)) bad('repetition-penalty', 'a number > 0 (1 turns it off)', o.repetitionPenalty);
   if (o.noRepeatNgramSize !== undefined && !(int(o.noRepeatNgramSize) && o.noRepeatNgramSize >= 0)) bad('no-repeat-ngram-size', 'a whole number >= 0', o.noRepeatNgramSize);
+  for (const [flag, v] of [['presence-penalty', o.presencePenalty], ['frequency-penalty', o.frequencyPenalty]] as const) {
+    if (v !== undefined && !(num(v) && v >= -2 && v <= 2)) bad(flag, 'between -2 and 2 (0 turns it off)', v);
+  }
   if (o.minNewTokens !== undefined && !(int(o.minNewTokens) && o.minNewTokens >= 0)) bad('min-new-tokens', 'a whole number >= 0', o.minNewTokens);
 }
 
@@ -130,6 +147,7 @@ export function buildProcessors(o: SamplingOptions, eosId?: number): LogitsProce
   validateSampling(o);
   const chain: LogitsProcessor[] = [];
   if (o.repetitionPenalty !== undefined && o.repetitionPenalty !== 1) chain.push(repetitionPenalty(o.repetitionPenalty));
+  if (o.presencePenalty || o.frequencyPenalty) chain.push(presenceFrequencyPenalty(o.presencePenalty ?? 0, o.frequencyPenalty ?? 0));
   if (o.noRepeatNgramSize) chain.push(noRepeatNgram(o.noRepeatNgramSize));
   if (o.minNewTokens && eosId !== undefined) chain.push(minNewTokens(o.minNewTokens, eosId));
   if (o.temperature) {
