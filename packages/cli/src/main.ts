@@ -13,6 +13,7 @@ import { runExport } from './commands/export.js';
 import { runGenerate } from './commands/generate.js';
 import { runInfo } from './commands/info.js';
 import { runMerge } from './commands/merge.js';
+import { runServe } from './commands/serve.js';
 import { runSelftestCommand } from './commands/selftest.js';
 import { runTokenize } from './commands/tokenize.js';
 import { runTraining, type TrainFlags } from './commands/train.js';
@@ -168,6 +169,8 @@ export function buildProgram(): Command {
     .option('--min-p <x>', 'drop tokens below this fraction of the top probability (0 = off)', num(0, 0.999), 0)
     .option('--repetition-penalty <x>', 'HF repetition penalty (1 = off)', num(0, Infinity, true), 1)
     .option('--no-repeat-ngram-size <n>', 'never repeat an n-gram (0 = off)', int(0), 0)
+    .option('--presence-penalty <x>', "OpenAI's presence penalty, -2..2 (0 = off)", num(-2, 2), 0)
+    .option('--frequency-penalty <x>', "OpenAI's frequency penalty, -2..2 (0 = off)", num(-2, 2), 0)
     .option('--min-new-tokens <n>', 'no end-of-text before this many tokens', int(0), 0)
     .option('--nsamples <n>', 'number of samples', int(1), 1)
     .option('--batch-size <n>', 'samples decoded together (default all)', int(1))
@@ -181,6 +184,27 @@ export function buildProgram(): Command {
     .option('--json', 'print {"samples": [{"text", "tokens"}], "tokensPerSecond"}')
     .action(async function (this: Command) {
       await runGenerate(this.opts());
+    });
+
+  program.command('serve').description('an OpenAI-compatible completions server (POST /v1/completions) with continuous batching')
+    .option('--model <dir|id>', 'local HF-format model directory or hub id (default gpt2, or the base an --adapter records)')
+    .addOption(adapterOption())
+    .addOption(backendOption())
+    .addOption(threadsOption())
+    .addOption(precisionOption())
+    .addOption(quantizeOption())
+    .option('--host <address>', 'address to listen on (another than loopback wants --api-key)', '127.0.0.1')
+    .option('--port <n>', 'port to listen on (0: any free port)', int(0), 8080)
+    .option('--slots <n>', 'sequences decoded together in one step (rows of the KV cache)', int(1), 8)
+    .option('--max-queue <n>', 'requests that may wait for a slot; past it the server answers 429 with Retry-After', int(0), 64)
+    .option('--api-key <key>', 'every route but /health wants Authorization: Bearer KEY (or set GPT2_API_KEY)')
+    .option('--max-body <bytes>', 'largest request body', int(1), 1 << 20)
+    .option('--grace <seconds>', 'on SIGTERM or Ctrl-C, how long requests in flight may take before they are cancelled', num(0), 30)
+    .option('--model-name <id>', 'the model id clients send and /v1/models lists (default: --model as given)')
+    .addOption(new Option('--init <size|config.json>', 'serve a randomly initialised model of this shape (gpt2 bench --task serve)').hideHelp())
+    .action(async function (this: Command) {
+      if (this.opts().init && (this.opts().model || this.opts().adapter)) throw new GPT2Error('--init serves a random model; drop --model and --adapter.');
+      await runServe(this.opts());
     });
 
   program.command('eval').description('mean loss and perplexity of a text')
@@ -247,7 +271,7 @@ export function buildProgram(): Command {
     });
 
   program.command('bench').description('speed of a randomly initialised model (or a model\'s own files with --model), as JSON')
-    .addOption(new Option('--task <task>', 'what to time').choices(['train', 'generate', 'matmul']).default('train'))
+    .addOption(new Option('--task <task>', 'what to time').choices(['train', 'generate', 'matmul', 'serve']).default('train'))
     .addOption(new Option('--backend <name>', 'compute backend, or onnxruntime: ONNX Runtime on our ONNX export (generate only)').choices([...BACKEND_CHOICES, 'onnxruntime']).default('auto'))
     .addOption(threadsOption())
     .addOption(precisionOption())
@@ -265,6 +289,10 @@ export function buildProgram(): Command {
     .option('--lora-r <n>', 'train: LoRA adapters of this rank on every target module (alpha 2r) instead of all the weights', int(1))
     .addOption(new Option('--zero <stage>', 'train under mpirun: 1 shards AdamW\'s moments across the ranks (ZeRO-1)').argParser(zeroStage))
     .option('--no-overlap', 'train under mpirun: exchange the gradients after backward, not during it (to measure what overlap hides)')
+    .option('--slots <n>', 'serve: the server\'s --slots (it is also timed with --slots 1 at the highest concurrency)', int(1), 16)
+    .option('--concurrency <list>', 'serve: concurrent streaming clients, comma-separated', (v: string) => v.split(',').map((x) => int(1)(x)), [1, 4, 16])
+    .option('--requests <n>', 'serve: requests per run (default twice the clients, at least 8; --soak 2000)', int(1))
+    .option('--soak', 'serve: a tenth of the requests cancelled mid-stream and a tenth malformed, from the highest --concurrency; checks every valid one and the server\'s RSS')
     .option('--json', 'one line of JSON')
     .action(async function (this: Command) {
       await runBench(this.opts());

@@ -3,6 +3,7 @@
 //                    step each kernel takes (backends whose kernels run when called)
 //   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding;
 //                    --backend onnxruntime times ONNX Runtime on our ONNX export of the same model
+//   --task serve:    vLLM's serving benchmark against gpt2 serve (bench-serve.ts)
 //   --task matmul:   GFLOP/s of the forward product and the backward pair at GPT-2's shapes, for
 //                    1, 8 and batch*seq rows (with GPT2_PEAK_TFLOPS, also as a fraction of that peak)
 import { readdirSync, statSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { openBackend } from '../backends.js';
 import { joinJob } from '../distributed.js';
 import { initConfig, instantiate, readModel, weightFormat } from '../model-source.js';
 import { onnxPeer } from '../onnx-peer.js';
+import { benchServe, type ServeBenchFlags } from './bench-serve.js';
 import { RunDir } from '../run-dir.js';
 
 export interface BenchFlags {
@@ -157,6 +159,7 @@ async function matmulFigures(be: Backend, rows: number) {
 }
 
 export async function runBench(f: BenchFlags): Promise<void> {
+  if (f.task === 'serve') return benchServe(f as ServeBenchFlags);
   // a model's own files (--model), or a random one of a named shape (--init); bad input fails before any backend starts
   const read = f.model ? await readModel(f.model) : undefined;
   const config = read ? read.config : initConfig(f.init);
