@@ -138,7 +138,10 @@ async function load(url: string, clients: number, requests: number, next: (i: nu
   let issued = 0;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: clients }, async () => {
-    while (issued < requests) outcomes.push(await next(issued++));
+    while (issued < requests) {
+      const i = issued++;
+      outcomes[i] = await next(i);
+    }
   }));
   return { outcomes, seconds: (performance.now() - t0) / 1000 };
 }

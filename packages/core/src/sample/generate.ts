@@ -4,7 +4,7 @@
 import { GPT2Error } from '../errors.js';
 import type { GPT2 } from '../model/gpt2.js';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.js';
-import { argmax, buildProcessors, softmax, type LogitsProcessor, type SamplingOptions } from './processors.js';
+import { argmax, buildProcessors, type LogitsProcessor, type SamplingOptions } from './processors.js';
 import { Rng } from './rng.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -193,13 +193,23 @@ export async function* generateStream(model: GPT2, tok: Tokenizer, prompt: Array
   }
 }
 
-/** Samples an id from softmax(logits) with one uniform draw (inverse CDF in id order). */
+let expScratch = new Float64Array(0);
+
+/**
+ * Samples an id from softmax(logits) with one uniform draw (inverse CDF in id order). The same
+ * arithmetic as softmax() then a cumulative sum, in one reused buffer, stopping at the id drawn.
+ */
 function draw(logits: Float32Array, rng: Rng): number {
-  const probs = softmax(logits);
+  if (expScratch.length < logits.length) expScratch = new Float64Array(logits.length);
+  const e = expScratch, n = logits.length;
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
+  let sum = 0;
+  for (let i = 0; i < n; i++) sum += e[i] = Math.exp(logits[i] - max);
   const u = rng.random();
   let cum = 0;
-  for (let i = 0; i < probs.length; i++) {
-    cum += probs[i];
+  for (let i = 0; i < n; i++) {
+    cum += e[i] / sum;
     if (u < cum) return i;
   }
   return argmax(logits); // rounding left u above the total
