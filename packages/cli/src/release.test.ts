@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors } from '@gpt2/core';
+import { loadTokenizerDir } from '@gpt2/core/node';
 import { readFileSync } from 'node:fs';
 import { gpt2, ROOT } from './test/cli.js';
 
@@ -49,5 +50,24 @@ describe('the release', () => {
     const r = await gpt2(['generate', '--model', join(dir, 'fixtures/gpt2-tiny'), '--prompt', 'The meaning of life is', '--temperature', '0', '--max-new-tokens', '24', '--no-stop-at-eos', '--json'], { bin, cwd: tmpdir() });
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).samples[0].tokens).toEqual([...ref.int32('greedy.tokens')]);
+  });
+
+  it('serve (fastify and prom-client bundled) answers a greedy completion with the fixture tokens, and SIGTERM exits 0', async () => {
+    const ref = parseSafetensors(readFileSync(join(ROOT, 'fixtures/gpt2-tiny/reference.safetensors')));
+    let url = '', completion: Promise<{ choices: { text: string }[] }> | undefined;
+    const r = await gpt2(['serve', '--model', join(dir, 'fixtures/gpt2-tiny'), '--backend', 'reference', '--port', '0'], {
+      bin, cwd: tmpdir(),
+      onStderr: (chunk, kill) => {
+        url ||= /listening on (\S+)/.exec(chunk)?.[1] ?? '';
+        if (/^ready:/m.test(chunk)) {
+          completion = fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'The meaning of life is', max_tokens: 24, temperature: 0, ignore_eos: true }) })
+            .then((res) => res.json() as Promise<{ choices: { text: string }[] }>)
+            .finally(() => kill('SIGTERM'));
+        }
+      },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    const tok = await loadTokenizerDir(join(ROOT, 'fixtures/gpt2-tiny'));
+    expect((await completion!).choices[0].text).toBe(tok.decode(ref.int32('greedy.tokens')));
   });
 });
