@@ -61,6 +61,14 @@ const noQuantize = () =>
   new Option('--quantize <kind>').hideHelp().argParser(() => {
     throw new InvalidArgumentError('int8 weights are for generate, eval and bench --task generate; training needs the fp32 weights (drop --quantize).');
   });
+/** The model a sampling command runs and how: generate and serve. */
+const modelOptions = (c: Command) => c
+  .option('--model <dir|id>', 'local HF-format model directory or hub id (default gpt2, or the base an --adapter records)')
+  .addOption(adapterOption())
+  .addOption(backendOption())
+  .addOption(threadsOption())
+  .addOption(precisionOption())
+  .addOption(quantizeOption());
 
 function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
   const ft = kind === 'finetune';
@@ -153,13 +161,7 @@ export function buildProgram(): Command {
       await runTraining('train', data, withResumedOptions(this, this.opts<TrainFlags>()));
     });
 
-  program.command('generate').description('sample text from a model')
-    .option('--model <dir|id>', 'local HF-format model directory or hub id (default gpt2, or the base an --adapter records)')
-    .addOption(adapterOption())
-    .addOption(backendOption())
-    .addOption(threadsOption())
-    .addOption(precisionOption())
-    .addOption(quantizeOption())
+  modelOptions(program.command('generate').description('sample text from a model'))
     .option('--prompt <text>', 'text to continue (default: unconditional)')
     .option('--prompt-file <file>', 'read the prompt from a file')
     .option('--max-new-tokens <n>', 'tokens to generate per sample (any length: the context slides)', int(0), 200)
@@ -186,13 +188,7 @@ export function buildProgram(): Command {
       await runGenerate(this.opts());
     });
 
-  program.command('serve').description('an OpenAI-compatible completions server (POST /v1/completions) with continuous batching')
-    .option('--model <dir|id>', 'local HF-format model directory or hub id (default gpt2, or the base an --adapter records)')
-    .addOption(adapterOption())
-    .addOption(backendOption())
-    .addOption(threadsOption())
-    .addOption(precisionOption())
-    .addOption(quantizeOption())
+  modelOptions(program.command('serve').description('an OpenAI-compatible completions server (POST /v1/completions) with continuous batching'))
     .option('--host <address>', 'address to listen on (another than loopback wants --api-key)', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: any free port)', int(0), 8080)
     .option('--slots <n>', 'sequences decoded together in one step (rows of the KV cache)', int(1), 8)

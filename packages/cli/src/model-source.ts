@@ -9,6 +9,7 @@ import {
 } from '@gpt2/core';
 import { gpt2Tokenizer, isAdapterDir, loadAdapterDir, loadTokenizerDir, openModelDir } from '@gpt2/core/node';
 import { downloadModel, hubOptionsFromEnv } from './hub.js';
+import type { BackendFlags } from './backends.js';
 import type { Reporter } from './report.js';
 
 /** A local directory path, or the snapshot directory of a hub id (downloaded if needed). */
@@ -45,6 +46,13 @@ export async function tokenizerFor(dir: string | undefined, config: GPT2Config, 
     return gpt2Tokenizer();
   }
   throw new GPT2Error(`${dir ?? 'The model'} has no vocab.json + merges.txt (or tokenizer.json) and its vocabulary is not GPT-2's; add the tokenizer files.`);
+}
+
+/** The model a sampling command runs (generate, serve) and the backend it runs on. */
+export interface ModelFlags extends BackendFlags {
+  model?: string;
+  adapter?: string;
+  quantize?: 'int8';
 }
 
 export interface LoadedModel {

@@ -2,19 +2,13 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { generateStream, GPT2Error, type GenerateOptions, type GPT2, type Precision, type Tokenizer } from '@gpt2/core';
+import { generateStream, GPT2Error, type GenerateOptions, type GPT2, type Tokenizer } from '@gpt2/core';
 import { writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
-import { checkGenerationMemory, instantiate, readModel, weightFormat } from '../model-source.js';
+import { checkGenerationMemory, instantiate, readModel, weightFormat, type ModelFlags } from '../model-source.js';
 import { Reporter } from '../report.js';
 
-export interface GenerateFlags {
-  model?: string;
-  adapter?: string;
-  backend: string;
-  threads?: number;
-  precision?: Precision;
-  quantize?: 'int8';
+export interface GenerateFlags extends ModelFlags {
   prompt?: string;
   promptFile?: string;
   maxNewTokens: number;

@@ -3,20 +3,14 @@
 // and SIGTERM or Ctrl-C stops it gracefully: no new requests, those in flight finish (cancelled
 // after --grace seconds), exit 0.
 import type { AddressInfo } from 'node:net';
-import { generationMemory, GPT2, GPT2Error, paramLayout, type Precision } from '@gpt2/core';
+import { generationMemory, GPT2, GPT2Error, paramLayout } from '@gpt2/core';
 import { gpt2Tokenizer } from '@gpt2/core/node';
 import { createServer } from '@gpt2/server';
 import { openBackend } from '../backends.js';
-import { checkMemory, initConfig, instantiate, readModel, weightFormat } from '../model-source.js';
+import { checkMemory, initConfig, instantiate, readModel, weightFormat, type ModelFlags } from '../model-source.js';
 import { Reporter } from '../report.js';
 
-export interface ServeFlags {
-  model?: string;
-  adapter?: string;
-  backend: string;
-  threads?: number;
-  precision?: Precision;
-  quantize?: 'int8';
+export interface ServeFlags extends ModelFlags {
   host: string;
   port: number;
   slots: number;
