@@ -179,7 +179,7 @@ export class CompletionServer {
     const handle = { cancel: () => {} };
     const raw = reply.raw;
     const send = (data: unknown) => {
-      if (!raw.writableEnded) raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+      if (!raw.writableEnded && !raw.destroyed) raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
     };
     const chunk = (choice: object) => ({ ...head, choices: [choice], ...(req.includeUsage ? { usage: null } : {}) });
     const end = (status: number) => {

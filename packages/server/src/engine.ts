@@ -94,7 +94,7 @@ export class Engine {
     if (!this.accepting) throw new ApiError(503, 'The server is shutting down; send the request to another server or retry later.', 'service_unavailable');
     const free = this.rows.filter((j) => j === undefined).length - this.queue.length;
     if (this.waitingRequests >= this.opts.maxQueue && free < req.prompts.length * req.n) {
-      throw new ApiError(429, `The server is busy: ${this.waitingRequests} requests are waiting for one of its ${this.opts.slots} slots; retry after a moment.`, 'rate_limit_error', null, 'queue_full');
+      throw new ApiError(429, `The server is busy: ${this.opts.slots === 1 ? 'its one slot is' : `all ${this.opts.slots} of its slots are`} taken and its queue (--max-queue ${this.opts.maxQueue}) is full; retry in a moment.`, 'rate_limit_error', null, 'queue_full');
     }
     const plan = samplingPlan(this.tok, req.sampling);
     const r: Request = { req, listener, plan, jobs: [], left: 0, queued: 0, over: false };

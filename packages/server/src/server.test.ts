@@ -159,7 +159,7 @@ describe('gpt2 serve: OpenAI completions', () => {
     const busy = await post(url, { prompt: 'Hi', max_tokens: 2 });
     expect(busy.status).toBe(429);
     expect(busy.headers.get('retry-after')).toBe('1');
-    expect(((await busy.json()) as { error: { type: string } }).error.type).toBe('rate_limit_error');
+    expect(((await busy.json()) as { error: { type: string; message: string } }).error).toMatchObject({ type: 'rate_limit_error', message: 'The server is busy: its one slot is taken and its queue (--max-queue 0) is full; retry in a moment.' });
     const retrying = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 5 });
     const r = await retrying.completions.create({ model: MODEL, prompt: 'Hi', max_tokens: 2 });
     expect(r.choices[0].finish_reason).toBeDefined();
