@@ -42,9 +42,25 @@ async function findGpu(): Promise<GPU> {
 }
 let dawnGpu: GPU | undefined;
 
+/**
+ * Why Dawn need not be loaded on this machine, if so: Linux with no GPU device (no DRM render node,
+ * NVIDIA's or WSL's device) and no Vulkan driver named by VK_ICD_FILENAMES / VK_DRIVER_FILES. Dawn's
+ * Vulkan probe of software drivers (lavapipe) prints warnings on stderr there that no JavaScript can
+ * catch; `auto` (and `gpt2 info`) skip it, `--backend webgpu` still tries.
+ */
+export async function noGpuDevice(): Promise<string | undefined> {
+  if (!isNode || process.platform !== 'linux' || process.env.VK_ICD_FILENAMES || process.env.VK_DRIVER_FILES) return undefined;
+  const { existsSync, readdirSync } = await import('node:fs');
+  const dri = existsSync('/dev/dri') && readdirSync('/dev/dri').some((f) => f.startsWith('renderD'));
+  if (dri || existsSync('/dev/nvidia0') || existsSync('/dev/dxg')) return undefined;
+  return 'this machine has no GPU device (/dev/dri/renderD*, /dev/nvidia0); pass --backend webgpu to try Dawn anyway (e.g. on SwiftShader with VK_ICD_FILENAMES)';
+}
+
 export async function createWebGPUBackend(opts: WebGPUBackendOptions = {}): Promise<Backend> {
   const precision = opts.precision ?? 'fp32';
   if (!OFFERED.includes(precision)) throw unsupportedPrecision('webgpu', precision, OFFERED);
+  const none = opts.rejectSoftware && !opts.gpu ? await noGpuDevice() : undefined;
+  if (none) throw new GPT2Error(`${none}.`);
   const gpu = opts.gpu ?? (await findGpu());
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
   if (!adapter) {

@@ -40,5 +40,11 @@ export async function openBackend(f: BackendFlags): Promise<ResolvedBackend> {
   if (!registeredBackends().includes(f.backend) && f.backend !== 'auto') {
     throw new GPT2Error(`Unknown backend '${f.backend}'; choose one of: ${BACKEND_CHOICES.join(', ')}.`);
   }
-  return resolveBackend(f.backend, { precision: f.precision });
+  const resolved = await resolveBackend(f.backend, { precision: f.precision });
+  const cpu = resolved.failures.find((fl) => fl.name === 'cpu');
+  if (cpu && (resolved.backend.name === 'wasm' || resolved.backend.name === 'reference')) {
+    // the first line a newcomer sees: what makes it fast, in one apt line
+    process.stderr.write(`note: running on ${resolved.backend.name}; the cpu backend (about 3x faster) did not start: ${cpu.reason.replace(/\.$/, '')}. On Debian/Ubuntu: apt-get install g++ libopenblas0 libdnnl2, then pnpm build.\n`);
+  }
+  return resolved;
 }

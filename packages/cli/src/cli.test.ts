@@ -101,6 +101,12 @@ describe('gpt2 CLI', () => {
     const r = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--backend', 'cpu', '--max-new-tokens', '2'], { env });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error: The cpu backend could not start: The native cpu backend needs a BLAS: .* or unset it\.\n$/);
+    if (JSON.parse(info.stdout).auto !== 'wasm') return; // a machine with a GPU: auto runs on it
+    // a newcomer's first line: the fast backend passed over and the one apt line; no Dawn chatter above it
+    const a = await gpt2(['generate', '--model', join(FIXTURES, 'gpt2-tiny'), '--max-new-tokens', '2', '--seed', '1'], { env });
+    expect(a.code, a.stderr).toBe(0);
+    expect(a.stderr.split('\n')[0]).toMatch(/^note: running on wasm; the cpu backend \(about 3x faster\) did not start: The native cpu backend needs a BLAS: .*\. On Debian\/Ubuntu: apt-get install g\+\+ libopenblas0 libdnnl2, then pnpm build\.$/);
+    expect(a.stderr).not.toMatch(/Vulkan|Dawn|XDG_RUNTIME_DIR/);
   });
 
   it('bench: train and generate print their JSON figures', async () => {

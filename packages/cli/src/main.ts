@@ -254,7 +254,7 @@ export function buildProgram(): Command {
   program.command('info').description('backends available here (and why others are not), devices, versions')
     .option('--json', 'print as JSON')
     .action(async function (this: Command) {
-      await runInfo(this.opts());
+      await runInfo(this.optsWithGlobals());
     });
 
   program.command('selftest').description('the conformance suite (kernels and models against float64 references) on every backend here, or one')

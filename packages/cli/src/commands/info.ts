@@ -2,16 +2,23 @@
 import { cpus, totalmem } from 'node:os';
 import { createRequire } from 'node:module';
 import { registeredBackends, resolveBackend } from '@gpt2/core';
+import { noGpuDevice } from '@gpt2/backend-webgpu';
 import { registerAll } from '../backends.js';
 import { hubOptionsFromEnv } from '../hub.js';
 
 // the release's bundle defines the version (scripts/release.mjs); in the repository it is package.json's
 declare const GPT2_VERSION: string | undefined;
 
-export async function runInfo(f: { json?: boolean }): Promise<void> {
+export async function runInfo(f: { json?: boolean; verbose?: boolean }): Promise<void> {
   registerAll();
   const backends: { name: string; available: boolean; details?: Record<string, string>; reason?: string }[] = [];
+  // no GPU here: Dawn is not loaded (its Vulkan probe prints on stderr) unless --verbose asks
+  const noGpu = f.verbose ? undefined : await noGpuDevice();
   for (const name of registeredBackends()) {
+    if (name === 'webgpu' && noGpu) {
+      backends.push({ name, available: false, reason: `${noGpu} (gpt2 info --verbose loads it).` });
+      continue;
+    }
     try {
       const { backend } = await resolveBackend(name);
       backends.push({ name, available: true, details: backend.describe() });

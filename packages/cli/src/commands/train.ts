@@ -92,7 +92,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   if (took) report.line(took);
   for (const d of await run.removeStale()) report.line(`note: removed ${join(run.dir, d)}, left by an interrupted save`);
   const { backend, failures } = await openBackend(f);
-  for (const fl of failures) report.line(`note: backend ${fl.name} unavailable (${fl.reason})`);
+  for (const fl of failures) if (fl.name !== 'cpu') report.line(`note: backend ${fl.name} unavailable (${fl.reason})`); // cpu's: openBackend's note
   report.line(`backend: ${backend.name}${f.precision && f.precision !== 'fp32' ? ` (--precision ${f.precision})` : ''}${comm.size > 1 ? ` on each of ${comm.size} ranks (mpirun)${f.zero ? ', ZeRO-1' : ''}` : ''}`);
 
   const zeroRanks = f.zero ? comm.size : undefined;
