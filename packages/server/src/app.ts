@@ -176,7 +176,6 @@ export class CompletionServer {
     }
 
     // stream: server-sent events, one chunk per piece of text, usage last when asked, then [DONE]
-    const handle = { cancel: () => {} };
     const raw = reply.raw;
     const send = (data: unknown) => {
       if (!raw.writableEnded && !raw.destroyed) raw.write(`data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
@@ -206,7 +205,7 @@ export class CompletionServer {
         end(err.status);
       },
     };
-    Object.assign(handle, this.engine.submit(req, listener)); // a 429 or 503 throws before any header is sent
+    const handle = this.engine.submit(req, listener); // a 429 or 503 throws before any header is sent; events come from later steps
     m.promptTokens.inc(promptTokens);
     reply.hijack();
     raw.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });

@@ -191,13 +191,10 @@ export class Engine {
           this.emit(j, j.seq.finish(0, 'length'));
           continue;
         }
-        this.rows[slot] = j;
-        this.cache.clearRow(slot);
-        const logits = await this.cache.feedRow(slot, j.prompt);
-        this.sample(j, logits);
+        this.rows[slot] = j; // a free row is empty: free() cleared it
+        this.sample(j, await this.cache.feedRow(slot, j.prompt));
       } catch (err) {
-        this.rows[slot] = undefined;
-        this.cache.clearRow(slot);
+        this.free(slot);
         this.end(r, serverError(err, 'prefilling the prompt'));
       }
       await new Promise((res) => setImmediate(res));

@@ -133,6 +133,11 @@ function promptIds(config: GPT2Config, n: number, i: number): number[] {
   });
 }
 
+/** Request i of a run: its own prompt, a fixed output length (ignore_eos), streamed with usage. */
+const streamBody = (f: ServeBenchFlags, config: GPT2Config, i: number) => ({
+  prompt: promptIds(config, f.promptTokens, i), max_tokens: f.newTokens, temperature: 1, seed: i, ignore_eos: true, stream: true, stream_options: { include_usage: true },
+});
+
 async function load(url: string, clients: number, requests: number, next: (i: number) => Promise<Outcome>): Promise<{ outcomes: Outcome[]; seconds: number }> {
   const outcomes: Outcome[] = [];
   let issued = 0;
@@ -148,7 +153,7 @@ async function load(url: string, clients: number, requests: number, next: (i: nu
 
 async function run(f: ServeBenchFlags, config: GPT2Config, url: string, slots: number, clients: number) {
   const requests = f.requests ?? Math.max(8, 2 * clients);
-  const body = (i: number) => ({ prompt: promptIds(config, f.promptTokens, i), max_tokens: f.newTokens, temperature: 1, seed: i, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+  const body = (i: number) => streamBody(f, config, i);
   await load(url, Math.min(clients, slots), Math.min(clients, slots), (i) => streamOne(url, { ...body(1000 + i), max_tokens: 4 })); // warm-up
   const { outcomes, seconds } = await load(url, clients, requests, (i) => streamOne(url, body(i)));
   const bad = outcomes.filter((o) => o.status !== 200 || o.tokens !== f.newTokens);
@@ -174,7 +179,7 @@ const MALFORMED = (config: GPT2Config): unknown[] => [
 
 async function soak(f: ServeBenchFlags, config: GPT2Config, server: Server) {
   const clients = f.concurrency[f.concurrency.length - 1], requests = f.requests ?? 2000;
-  const body = (i: number) => ({ prompt: promptIds(config, f.promptTokens, i), max_tokens: f.newTokens, temperature: 1, seed: i, ignore_eos: true, stream: true, stream_options: { include_usage: true } });
+  const body = (i: number) => streamBody(f, config, i);
   await load(server.url, clients, clients, (i) => streamOne(server.url, body(100_000 + i))); // warm-up: every slot used once
   const rssBefore = server.rssMB();
   const bad = MALFORMED(config);

@@ -708,8 +708,6 @@ export class KVCache {
   readonly lengths: Int32Array;
   private kbuf: Buf; // (L,B,NH,maxT,HS)
   private vbuf: Buf;
-  private k: Buf[]; // per layer (B,NH,maxT,HS)
-  private v: Buf[];
   private scratchN = 0;
   private s?: {
     tokens: Buf; pos: Buf; x: Buf; ln: Buf; mean: Buf; rstd: Buf; qkv: Buf; atty: Buf; proj: Buf; fch: Buf; fchGelu: Buf; logits: Buf;
@@ -721,13 +719,9 @@ export class KVCache {
     this.maxT = maxT;
     this.lengths = new Int32Array(B);
     const be = model.backend;
-    const kbuf = be.alloc(L * B * maxT * C), vbuf = be.alloc(L * B * maxT * C);
-    this.kbuf = kbuf;
-    this.vbuf = vbuf;
-    this.owned.push(kbuf, vbuf);
-    const per = B * maxT * C;
-    this.k = Array.from({ length: L }, (_, l) => be.view(kbuf, l * per, per));
-    this.v = Array.from({ length: L }, (_, l) => be.view(vbuf, l * per, per));
+    this.kbuf = be.alloc(L * B * maxT * C);
+    this.vbuf = be.alloc(L * B * maxT * C);
+    this.owned.push(this.kbuf, this.vbuf);
   }
 
   private owned: Buf[] = [];
@@ -787,11 +781,10 @@ export class KVCache {
       throw new GPT2Error(`The sequence${this.B > 1 ? ` in row ${b}` : ''} holds ${n} tokens; ${T} more would reach ${n + T}, past the cache's ${this.maxT}; shorten the prompt or the generation.`);
     }
   }
-  private checkTokens(tokens: ArrayLike<number>, skip?: (i: number) => boolean): void {
+  private checkTokens(tokens: ArrayLike<number>): void {
     const V = this.model.config.vocabSize;
     for (let i = 0; i < tokens.length; i++) {
       const t = tokens[i];
-      if (skip?.(i)) continue;
       if (!Number.isInteger(t) || t < 0 || t >= V) throw new GPT2Error(`Token id ${t} is outside the model's vocabulary of ${V}; use the model's own tokenizer.`);
     }
   }
@@ -848,7 +841,7 @@ export class KVCache {
       pos[b] = this.lengths[b];
       tok[b] = tokens[b];
     }
-    this.checkTokens(tok, (b) => !active[b]);
+    this.checkTokens(tok); // an inactive row's token is 0
     const logits = this.forward(0, n, tok, 1, pos);
     for (let b = 0; b < n; b++) if (active[b]) this.lengths[b]++;
     return this.model.backend.read(logits);
@@ -882,12 +875,12 @@ export class KVCache {
       }
     }
     // the cache rows these rows own
-    const all = row0 === 0 && n === this.B, per = this.B * maxT * C;
+    const per = this.B * maxT * C;
     const rows = (buf: Buf, l: number) => be.view(buf, l * per + row0 * maxT * C, n * maxT * C);
     k.layernormForward(ln, mean, rstd, x, P.ln1w[0], P.ln1b[0], N, C);
     for (let l = 0; l < L; l++) {
       m.linear(qkv, null, ln, 'qkvw', l, P.qkvb[l], N, C, 3 * C);
-      k.attentionDecode(atty, qkv, all ? this.k[l] : rows(this.kbuf, l), all ? this.v[l] : rows(this.vbuf, l), posB, n, T, NH, HS, maxT);
+      k.attentionDecode(atty, qkv, rows(this.kbuf, l), rows(this.vbuf, l), posB, n, T, NH, HS, maxT);
       m.linear(proj, null, atty, 'attprojw', l, P.attprojb[l], N, C, C);
       k.residualLayernormForward(x, ln, mean, rstd, x, proj, P.ln2w[l], P.ln2b[l], N, C);
       m.linear(fchGelu, fch, ln, 'fcw', l, P.fcb[l], N, C, F);
