@@ -67,6 +67,8 @@ static bool args(napi_env env, napi_callback_info info, double *a, size_t n, nap
 #define N_(i) ((int)a[i])
 #define L_(i) ((int64_t)a[i])
 #define U_(i) ((uint32_t)a[i]) // a u32 (a seed, a threshold): 0..2^32-1, out of an int's range
+#define B16(i) ((uint16_t *)(uintptr_t)a[i])
+#define M_(i, flag) (Mat{(const void *)(uintptr_t)a[i], a[flag] != 0}) // a GEMM operand and its bf16 flag
 // A kernel function taking n numeric arguments a[0..n) (pointers via F/I, sizes via N_/L_); a
 // library failure (oneDNN's) becomes a JavaScript error.
 #define KERNEL(Name, n, call)                                      \
@@ -166,15 +168,18 @@ static napi_value Upload(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
-// read(ptr, n): a new Float32Array copy of n floats
+// read(ptr, n, bf16): a new Float32Array copy of n floats (of n bfloat16 values, widened, when bf16 is 1)
 static napi_value Read(napi_env env, napi_callback_info info) {
-  double a[2];
-  if (!args(env, info, a, 2)) return nullptr;
+  double a[3];
+  if (!args(env, info, a, 3)) return nullptr;
   size_t n = (size_t)a[1];
   void *data;
   napi_value ab, arr;
   if (napi_create_arraybuffer(env, n * 4, &data, &ab) != napi_ok) return throwError(env, "cannot allocate the JavaScript array to read into");
-  std::memcpy(data, (void *)(uintptr_t)a[0], n * 4);
+  if (a[2]) {
+    const uint16_t *h = (const uint16_t *)(uintptr_t)a[0];
+    for (size_t i = 0; i < n; i++) ((uint32_t *)data)[i] = (uint32_t)h[i] << 16;
+  } else std::memcpy(data, (void *)(uintptr_t)a[0], n * 4);
   napi_create_typedarray(env, napi_float32_array, n, ab, 0, &arr);
   return arr;
 }
@@ -194,10 +199,12 @@ KERNEL(EncoderBackward, 7, encoder_backward(F(0), F(1), F(2), I(3), N_(4), N_(5)
 KERNEL(LayernormForward, 8, layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7)))
 KERNEL(LayernormBackward, 10, layernorm_backward(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))
 KERNEL(ResidualLayernormForward, 10, residual_layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))
-KERNEL(MatmulForward, 7, matmul_forward(F(0), F(1), F(2), F(3), N_(4), N_(5), N_(6)))
-KERNEL(MatmulGeluForward, 8, matmul_gelu_forward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7)))
+// the matmuls take two more arguments: whether inp and w are bf16 copies (1) or fp32 (0)
+KERNEL(MatmulForward, 9, matmul_forward(F(0), M_(1, 7), M_(2, 8), F(3), N_(4), N_(5), N_(6)))
+KERNEL(MatmulGeluForward, 10, matmul_gelu_forward(F(0), F(1), M_(2, 8), M_(3, 9), F(4), N_(5), N_(6), N_(7)))
 KERNEL(MatmulInt8Forward, 9, matmul_int8_forward(F(0), F(1), F(2), (const int8_t *)(uintptr_t)a[3], F(4), F(5), N_(6), N_(7), N_(8)))
-KERNEL(MatmulBackward, 9, matmul_backward(F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7), N_(8)))
+KERNEL(MatmulBackward, 11, matmul_backward(F(0), F(1), F(2), F(3), M_(4, 9), M_(5, 10), N_(6), N_(7), N_(8)))
+KERNEL(RoundBf16, 3, round_bf16(B16(0), F(1), L_(2)))
 KERNEL(AttentionForward, 7, attention_forward(F(0), F(1), F(2), N_(3), N_(4), N_(5), N_(6)))
 KERNEL(AttentionBackward, 9, attention_backward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7), N_(8)))
 KERNEL(AttentionDecode, 10, attention_decode(F(0), F(1), F(2), F(3), I(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
@@ -207,7 +214,7 @@ KERNEL(ScaledDropout, 6, scaled_dropout(F(0), F(1), (float)a[2], U_(3), U_(4), L
 KERNEL(CrossEntropyForward, 6, crossentropy_forward(F(0), F(1), F(2), I(3), N_(4), N_(5)))
 KERNEL(CrossEntropyBackward, 7, crossentropy_backward(F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6)))
 KERNEL(SumSquares, 3, F(0)[0] = sum_squares(F(1), L_(2)))
-KERNEL(Adamw, 15, adamw(F(0), F(1), F(2), F(3), L_(4), a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14]))
+KERNEL(Adamw, 16, adamw(F(0), F(1), F(2), F(3), L_(4), a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], B16(15)))
 
 #define EXPORT(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_default, nullptr}
 static napi_value ModuleInit(napi_env env, napi_value exports) {
@@ -223,7 +230,7 @@ static napi_value ModuleInit(napi_env env, napi_value exports) {
       EXPORT("attentionDecode", AttentionDecode), EXPORT("geluForward", GeluForward), EXPORT("geluBackward", GeluBackward),
       EXPORT("scaledDropout", ScaledDropout),
       EXPORT("crossEntropyForward", CrossEntropyForward), EXPORT("crossEntropyBackward", CrossEntropyBackward),
-      EXPORT("sumSquares", SumSquares), EXPORT("adamw", Adamw),
+      EXPORT("sumSquares", SumSquares), EXPORT("adamw", Adamw), EXPORT("roundBf16", RoundBf16),
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -27,10 +27,15 @@ void residual_layernorm_forward(float *res, float *out, float *mean, float *rstd
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w, const float *mean,
                         const float *rstd, int N, int C);
 // matmul.cc, matmul-int8.cc
+// A GEMM operand: fp32, or under --precision bf16 the bfloat16 copy the model keeps of it
+struct Mat {
+  const void *p;
+  bool bf16;
+};
 void set_gemm(bool onednn, bool bf16); // products of many rows through oneDNN (else the BLAS), bf16 operands
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
-void matmul_gelu_forward(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int IN, int OUT);
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N, int IN, int OUT);
+void matmul_forward(float *out, Mat inp, Mat w, const float *bias, int N, int IN, int OUT);
+void matmul_gelu_forward(float *out, float *pre, Mat inp, Mat w, const float *bias, int N, int IN, int OUT);
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, Mat inp, Mat w, int N, int IN, int OUT);
 void matmul_int8_forward(float *out, float *pre, const float *inp, const int8_t *q, const float *scale, const float *bias, int N, int IN, int OUT);
 // attention.cc
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int HS);
@@ -44,11 +49,15 @@ void scaled_dropout(float *out, const float *inp, float mult, uint32_t threshold
 // crossentropy.cc
 void crossentropy_forward(float *losses, float *hits, const float *logits, const int *targets, int N, int V);
 void crossentropy_backward(float *dlogits, float *losses, const float *logits, const int *targets, float scale, int N, int V);
+// round-bf16.cc: the bf16 copies of GEMM operands (--precision bf16)
+void round_bf16(uint16_t *dst, const float *src, int64_t n);
+void round_bf16_range(uint16_t *dst, const float *src, int64_t i0, int64_t i1); // this thread's [i0, i1)
+void round_bf16_both(uint16_t *plain, uint16_t *transposed, const float *src, int64_t R, int64_t C);
 // sum-squares.cc
 float sum_squares(const float *x, int64_t N);
 // adamw.cc
 void adamw(float *params, const float *grads, float *m, float *v, int64_t N, float lr, float beta1, float beta2, float omb1, float omb2,
-           float eps, float wd, float c1, float c2, float gradScale);
+           float eps, float wd, float c1, float c2, float gradScale, uint16_t *copy);
 
 // inside a parallel region: this thread's share [begin, end) of n items, split into contiguous
 // near-equal parts
@@ -96,6 +105,24 @@ static inline v16 load16(const float *p) {
 #define IN_REGISTER(v)
 #endif
 static inline void store16(float *p, v16 v) { __builtin_memcpy(p, &v, sizeof v); }
+typedef uint16_t u16x16 __attribute__((vector_size(32)));
+
+// x rounded to bfloat16, nearest even (NaN stays a quiet NaN): precision.ts's rounding, one value
+static inline uint16_t bf16_of(float x) {
+  uint32_t u;
+  __builtin_memcpy(&u, &x, 4);
+  return (uint16_t)((u & 0x7fffffff) > 0x7f800000 ? (u >> 16) | 0x40 : (u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+// 16 bfloat16 values widened to floats (exact: the low 16 bits of each float are zero)
+static inline v16 load16_bf16(const uint16_t *p) {
+  typedef uint32_t u32x16 __attribute__((vector_size(64)));
+  u16x16 h;
+  __builtin_memcpy(&h, p, sizeof h);
+  u32x16 u = __builtin_convertvector(h, u32x16) << 16;
+  v16 v;
+  __builtin_memcpy(&v, &u, sizeof v);
+  return v;
+}
 typedef float v8 __attribute__((vector_size(32)));
 typedef float v4 __attribute__((vector_size(16)));
 // the sum of a vector's lanes as a tree: a few shuffles and adds, not a 16-long dependency chain

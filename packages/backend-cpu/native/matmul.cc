@@ -3,30 +3,48 @@
 // the product with a single-threaded call, so one OpenMP pool does all the work.
 // Or, where set_gemm chose it, oneDNN's matmul primitive (onednn.h), which alone offers bf16
 // operands: --precision bf16 rounds both operands of every product to bfloat16 (to nearest even, as
-// the reference backend's emulation does) and accumulates and writes fp32.
+// the reference backend's emulation does) and accumulates and writes fp32. An operand may arrive
+// rounded already (Mat.bf16: the copies the model keeps of its weight matrices and of the
+// activations the products read); an fp32 one is rounded here, into a scratch kept between calls.
 // Few rows (decoding, N <= SMALL_N): our own kernel, which reads each weight row once and dots it
 // with every input row held in L1: it runs at memory bandwidth, where sgemm with one row does not.
-// It stays fp32 under bf16 (rounding the weights on every call would cost more than it saves).
+// Under bf16 with the weights' bf16 copy it reads those (half the bytes) and rounds the input rows,
+// the same arithmetic as the GEMM; with fp32 weights (LoRA's adapters) it stays fp32.
 #include <cstring>
-#if defined(__AVX512BF16__)
-#include <immintrin.h>
-#endif
+#include <stdexcept>
 #include <vector>
 #include "blas.h"
 #include "kernels.h"
 #include "onednn.h"
 
 
+// the weights as the small-N kernel reads them: fp32, or bf16 copies widened (exactly) to fp32
+struct F32 {
+  typedef float T;
+  static v16 load(const float *p) { return load16(p); }
+  static float at(const float *p, int k) { return p[k]; }
+};
+struct BF16 {
+  typedef uint16_t T;
+  static v16 load(const uint16_t *p) { return load16_bf16(p); }
+  static float at(const uint16_t *p, int k) {
+    uint32_t u = (uint32_t)p[k] << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+};
+
 // out (R,OUT) columns j0..j1 for R <= SMALL_N input rows, two weight rows at a time
-template <int R>
-static void rows_forward(float *out, const float *inp, const float *w, const float *bias, int IN, int OUT, int64_t j0, int64_t j1) {
+template <int R, class W>
+static void rows_forward(float *out, const float *inp, const typename W::T *w, const float *bias, int IN, int OUT, int64_t j0, int64_t j1) {
   for (int64_t j = j0; j < j1; j += 2) {
     const bool two = j + 1 < j1;
-    const float *w0 = w + j * IN, *w1 = two ? w0 + IN : w0;
+    const typename W::T *w0 = w + j * IN, *w1 = two ? w0 + IN : w0;
     v16 a0[R] = {}, a1[R] = {};
     int i = 0;
     for (; i + 16 <= IN; i += 16) {
-      v16 x0 = load16(w0 + i), x1 = load16(w1 + i);
+      v16 x0 = W::load(w0 + i), x1 = W::load(w1 + i);
       IN_REGISTER(x0);
       IN_REGISTER(x1);
       for (int r = 0; r < R; r++) {
@@ -40,8 +58,8 @@ static void rows_forward(float *out, const float *inp, const float *w, const flo
       const float *x = inp + (int64_t)r * IN;
       float s0 = hsum(a0[r]), s1 = hsum(a1[r]);
       for (int k = i; k < IN; k++) {
-        s0 += x[k] * w0[k];
-        s1 += x[k] * w1[k];
+        s0 += x[k] * W::at(w0, k);
+        s1 += x[k] * W::at(w1, k);
       }
       out[(int64_t)r * OUT + j] = s0 + (bias ? bias[j] : 0.f);
       if (two) out[(int64_t)r * OUT + j + 1] = s1 + (bias ? bias[j + 1] : 0.f);
@@ -49,16 +67,17 @@ static void rows_forward(float *out, const float *inp, const float *w, const flo
   }
 }
 
-static void small_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT, int64_t j0, int64_t j1) {
+template <class W>
+static void small_forward(float *out, const float *inp, const typename W::T *w, const float *bias, int N, int IN, int OUT, int64_t j0, int64_t j1) {
   switch (N) {
-    case 1: rows_forward<1>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 2: rows_forward<2>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 3: rows_forward<3>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 4: rows_forward<4>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 5: rows_forward<5>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 6: rows_forward<6>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 7: rows_forward<7>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    default: rows_forward<8>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 1: rows_forward<1, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 2: rows_forward<2, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 3: rows_forward<3, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 4: rows_forward<4, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 5: rows_forward<5, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 6: rows_forward<6, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    case 7: rows_forward<7, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
+    default: rows_forward<8, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
   }
 }
 
@@ -69,61 +88,58 @@ void set_gemm(bool onednn_, bool bf16) {
   use_bf16 = bf16;
 }
 
-// dst = x rounded to bfloat16, nearest even (NaN stays NaN): AVX512-BF16's conversion instruction
-// where the build has it (memory-bound then; it also flushes inputs below 2^-126 to zero), else the
-// same rounding in integer arithmetic
-static inline uint16_t bf16_of(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return (uint16_t)((u & 0x7fffffff) > 0x7f800000 ? (u >> 16) | 0x40 : (u + 0x7fff + ((u >> 16) & 1)) >> 16);
-}
-static void to_bf16(uint16_t *dst, const float *x, int64_t n) {
-#pragma omp parallel
-  {
-    int64_t i0, i1;
-    share(n, i0, i1);
-    int64_t i = i0;
-#if defined(__AVX512BF16__)
-    for (; i + 32 <= i1; i += 32) {
-      __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
-      _mm512_storeu_si512((void *)(dst + i), (__m512i)v);
-    }
-#endif
-    for (; i < i1; i++) dst[i] = bf16_of(x[i]);
-  }
+// Scratch for operands rounded here (kept between calls, grown as needed): one per role in a call
+enum Slot { S_A, S_B, S_BT, S_INP, SLOTS };
+static uint16_t *scratch(Slot s, int64_t n) {
+  static std::vector<uint16_t> buf[SLOTS];
+  if ((int64_t)buf[s].size() < n) buf[s].resize(n);
+  return buf[s].data();
 }
 
-// A GEMM operand as oneDNN gets it: the fp32 matrix itself, or under bf16 its rounded copy in one of
-// three scratch buffers (kept between calls)
-struct Rounded {
-  Dt dt;
-  const void *a, *b, *c;
-};
-static Rounded rounded(const float *a, int64_t na, const float *b, int64_t nb, const float *c = nullptr, int64_t nc = 0) {
-  if (!use_bf16) return {Dt::f32, a, b, c};
-  static std::vector<uint16_t> s[3];
-  const float *x[3] = {a, b, c};
-  const int64_t n[3] = {na, nb, nc};
-  for (int i = 0; i < 3; i++)
-    if (x[i]) {
-      if ((int64_t)s[i].size() < n[i]) s[i].resize(n[i]);
-      to_bf16(s[i].data(), x[i], n[i]);
-    }
-  return {Dt::bf16, s[0].data(), s[1].data(), c ? s[2].data() : nullptr};
+// An operand as oneDNN's bf16 matmul reads it: the model's copy as it is, or an fp32 one rounded
+// into a scratch
+static const uint16_t *bf16(Mat m, int64_t n, Slot s) {
+  if (m.bf16) return (const uint16_t *)m.p;
+  uint16_t *dst = scratch(s, n);
+  round_bf16(dst, (const float *)m.p, n);
+  return dst;
+}
+
+// fp32 operands: bf16 copies reach the kernels only under --precision bf16 (backend.ts)
+static const float *f32(Mat m) {
+  if (m.bf16) throw std::runtime_error("a bf16 operand reached an fp32 matmul");
+  return (const float *)m.p;
 }
 
 // out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias through oneDNN: the weights are read as the (IN,OUT)
 // matrix with strides (1, IN), the transpose without a copy
-static void onednn_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
-  Rounded r = rounded(inp, (int64_t)N * IN, w, (int64_t)OUT * IN);
-  onednn.matmul(r.dt, N, OUT, IN, {r.a, IN, 1}, {r.b, 1, IN}, bias, out, OUT, false);
+static void onednn_forward(float *out, Mat inp, Mat w, const float *bias, int N, int IN, int OUT) {
+  if (!use_bf16) return onednn.matmul(Dt::f32, N, OUT, IN, {f32(inp), IN, 1}, {f32(w), 1, IN}, bias, out, OUT, false);
+  onednn.matmul(Dt::bf16, N, OUT, IN, {bf16(inp, (int64_t)N * IN, S_A), IN, 1}, {bf16(w, (int64_t)OUT * IN, S_B), 1, IN}, bias, out, OUT, false);
 }
 
-// out[:, j0:j1] = inp @ W[j0:j1]^T (+ bias): this thread's block of the forward product
-static void block_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT, int64_t j0, int64_t j1) {
+// the input rows a small-N product reads: fp32, or under bf16 with the weights' copy rounded to
+// bf16 values (in floats), as the GEMM rounds them
+static const float *small_rows(Mat inp, Mat w, int N, int IN) {
+  if (!w.bf16) return f32(inp);
+  static std::vector<float> rows;
+  rows.resize((size_t)N * IN);
+  for (int64_t i = 0; i < (int64_t)N * IN; i++) {
+    uint32_t u = (uint32_t)(inp.bf16 ? ((const uint16_t *)inp.p)[i] : bf16_of(((const float *)inp.p)[i])) << 16;
+    std::memcpy(&rows[i], &u, 4);
+  }
+  return rows.data();
+}
+
+// out[:, j0:j1] = inp @ W[j0:j1]^T (+ bias): this thread's block of the forward product, by the
+// small-N kernel or the BLAS (x: small_rows for the small-N kernel)
+static void block_forward(float *out, const float *x, Mat w, const float *bias, int N, int IN, int OUT, int64_t j0, int64_t j1) {
   if (j1 <= j0) return;
-  if (N <= SMALL_N) return small_forward(out, inp, w, bias, N, IN, OUT, j0, j1);
-  blas.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, j1 - j0, IN, 1.f, inp, IN, w + j0 * IN, IN, 0.f, out + j0, OUT);
+  if (N <= SMALL_N) {
+    if (w.bf16) return small_forward<BF16>(out, x, (const uint16_t *)w.p, bias, N, IN, OUT, j0, j1);
+    return small_forward<F32>(out, x, (const float *)w.p, bias, N, IN, OUT, j0, j1);
+  }
+  blas.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, j1 - j0, IN, 1.f, x, IN, f32(w) + j0 * IN, IN, 0.f, out + j0, OUT);
   if (bias)
     for (int64_t n = 0; n < N; n++) {
       float *o = out + n * OUT;
@@ -133,29 +149,31 @@ static void block_forward(float *out, const float *inp, const float *w, const fl
 }
 
 // out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias (OUT)
-void matmul_forward(float *out, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+void matmul_forward(float *out, Mat inp, Mat w, const float *bias, int N, int IN, int OUT) {
   if (use_onednn && N > SMALL_N) return onednn_forward(out, inp, w, bias, N, IN, OUT);
+  const float *x = N <= SMALL_N ? small_rows(inp, w, N, IN) : f32(inp);
 #pragma omp parallel
   {
     int64_t j0, j1;
     share_cols(OUT, j0, j1);
-    block_forward(out, inp, w, bias, N, IN, OUT, j0, j1);
+    block_forward(out, x, w, bias, N, IN, OUT, j0, j1);
   }
 }
 
 // pre = inp @ W^T + bias, out = gelu(pre): each thread applies the epilogue to its own block
-void matmul_gelu_forward(float *out, float *pre, const float *inp, const float *w, const float *bias, int N, int IN, int OUT) {
+void matmul_gelu_forward(float *out, float *pre, Mat inp, Mat w, const float *bias, int N, int IN, int OUT) {
   if (use_onednn && N > SMALL_N) {
     // the bias is fused into the product; GELU is a pass of its own, since the contract keeps pre
     // for the backward and a GELU post-op would write only gelu(pre)
     onednn_forward(pre, inp, w, bias, N, IN, OUT);
     return gelu_forward(out, pre, (int64_t)N * OUT);
   }
+  const float *x = N <= SMALL_N ? small_rows(inp, w, N, IN) : f32(inp);
 #pragma omp parallel
   {
     int64_t j0, j1;
     share_cols(OUT, j0, j1);
-    block_forward(pre, inp, w, nullptr, N, IN, OUT, j0, j1);
+    block_forward(pre, x, w, nullptr, N, IN, OUT, j0, j1);
     bias_gelu(out, pre, bias, 0, N, OUT, j0, j1);
   }
 }
@@ -178,16 +196,33 @@ static void bias_backward(float *dbias, const float *dout, int N, int OUT) {
   }
 }
 
+// dinp (N,IN) += dout (N,OUT) @ w (OUT,IN) and dw (OUT,IN) += dout^T (OUT,N) @ inp (N,IN) in bf16:
+// dout is rounded once into two copies, (N,OUT) for dinp and its transpose (OUT,N) for dw, so both
+// products read their first operand row by row; dw's second operand, inp, is packed into the
+// layout the matmul reads fastest (it is read once per row block of dw)
+static void bf16_backward(float *dinp, float *dw, const float *dout, Mat inp, Mat w, int N, int IN, int OUT) {
+  uint16_t *d = scratch(S_A, (int64_t)N * OUT), *dT = dw ? scratch(S_BT, (int64_t)N * OUT) : nullptr;
+  if (dw) round_bf16_both(d, dT, dout, N, OUT);
+  else round_bf16(d, dout, (int64_t)N * OUT);
+  onednn.matmul(Dt::bf16, N, IN, OUT, {d, OUT, 1}, {bf16(w, (int64_t)OUT * IN, S_B), IN, 1}, nullptr, dinp, IN, true);
+  if (dw) onednn.matmul(Dt::bf16, OUT, IN, N, {dT, N, 1}, {bf16(inp, (int64_t)N * IN, S_INP), IN, 1}, nullptr, dw, IN, true, true);
+}
+
 // dinp (N,IN) += dout (N,OUT) @ w (OUT,IN), split by columns of dinp;
 // dw (OUT,IN) += dout^T @ inp (N,IN), split by rows of dw; dbias (OUT) += column sums of dout.
 // A null dw or dbias is a frozen weight (LoRA's base model): that product is skipped.
-void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, const float *inp, const float *w, int N, int IN, int OUT) {
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, Mat inp, Mat w, int N, int IN, int OUT) {
+  if (use_bf16) {
+    bf16_backward(dinp, dw, dout, inp, w, N, IN, OUT);
+    if (dbias) bias_backward(dbias, dout, N, OUT);
+    return;
+  }
+  const float *x = f32(inp), *wt = f32(w);
   if (use_onednn) {
     // dinp (N,IN) += dout (N,OUT) @ w (OUT,IN); dw (OUT,IN) += dout^T (OUT,N) @ inp (N,IN), dout read
-    // with strides (1, OUT); both accumulate through a sum post-op (inp is rounded only for dw)
-    Rounded r = rounded(dout, (int64_t)N * OUT, w, (int64_t)OUT * IN, dw ? inp : nullptr, (int64_t)N * IN);
-    onednn.matmul(r.dt, N, IN, OUT, {r.a, OUT, 1}, {r.b, IN, 1}, nullptr, dinp, IN, true);
-    if (dw) onednn.matmul(r.dt, OUT, IN, N, {r.a, 1, OUT}, {r.c, IN, 1}, nullptr, dw, IN, true);
+    // with strides (1, OUT); both accumulate through a sum post-op
+    onednn.matmul(Dt::f32, N, IN, OUT, {dout, OUT, 1}, {wt, IN, 1}, nullptr, dinp, IN, true);
+    if (dw) onednn.matmul(Dt::f32, OUT, IN, N, {dout, 1, OUT}, {x, IN, 1}, nullptr, dw, IN, true);
     if (dbias) bias_backward(dbias, dout, N, OUT);
     return;
   }
@@ -195,9 +230,9 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, co
   {
     int64_t i0, i1, j0, j1;
     share_cols(IN, i0, i1);
-    if (i1 > i0) blas.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, i1 - i0, OUT, 1.f, dout, OUT, w + i0, IN, 1.f, dinp + i0, IN);
+    if (i1 > i0) blas.sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, i1 - i0, OUT, 1.f, dout, OUT, wt + i0, IN, 1.f, dinp + i0, IN);
     share(OUT, j0, j1);
-    if (dw && j1 > j0) blas.sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, IN, N, 1.f, dout + j0, OUT, inp, IN, 1.f, dw + j0 * IN, IN);
+    if (dw && j1 > j0) blas.sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, j1 - j0, IN, N, 1.f, dout + j0, OUT, x, IN, 1.f, dw + j0 * IN, IN);
     if (dbias) column_sums(dbias, dout, N, OUT, j0, j1);
   }
 }

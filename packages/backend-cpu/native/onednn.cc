@@ -5,6 +5,7 @@
 #include <map>
 #include <stdexcept>
 #include <tuple>
+#include <vector>
 
 Onednn onednn;
 
@@ -20,7 +21,7 @@ struct Version {
   unsigned cpuRuntime, gpuRuntime;
 };
 enum { ARG_SRC = 1, ARG_DST = 17, ARG_WEIGHTS = 33, ARG_BIAS = 41 };
-enum { ENGINE_CPU = 1, STREAM_IN_ORDER = 1, QUERY_IMPL_INFO_STR = 8, DT_UNDEF = 0 };
+enum { ENGINE_CPU = 1, STREAM_IN_ORDER = 1, QUERY_IMPL_INFO_STR = 8, QUERY_WEIGHTS_MD = 131, DT_UNDEF = 0, FORMAT_TAG_ANY = 1 };
 
 typedef int st; // dnnl_status_t: 0 is success
 static struct {
@@ -41,13 +42,18 @@ static struct {
   st (*memoryDestroy)(void *memory);
   st (*primitiveExecute)(const void *prim, void *stream, int nargs, const ExecArg *args);
   st (*memorySetHandle)(void *memory, void *handle);
+  const void *(*pdQueryMd)(const void *pd, int what, int index); // a descriptor: a pointer to the struct in 2.x, the handle in 3.x
+  size_t (*mdGetSize)(const void *md);
+  st (*reorderPdCreate)(void **pd, const void *src, void *srcEngine, const void *dst, void *dstEngine, const void *attr);
   // 2.x: descriptors are structs we hold (as bytes, sized past 2.6's 696 and 2800)
   st (*mdInit2)(void *md, int ndims, const Dims dims, int dt, const Dims strides);
+  st (*mdInitByTag2)(void *md, int ndims, const Dims dims, int dt, int tag);
   st (*matmulDescInit2)(void *desc, const void *src, const void *weights, const void *bias, const void *dst);
   st (*pdCreate2)(void **pd, const void *opDesc, const void *attr, void *engine, const void *hint);
   st (*appendSum2)(void *postOps, float scale);
   // 3.x: descriptors are handles
   st (*mdCreate3)(void **md, int ndims, const Dims dims, int dt, const Dims strides);
+  st (*mdCreateByTag3)(void **md, int ndims, const Dims dims, int dt, int tag);
   st (*mdDestroy3)(void *md);
   st (*matmulPdCreate3)(void **pd, void *engine, const void *src, const void *weights, const void *bias, const void *dst, const void *attr);
   st (*appendSum3)(void *postOps, float scale, int32_t zeroPoint, int dt);
@@ -110,6 +116,11 @@ std::string Onednn::load() {
   SYM(memoryDestroy, "dnnl_memory_destroy");
   SYM(primitiveExecute, "dnnl_primitive_execute");
   SYM(memorySetHandle, "dnnl_memory_set_data_handle");
+  SYM(pdQueryMd, "dnnl_primitive_desc_query_md");
+  SYM(mdGetSize, "dnnl_memory_desc_get_size");
+  SYM(reorderPdCreate, "dnnl_reorder_primitive_desc_create");
+  SYM(mdCreateByTag3, "dnnl_memory_desc_create_with_tag");
+  SYM(mdInitByTag2, "dnnl_memory_desc_init_by_tag");
   SYM(memoryCreate, "dnnl_memory_create");
   SYM(mdCreate3, "dnnl_memory_desc_create_with_strides");
   SYM(mdDestroy3, "dnnl_memory_desc_destroy");
@@ -123,8 +134,10 @@ std::string Onednn::load() {
   api.appendSum2 = v3 ? nullptr : (decltype(api.appendSum2))sym("dnnl_post_ops_append_sum");
   api.appendSum3 = v3 ? (decltype(api.appendSum3))sym("dnnl_post_ops_append_sum") : nullptr;
   bool common = api.cpuIsa && api.engineCreate && api.streamCreate && api.attrCreate && api.attrDestroy && api.attrSetPostOps && api.postOpsCreate &&
-                api.postOpsDestroy && api.pdQuery && api.primitiveCreate && api.primitiveDestroy && api.pdDestroy && api.memoryDestroy && api.primitiveExecute && api.memorySetHandle && api.memoryCreate;
-  bool ok = ver && common && (v3 ? api.mdCreate3 && api.mdDestroy3 && api.matmulPdCreate3 && api.appendSum3 : api.mdInit2 && api.matmulDescInit2 && api.pdCreate2 && api.appendSum2);
+                api.postOpsDestroy && api.pdQuery && api.primitiveCreate && api.primitiveDestroy && api.pdDestroy && api.memoryDestroy && api.primitiveExecute && api.memorySetHandle && api.memoryCreate && api.pdQueryMd && api.mdGetSize && api.reorderPdCreate;
+  bool ok = ver && common &&
+            (v3 ? api.mdCreate3 && api.mdCreateByTag3 && api.mdDestroy3 && api.matmulPdCreate3 && api.appendSum3
+                : api.mdInit2 && api.mdInitByTag2 && api.matmulDescInit2 && api.pdCreate2 && api.appendSum2);
   Dl_info info;
   std::string file = api.version && dladdr((void *)api.version, &info) && info.dli_fname ? info.dli_fname : (chosen ? chosen : "libdnnl");
   if (!ok || ver->major < 2) {
@@ -148,8 +161,11 @@ struct Prim {
   void *prim = nullptr;
   void *mem[4] = {}; // src, weights, bias, dst
   std::string impl;
+  // packB: the reorder of B as given into the matmul's layout, its source memory, and the packed B
+  void *pack = nullptr, *packSrc = nullptr;
+  std::vector<char> packed;
 };
-using Key = std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool>;
+using Key = std::tuple<int, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool>;
 std::map<Key, Prim> cache;
 } // namespace
 
@@ -157,7 +173,9 @@ static void check(st s, const char *what) {
   if (s) throw std::runtime_error(std::string("oneDNN failed to ") + what + " (status " + std::to_string(s) + ")");
 }
 
-static Prim create(Dt dt, int64_t M, int64_t N, int64_t K, const Operand &A, const Operand &B, bool bias, int64_t ldc, bool accumulate) {
+// packB: the matmul reads B in the layout it prefers ("any"), filled at each call by a reorder from B
+// as given (whose memory object is then packSrc, and the matmul's weights memory the packed copy)
+static Prim create(Dt dt, int64_t M, int64_t N, int64_t K, const Operand &A, const Operand &B, bool bias, int64_t ldc, bool accumulate, bool packB) {
   Dims dA = {M, K}, sA = {A.rowStride, A.colStride}, dB = {K, N}, sB = {B.rowStride, B.colStride};
   Dims dBias = {1, N}, sBias = {N, 1}, dC = {M, N}, sC = {ldc, 1};
   const Dims *dims[4] = {&dA, &dB, &dBias, &dC}, *strides[4] = {&sA, &sB, &sBias, &sC};
@@ -170,20 +188,41 @@ static Prim create(Dt dt, int64_t M, int64_t N, int64_t K, const Operand &A, con
     check(api.attrSetPostOps(attr, postOps), "set post-ops");
   }
   Prim p;
+  const void *given = nullptr; // B's descriptor as given, under packB
+  void *md3[5] = {};
+  alignas(64) static char md2[5][2048], desc[8192]; // dnnl_memory_desc_t (696 bytes in 2.6), dnnl_matmul_desc_t (2800)
   if (v3) {
-    void *md[4] = {};
-    for (int i = 0; i < 4; i++) check(api.mdCreate3(&md[i], 2, *dims[i], types[i], *strides[i]), "describe an operand");
-    st s = api.matmulPdCreate3(&pd, engine, md[0], md[1], bias ? md[2] : nullptr, md[3], attr);
-    for (int i = 0; s == 0 && i < 4; i++) check(api.memoryCreate(&p.mem[i], md[i], engine, nullptr), "create a memory object");
-    for (void *m : md) api.mdDestroy3(m);
+    for (int i = 0; i < 4; i++) check(api.mdCreate3(&md3[i], 2, *dims[i], types[i], *strides[i]), "describe an operand");
+    if (packB) check(api.mdCreateByTag3(&md3[4], 2, dB, (int)dt, FORMAT_TAG_ANY), "describe an operand");
+    given = md3[1];
+    st s = api.matmulPdCreate3(&pd, engine, md3[0], packB ? md3[4] : md3[1], bias ? md3[2] : nullptr, md3[3], attr);
+    for (int i = 0; s == 0 && i < 4; i++) if (i != 1 || !packB) check(api.memoryCreate(&p.mem[i], md3[i], engine, nullptr), "create a memory object");
     check(s, "create a matmul");
   } else {
-    alignas(64) static char md[4][2048], desc[8192]; // dnnl_memory_desc_t (696 bytes in 2.6), dnnl_matmul_desc_t (2800)
-    for (int i = 0; i < 4; i++) check(api.mdInit2(md[i], 2, *dims[i], types[i], *strides[i]), "describe an operand");
-    check(api.matmulDescInit2(desc, md[0], md[1], bias ? md[2] : nullptr, md[3]), "describe a matmul");
+    for (int i = 0; i < 4; i++) check(api.mdInit2(md2[i], 2, *dims[i], types[i], *strides[i]), "describe an operand");
+    if (packB) check(api.mdInitByTag2(md2[4], 2, dB, (int)dt, FORMAT_TAG_ANY), "describe an operand");
+    given = md2[1];
+    check(api.matmulDescInit2(desc, md2[0], packB ? md2[4] : md2[1], bias ? md2[2] : nullptr, md2[3]), "describe a matmul");
     check(api.pdCreate2(&pd, desc, attr, engine, nullptr), "create a matmul");
-    for (int i = 0; i < 4; i++) check(api.memoryCreate(&p.mem[i], md[i], engine, nullptr), "create a memory object");
+    for (int i = 0; i < 4; i++) if (i != 1 || !packB) check(api.memoryCreate(&p.mem[i], md2[i], engine, nullptr), "create a memory object");
   }
+  if (packB) {
+    // the layout the matmul chose for B, a buffer of its size, and the reorder that fills it
+    const void *chosen = api.pdQueryMd(pd, QUERY_WEIGHTS_MD, 0);
+    if (!chosen) throw std::runtime_error("oneDNN did not say which layout its matmul reads");
+    p.packed.resize(api.mdGetSize(chosen) + 64);
+    void *buf = (void *)(((uintptr_t)p.packed.data() + 63) & ~(uintptr_t)63);
+    check(api.memoryCreate(&p.mem[1], chosen, engine, buf), "create a memory object");
+    check(api.memoryCreate(&p.packSrc, given, engine, nullptr), "create a memory object");
+    void *rpd = nullptr;
+    check(api.reorderPdCreate(&rpd, given, engine, chosen, engine, nullptr), "create a reorder");
+    st s = api.primitiveCreate(&p.pack, rpd);
+    api.pdDestroy(rpd);
+    check(s, "create a reorder primitive");
+  }
+  if (v3)
+    for (void *m : md3)
+      if (m) api.mdDestroy3(m);
   const char *impl = nullptr;
   if (api.pdQuery(pd, QUERY_IMPL_INFO_STR, 0, &impl) == 0 && impl) p.impl = impl;
   st s = api.primitiveCreate(&p.prim, pd);
@@ -197,25 +236,33 @@ static Prim create(Dt dt, int64_t M, int64_t N, int64_t K, const Operand &A, con
 static void drop_all() {
   for (auto &[key, p] : cache) {
     api.primitiveDestroy(p.prim);
+    if (p.pack) api.primitiveDestroy(p.pack);
     for (void *m : p.mem) api.memoryDestroy(m);
+    if (p.packSrc) api.memoryDestroy(p.packSrc);
   }
   cache.clear();
 }
 
-void Onednn::matmul(Dt dt, int64_t M, int64_t N, int64_t K, Operand A, Operand B, const float *bias, float *C, int64_t ldc, bool accumulate) {
-  Key key{omp_get_max_threads(), (int)dt, M, N, K, A.rowStride, A.colStride, B.rowStride, B.colStride, ldc, bias != nullptr, accumulate};
+void Onednn::matmul(Dt dt, int64_t M, int64_t N, int64_t K, Operand A, Operand B, const float *bias, float *C, int64_t ldc, bool accumulate, bool packB) {
+  Key key{omp_get_max_threads(), (int)dt, M, N, K, A.rowStride, A.colStride, B.rowStride, B.colStride, ldc, bias != nullptr, accumulate, packB};
   auto it = cache.find(key);
   if (it == cache.end()) {
     if (cache.size() >= MAX_CACHED) drop_all();
-    it = cache.emplace(key, create(dt, M, N, K, A, B, bias != nullptr, ldc, accumulate)).first;
+    it = cache.emplace(key, create(dt, M, N, K, A, B, bias != nullptr, ldc, accumulate, packB)).first;
     (dt == Dt::bf16 ? implBf16 : implF32) = it->second.impl;
   }
   Prim &p = it->second;
-  void *handles[4] = {(void *)A.p, (void *)B.p, (void *)bias, C};
+  if (packB) {
+    check(api.memorySetHandle(p.packSrc, (void *)B.p), "set a data pointer");
+    ExecArg r[2] = {{ARG_SRC, p.packSrc}, {ARG_DST, p.mem[1]}};
+    check(api.primitiveExecute(p.pack, stream, 2, r), "reorder an operand");
+  }
+  void *handles[4] = {(void *)A.p, packB ? nullptr : (void *)B.p, (void *)bias, C};
   ExecArg args[4];
   const int which[4] = {ARG_SRC, ARG_WEIGHTS, ARG_BIAS, ARG_DST};
   int n = 0;
   for (int i = 0; i < 4; i++) {
+    if (i == 1 && packB) args[n++] = {ARG_WEIGHTS, p.mem[1]}; // the packed copy, in place already
     if (!handles[i]) continue;
     check(api.memorySetHandle(p.mem[i], handles[i]), "set a data pointer");
     args[n++] = {which[i], p.mem[i]};

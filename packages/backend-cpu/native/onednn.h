@@ -27,8 +27,12 @@ struct Onednn {
   std::string load();
   bool loaded() const { return !version.empty(); }
 
-  /** C (M,N; rows ldc apart) = A (M,K) @ B (K,N) [+ bias (N)], or C += A @ B when accumulate. A and B of type dt. */
-  void matmul(Dt dt, int64_t M, int64_t N, int64_t K, Operand A, Operand B, const float *bias, float *C, int64_t ldc, bool accumulate);
+  /**
+   * C (M,N; rows ldc apart) = A (M,K) @ B (K,N) [+ bias (N)], or C += A @ B when accumulate. A and B
+   * of type dt. With packB, B is first reordered into the blocked layout the matmul reads fastest
+   * (its "any" format; a scratch kept with the primitive): for a B read many times by one product.
+   */
+  void matmul(Dt dt, int64_t M, int64_t N, int64_t K, Operand A, Operand B, const float *bias, float *C, int64_t ldc, bool accumulate, bool packB = false);
 
   /** The implementation oneDNN chose for the newest matmul primitive of type dt ("brg:avx512_core_bf16"), "" before any. */
   std::string impl(Dt dt) const { return dt == Dt::bf16 ? implBf16 : implF32; }

@@ -17,7 +17,7 @@ interface Addon {
   alloc(bytes: number): number;
   free(ptr: number): void;
   upload(ptr: number, data: Float32Array | Int32Array): void;
-  read(ptr: number, n: number): Float32Array;
+  read(ptr: number, n: number, bf16: number): Float32Array;
   external(ptr: number, bytes: number): ArrayBuffer;
   zero(ptr: number, bytes: number): void;
   [kernel: string]: (...args: never[]) => unknown;
@@ -27,6 +27,8 @@ class NativeBuf implements Buf {
   constructor(readonly ptr: number, readonly length: number, readonly dtype: DType, readonly root: boolean) {}
 }
 const p = (b: Buf | null) => (b ? (b as NativeBuf).ptr : 0);
+const bf = (b: Buf) => (b.dtype === 'bf16' ? 1 : 0); // a GEMM operand's bf16 flag
+const bytesOf = (dtype: DType) => (dtype === 'bf16' ? 2 : 4);
 
 const BUILD = new URL('../build/', import.meta.url);
 const ADDON = fileURLToPath(new URL('gpt2_cpu.node', BUILD));
@@ -116,10 +118,10 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
       call('layernormBackward', p(dinp), p(dw), p(db), p(dout), p(inp), p(w), p(mean), p(rstd), N, C),
     residualLayernormForward: (res, out, mean, rstd, x, y, w, bias, N, C) =>
       call('residualLayernormForward', p(res), p(out), p(mean), p(rstd), p(x), p(y), p(w), p(bias), N, C),
-    matmulForward: (out, inp, w, bias, N, IN, OUT) => call('matmulForward', p(out), p(inp), p(w), p(bias), N, IN, OUT),
-    matmulGeluForward: (out, pre, inp, w, bias, N, IN, OUT) => call('matmulGeluForward', p(out), p(pre), p(inp), p(w), p(bias), N, IN, OUT),
+    matmulForward: (out, inp, w, bias, N, IN, OUT) => call('matmulForward', p(out), p(inp), p(w), p(bias), N, IN, OUT, bf(inp), bf(w)),
+    matmulGeluForward: (out, pre, inp, w, bias, N, IN, OUT) => call('matmulGeluForward', p(out), p(pre), p(inp), p(w), p(bias), N, IN, OUT, bf(inp), bf(w)),
     matmulInt8Forward: (out, pre, inp, q, scale, bias, N, IN, OUT) => call('matmulInt8Forward', p(out), p(pre), p(inp), p(q), p(scale), p(bias), N, IN, OUT),
-    matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => call('matmulBackward', p(dinp), p(dw), p(dbias), p(dout), p(inp), p(w), N, IN, OUT),
+    matmulBackward: (dinp, dw, dbias, dout, inp, w, N, IN, OUT) => call('matmulBackward', p(dinp), p(dw), p(dbias), p(dout), p(inp), p(w), N, IN, OUT, bf(inp), bf(w)),
     attentionForward: (out, lse, qkv, B, T, NH, HS) => call('attentionForward', p(out), p(lse), p(qkv), B, T, NH, HS),
     attentionBackward: (dqkv, dout, qkv, out, lse, B, T, NH, HS) => call('attentionBackward', p(dqkv), p(dout), p(qkv), p(out), p(lse), B, T, NH, HS),
     attentionDecode: (out, qkv, kc, vc, pos, B, T, NH, HS, maxT) => call('attentionDecode', p(out), p(qkv), p(kc), p(vc), p(pos), B, T, NH, HS, maxT),
@@ -132,17 +134,21 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
     crossEntropyBackward: (dlogits, losses, logits, targets, scale, N, V) =>
       call('crossEntropyBackward', p(dlogits), p(losses), p(logits), p(targets), scale, N, V),
     sumSquares: (out, x, N) => call('sumSquares', p(out), p(x), N),
+    roundBf16: (dst, src, N) => call('roundBf16', p(dst), p(src), N),
     // 1 - beta and the bias corrections from the host in double precision, rounded once, as torch passes them
-    adamw: (params, grads, m, v, N, lr, b1, b2, eps, wd, step, gs) =>
-      call('adamw', p(params), p(grads), p(m), p(v), N, lr, b1, b2, 1 - b1, 1 - b2, eps, wd, 1 - Math.pow(b1, step), 1 - Math.pow(b2, step), gs),
+    adamw: (params, grads, m, v, N, lr, b1, b2, eps, wd, step, gs, copy) =>
+      call('adamw', p(params), p(grads), p(m), p(v), N, lr, b1, b2, 1 - b1, 1 - b2, eps, wd, 1 - Math.pow(b1, step), 1 - Math.pow(b2, step), gs, p(copy ?? null)),
   };
   let held = 0; // bytes this backend holds
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
   return {
     name: 'cpu',
     kernels: k,
+    // under bf16 the model keeps its matrices, and the activations the products read, as bf16 copies
+    bf16Copies: precision === 'bf16',
     alloc(length: number, dtype: DType = 'f32') {
-      const bytes = Math.max(4, length * 4);
+      if (dtype === 'bf16' && precision !== 'bf16') throw new Error('a bf16 buffer on the cpu backend in fp32');
+      const bytes = Math.max(4, length * bytesOf(dtype));
       // calloc maps lazily and Linux overcommits: refuse what the machine cannot hold before the OOM killer does
       if (!Number.isSafeInteger(bytes) || held + bytes > totalmem()) {
         throw new OutOfMemoryError(`The cpu backend cannot allocate ${gib(bytes)}: it holds ${gib(held)} already and this machine has ${gib(totalmem())} of memory`, bytes);
@@ -159,19 +165,25 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
     view(buf, offset, length) {
       const b = buf as NativeBuf;
       if (offset < 0 || offset + length > b.length) throw new RangeError(`view [${offset}, ${offset + length}) outside buffer of ${b.length}`);
-      return new NativeBuf(b.ptr + offset * 4, length, b.dtype, false);
+      return new NativeBuf(b.ptr + offset * bytesOf(b.dtype), length, b.dtype, false);
     },
-    upload: (dst, src) => a.upload(p(dst), src),
-    read: async (src) => a.read(p(src), src.length),
+    upload: (dst, src) => {
+      if (dst.dtype === 'bf16') throw new Error('upload into a bf16 copy: round an fp32 buffer into it (roundBf16)');
+      a.upload(p(dst), src);
+    },
+    read: async (src) => a.read(p(src), src.length, bf(src)),
     // the buffer's own memory as an ArrayBuffer (it owns nothing: the buffer must outlive the view)
-    hostView: (buf) => new Float32Array(a.external(p(buf), buf.length * 4)),
-    zero: (buf) => a.zero(p(buf), buf.length * 4),
+    hostView: (buf) => {
+      if (buf.dtype === 'bf16') throw new Error('hostView of a bf16 copy');
+      return new Float32Array(a.external(p(buf), buf.length * 4));
+    },
+    zero: (buf) => a.zero(p(buf), buf.length * bytesOf(buf.dtype)),
     sync: async () => {},
     free(buf) {
       const b = buf as NativeBuf;
       if (!b.root) return;
       a.free(b.ptr);
-      held -= Math.max(4, b.length * 4);
+      held -= Math.max(4, b.length * bytesOf(b.dtype));
     },
     dispose() {},
     describe: () => {

@@ -142,17 +142,18 @@ export function checkMemory(backend: Backend, config: GPT2Config, plan: MemoryPl
 
 /** The check before a full fine-tune or LoRA run of B x T: past the limit, it points to LoRA (and what that needs). */
 export function checkTrainingMemory(backend: Backend, config: GPT2Config, B: number, T: number, lora?: LoraConfig, scratch = false, zeroRanks?: number): void {
-  const loraPlan = trainingMemory(config, B, T, { r: 8, alpha: 16, dropout: 0, targets: [...LORA_TARGETS] });
+  const bf16Copies = backend.bf16Copies;
+  const loraPlan = trainingMemory(config, B, T, { lora: { r: 8, alpha: 16, dropout: 0, targets: [...LORA_TARGETS] }, bf16Copies });
   const advice = lora || scratch
     ? `lower --batch-size or --block-size, or use a smaller model`
     : `train LoRA adapters instead (--lora-r 8 needs about ${gib(loraPlan.total + checkpointIoMemory(config))}), lower --batch-size or --block-size, or use a smaller model`;
-  checkMemory(backend, config, trainingMemory(config, B, T, lora, zeroRanks), `${lora ? 'LoRA fine-tuning' : 'Training all the weights of'} this ${paramLayout(config).count.toLocaleString('en')}-parameter model at batch ${B} x ${T}`, advice);
+  checkMemory(backend, config, trainingMemory(config, B, T, { lora, zeroRanks, bf16Copies }), `${lora ? 'LoRA fine-tuning' : 'Training all the weights of'} this ${paramLayout(config).count.toLocaleString('en')}-parameter model at batch ${B} x ${T}`, advice);
 }
 
 /** The check before generating or evaluating: the weights and a cache for one sequence of the whole context. */
 export function checkGenerationMemory(backend: Backend, config: GPT2Config, weights: WeightFormat): void {
   const advice = weights === 'fp32' ? 'load it with --quantize int8 (a quarter of the weight bytes), or use the cpu backend or a smaller model' : 'use the cpu backend or a smaller model';
-  checkMemory(backend, config, generationMemory(config, 1, config.nPositions, weights), `Running this ${paramLayout(config).count.toLocaleString('en')}-parameter model${weights === 'int8' ? ' with int8 weights' : ''}`, advice, weights);
+  checkMemory(backend, config, generationMemory(config, 1, config.nPositions, weights, backend.bf16Copies), `Running this ${paramLayout(config).count.toLocaleString('en')}-parameter model${weights === 'int8' ? ' with int8 weights' : ''}`, advice, weights);
 }
 
 /** A config from a preset name or a config.json path. */

@@ -12,13 +12,15 @@
 // - fused where a pass over memory is saved (llm.c's fused kernels): the residual add with the
 //   layernorm after it, the MLP's first matmul with its GELU, the classifier's loss with its
 //   gradient;
-// - integer buffers (tokens, targets, attentionDecode's positions) are 'i32'; everything else is 'f32'.
+// - integer buffers (tokens, targets, attentionDecode's positions) are 'i32'; everything else is 'f32',
+//   but for the 'bf16' copies of GEMM operands a backend with `bf16Copies` takes (see there).
 
 import { GPT2Error } from './errors.js';
 import type { Precision } from './precision.js';
 import type { Collective } from './train/collective.js';
 
-export type DType = 'f32' | 'i32';
+/** 'bf16': bfloat16 values, two bytes each, on backends with `bf16Copies` only. */
+export type DType = 'f32' | 'i32' | 'bf16';
 
 /** An opaque handle to device memory owned by a backend. `length` counts elements. */
 export interface Buf {
@@ -47,7 +49,11 @@ export interface Kernels {
     res: Buf, out: Buf, mean: Buf, rstd: Buf, a: Buf, b: Buf, w: Buf, bias: Buf, N: number, C: number,
   ): void;
 
-  /** out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias (OUT). */
+  /**
+   * out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias (OUT). On a backend with `bf16Copies`, inp and w
+   * (here and in matmulGeluForward and matmulBackward) may be 'bf16' copies of the fp32 operands
+   * (roundBf16), used as they are; an fp32 operand is rounded by the kernel, as before.
+   */
   matmulForward(out: Buf, inp: Buf, w: Buf, bias: Buf | null, N: number, IN: number, OUT: number): void;
   /** pre (N,OUT) = inp @ w^T + bias, and out = gelu_new(pre): the MLP's first matmul fused with its GELU (pre is kept for geluBackward). */
   matmulGeluForward(out: Buf, pre: Buf, inp: Buf, w: Buf, bias: Buf | null, N: number, IN: number, OUT: number): void;
@@ -120,16 +126,23 @@ export interface Kernels {
    */
   scaledDropout(out: Buf, inp: Buf, scale: number, p: number, seed: number, N: number): void;
 
+  /**
+   * dst (N) 'bf16' = src (N) 'f32' rounded to bfloat16 (to nearest even, precision.ts): a GEMM
+   * operand's copy, made once and used by every product that reads it. Backends with `bf16Copies`.
+   */
+  roundBf16?(dst: Buf, src: Buf, N: number): void;
+
   /** out (1) = sum x^2 over N elements (overwrites). */
   sumSquares(out: Buf, x: Buf, N: number): void;
   /**
    * One AdamW step over N elements, torch.optim.AdamW semantics with bias correction:
    * g = grads * gradScale; m, v updated; params -= lr * (mhat / (sqrt(vhat) + eps) + weightDecay * params).
-   * step counts from 1.
+   * step counts from 1. With `copy` (a 'bf16' buffer of N, backends with `bf16Copies`), the same pass
+   * also writes the updated params rounded to it (roundBf16), so the copy never goes stale.
    */
   adamw(
     params: Buf, grads: Buf, m: Buf, v: Buf, N: number, lr: number, beta1: number, beta2: number, eps: number,
-    weightDecay: number, step: number, gradScale: number,
+    weightDecay: number, step: number, gradScale: number, copy?: Buf | null,
   ): void;
 }
 
@@ -145,13 +158,19 @@ export interface DeviceCollective {
 export interface Backend {
   readonly name: string;
   readonly kernels: Kernels;
+  /**
+   * The GEMMs round their operands to bfloat16 (--precision bf16) and take them as 'bf16' copies
+   * (alloc(n, 'bf16'), kernels.roundBf16): the model then keeps a copy of each weight matrix, written
+   * by AdamW's own pass, and of each activation a product reads, so nothing is rounded twice.
+   */
+  readonly bf16Copies?: boolean;
   /** A new zero-filled buffer of `length` elements. */
   alloc(length: number, dtype?: DType): Buf;
   /** A view of `length` elements of `buf` starting at element `offset`; shares memory. */
   view(buf: Buf, offset: number, length: number): Buf;
   /** Copies host data into the start of `dst` (enqueued). */
   upload(dst: Buf, src: Float32Array | Int32Array): void;
-  /** Waits for queued work, then copies an f32 buffer back to the host. */
+  /** Waits for queued work, then copies an f32 buffer (or a 'bf16' one, widened) back to the host. */
   read(src: Buf): Promise<Float32Array>;
   /**
    * The host memory of an f32 buffer, shared, not copied: for backends whose buffers live in host

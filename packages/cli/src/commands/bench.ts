@@ -1,6 +1,7 @@
 // gpt2 bench: speed of a randomly initialised model of a named shape, as JSON.
 //   --task train:    ms per optimizer step and tokens/s at (batch, seq); with --profile, the ms per
-//                    step each kernel takes (backends whose kernels run when called)
+//                    step each kernel takes (backends whose kernels run when called), and the GFLOP/s
+//                    of the step's products by shape (to set beside --task matmul's)
 //   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding;
 //                    --backend onnxruntime times ONNX Runtime on our ONNX export of the same model
 //   --task serve:    vLLM's serving benchmark against gpt2 serve (bench-serve.ts)
@@ -8,7 +9,7 @@
 //                    1, 8 and batch*seq rows (with GPT2_PEAK_TFLOPS, also as a fraction of that peak)
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { argmax, checkLoraConfig, checkpointIoMemory, DataParallel, generationMemory, GPT2, GPT2Error, initLora, LORA_TARGETS, paramLayout, trainingMemory, type Backend, type GPT2Config, type LoraConfig, type Precision, type TrainerState, type WeightFormat } from '@gpt2/core';
+import { argmax, checkLoraConfig, checkpointIoMemory, DataParallel, generationMemory, GPT2, GPT2Error, initLora, LORA_TARGETS, paramLayout, trainingMemory, type Backend, type Buf, type GPT2Config, type LoraConfig, type Precision, type TrainerState, type WeightFormat } from '@gpt2/core';
 import { gpt2Tokenizer, weightFilesOf } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
 import { joinJob } from '../distributed.js';
@@ -95,18 +96,30 @@ async function maxOverRanks(comm: Awaited<ReturnType<typeof joinJob>>, xs: numbe
 const benchIds = (config: GPT2Config, n: number, salt: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729) % config.vocabSize);
 
 /** Times every kernel call (exact where kernels run when called); returns the running totals in ms. */
-function profileKernels(be: Backend): Record<string, number> {
+/** Each kernel's ms (`ms`), and each product's ms and floating-point operations by kind and shape (`gemm`: "forward 256x768x2304"). */
+function profileKernels(be: Backend): { ms: Record<string, number>; gemm: Record<string, { ms: number; flop: number }> } {
   if (be.name !== 'cpu' && be.name !== 'reference') throw new GPT2Error(`--profile times kernels that run when called: use it with --backend cpu or reference, not ${be.name}.`);
-  const ms: Record<string, number> = {};
+  const ms: Record<string, number> = {}, gemm: Record<string, { ms: number; flop: number }> = {};
+  // where N, IN, OUT sit in a product's arguments, and whether the weight gradient's product ran (backward)
+  const shape: Record<string, (a: unknown[]) => [kind: string, N: number, IN: number, OUT: number, products: number]> = {
+    matmulForward: (a) => ['forward', a[4] as number, a[5] as number, a[6] as number, 1],
+    matmulGeluForward: (a) => ['forward', a[5] as number, a[6] as number, a[7] as number, 1],
+    matmulBackward: (a) => ['backward', a[6] as number, a[7] as number, a[8] as number, a[1] ? 2 : 1],
+  };
   const k = be.kernels as unknown as Record<string, (...a: unknown[]) => void>;
   for (const [name, fn] of Object.entries(k)) {
     k[name] = (...a: unknown[]) => {
       const t0 = performance.now();
       fn(...a);
-      ms[name] = (ms[name] ?? 0) + performance.now() - t0;
+      const t = performance.now() - t0;
+      ms[name] = (ms[name] ?? 0) + t;
+      if (!shape[name]) return;
+      const [kind, N, IN, OUT, products] = shape[name](a), g = (gemm[`${kind} ${N}x${IN}x${OUT}`] ??= { ms: 0, flop: 0 });
+      g.ms += t;
+      g.flop += 2 * products * N * IN * OUT;
     };
   }
-  return ms;
+  return { ms, gemm };
 }
 
 /** Bytes of the weight files in a model folder (one file, or the shards), for the load rate. */
@@ -121,9 +134,20 @@ const memory = (predicted: number, io: number, baseRss: number) => ({
   peakRssMB: peakRssMB(), predictedMB: MB(predicted + io) + baseRss, plan: { modelMB: MB(predicted), checkpointIoMB: MB(io), processBeforeModelMB: baseRss },
 });
 
-/** GFLOP/s of out = inp @ W^T (forward) and of dinp, dW (backward) at GPT-2 124M's shapes, timed to completion (sync). */
+/**
+ * GFLOP/s of out = inp @ W^T (forward) and of dinp, dW (backward) at GPT-2 124M's shapes, timed to
+ * completion (sync), alone: the same calls as a training step makes (on a backend with bf16Copies,
+ * on the bf16 copies of the weights and inputs a step keeps), to set beside --profile's in-step figures.
+ */
 async function matmulFigures(be: Backend, rows: number) {
-  const SHAPES: [number, number][] = [[768, 2304], [768, 3072], [3072, 768], [768, 50257]]; // IN x OUT
+  const SHAPES: [number, number][] = [[768, 2304], [768, 768], [768, 3072], [3072, 768], [768, 50257]]; // IN x OUT
+  // a product's operand as a step passes it: the bf16 copy where the backend takes copies
+  const operand = (b: Buf, n: number) => {
+    if (!be.bf16Copies) return b;
+    const c = be.alloc(n, 'bf16');
+    be.kernels.roundBf16!(c, b, n);
+    return c;
+  };
   const rand = (n: number) => Float32Array.from({ length: n }, (_, i) => (((i * 2654435761) % 1000) / 1000 - 0.5));
   const time = async (fn: () => void) => {
     fn();
@@ -139,19 +163,20 @@ async function matmulFigures(be: Backend, rows: number) {
   };
   const forward: Record<string, number> = {}, backward: Record<string, number> = {};
   for (const [IN, OUT] of SHAPES) {
-    const w = be.alloc(IN * OUT), dw = be.alloc(IN * OUT);
-    be.upload(w, rand(IN * OUT));
+    const w32 = be.alloc(IN * OUT), dw = be.alloc(IN * OUT);
+    be.upload(w32, rand(IN * OUT));
+    const w = operand(w32, IN * OUT);
     for (const N of [...new Set([1, 8, rows])]) {
-      const x = be.alloc(N * IN), out = be.alloc(N * OUT), dx = be.alloc(N * IN);
-      be.upload(x, rand(N * IN));
+      const x32 = be.alloc(N * IN), out = be.alloc(N * OUT), dx = be.alloc(N * IN);
+      be.upload(x32, rand(N * IN));
       be.upload(out, rand(N * OUT));
+      const x = N > 8 ? operand(x32, N * IN) : x32; // decoding rows stay fp32, as KVCache passes them
       const key = `${N}x${IN}x${OUT}`;
       forward[key] = +((2 * N * IN * OUT) / (await time(() => be.kernels.matmulForward(out, x, w, null, N, IN, OUT))) / 1e6).toFixed(1);
       if (N >= 64) backward[key] = +((4 * N * IN * OUT) / (await time(() => be.kernels.matmulBackward(dx, dw, null, out, x, w, N, IN, OUT))) / 1e6).toFixed(1);
-      for (const b of [x, out, dx]) be.free(b);
+      for (const b of new Set([x32, x, out, dx])) be.free(b);
     }
-    be.free(w);
-    be.free(dw);
+    for (const b of new Set([w32, w, dw])) be.free(b);
   }
   const peak = Number(process.env.GPT2_PEAK_TFLOPS) || 0;
   const best = Math.max(...Object.values(forward), ...Object.values(backward));
@@ -176,7 +201,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
   // LoRA as finetune's defaults make it: every target, alpha 2r
   const lora: LoraConfig | undefined = f.loraR === undefined ? undefined : { r: f.loraR, alpha: 2 * f.loraR, dropout: 0, targets: [...LORA_TARGETS] };
   if (lora) checkLoraConfig(config, lora);
-  const kernelMs = f.profile && f.task === 'train' ? profileKernels(backend) : undefined;
+  const profiled = f.profile && f.task === 'train' ? profileKernels(backend) : undefined, kernelMs = profiled?.ms;
   const baseRss = Math.round(process.memoryUsage.rss() / 2 ** 20);
   const loraOpts = lora && { config: lora, params: initLora(config, lora, 1) };
   let model: GPT2, load = {};
@@ -209,7 +234,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
       return performance.now() - t0;
     };
     await step(0); // warm-up: allocation and JIT, not counted
-    if (kernelMs) for (const name in kernelMs) delete kernelMs[name];
+    for (const table of [profiled?.ms, profiled?.gemm]) for (const name in table) delete table[name];
     dp.waitMs = 0;
     const times: number[] = [];
     for (let k = 1; k <= f.steps; k++) times.push(await step(k));
@@ -218,6 +243,12 @@ export async function runBench(f: BenchFlags): Promise<void> {
     const ranks = R > 1 || f.zero ? { ranks: R, zero: f.zero ?? 0, overlap: f.overlap ?? true, ...(f.profile ? { commWaitMsPerStep: +waitMs.toFixed(1), commWaitShare: +(waitMs / ms).toFixed(3) } : {}) } : {};
     const profile = kernelMs && Object.fromEntries(Object.entries(kernelMs).sort((a, b) => b[1] - a[1]).map(([name, t]) => [name, +(t / f.steps).toFixed(1)]));
     if (profile) profile.other = +(ms - Object.values(kernelMs!).reduce((a, b) => a + b, 0) / f.steps).toFixed(1);
+    // the step's products by shape, in GFLOP/s (the largest first), and all of them together
+    const gemm = profiled && Object.entries(profiled.gemm).sort((a, b) => b[1].flop - a[1].flop);
+    const gemmFigures = gemm && {
+      gemmGflopsInStep: Object.fromEntries(gemm.map(([key, g]) => [key, +(g.flop / g.ms / 1e6).toFixed(1)])),
+      gemmInStep: { msPerStep: +(gemm.reduce((n, [, g]) => n + g.ms, 0) / f.steps).toFixed(1), gflops: +(gemm.reduce((n, [, g]) => n + g.flop, 0) / gemm.reduce((n, [, g]) => n + g.ms, 0) / 1e6).toFixed(1) },
+    };
     const heap = backend.describe().memory; // wasm: its memory's size, of WebAssembly's 4 GiB
     let save = {};
     if (f.save) {
@@ -231,12 +262,12 @@ export async function runBench(f: BenchFlags): Promise<void> {
     }
     result = {
       ...base, batch: f.batch, seq: f.seq, steps: f.steps, ...ranks, msPerStep: +ms.toFixed(1), tokensPerSecond: +(((R * N) / ms) * 1000).toFixed(1), ...(heap ? { deviceMemory: heap } : {}), ...save,
-      ...memory(trainingMemory(config, f.batch, f.seq, lora, f.zero ? R : undefined).total, read || f.save ? checkpointIoMemory(config) : 0, baseRss), peakRssMB: rss, rssAfterStepsMB: rssNow, ...(profile ? { msPerStepByKernel: profile } : {}),
+      ...memory(trainingMemory(config, f.batch, f.seq, { lora, zeroRanks: f.zero ? R : undefined, bf16Copies: backend.bf16Copies }).total, read || f.save ? checkpointIoMemory(config) : 0, baseRss), peakRssMB: rss, rssAfterStepsMB: rssNow, ...(profile ? { msPerStepByKernel: profile, ...gemmFigures } : {}),
     };
     if (comm.rank !== 0) return backend.dispose(); // rank 0 prints the job's one line
   } else if (f.task === 'generate') {
     const heap = backend.describe().memory;
-    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...(heap ? { deviceMemory: heap } : {}), ...memory(generationMemory(config, f.batch, config.nPositions, weights).total, read ? checkpointIoMemory(config, weights) : 0, baseRss) };
+    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...(heap ? { deviceMemory: heap } : {}), ...memory(generationMemory(config, f.batch, config.nPositions, weights, backend.bf16Copies).total, read ? checkpointIoMemory(config, weights) : 0, baseRss) };
   } else {
     throw new GPT2Error(`Unknown bench task '${f.task}'; choose train, generate or matmul (the tokenizer benchmark is pnpm bench:tokenizer).`);
   }

@@ -60,7 +60,7 @@ export async function runServe(f: ServeFlags): Promise<void> {
     const read = f.init ? undefined : await readModel(f.model, report, f.adapter);
     const config = read?.config ?? initConfig(f.init!);
     const { backend } = await openBackend(f);
-    const plan = generationMemory(config, f.slots, config.nPositions, weights);
+    const plan = generationMemory(config, f.slots, config.nPositions, weights, backend.bf16Copies);
     checkMemory(backend, config, plan, `Serving this ${paramLayout(config).count.toLocaleString('en')}-parameter model with ${f.slots} slots`, 'lower --slots, load it with --quantize int8, or use a smaller model', weights);
     const { model, tokenizer } = read
       ? await instantiate(backend, read, weights)

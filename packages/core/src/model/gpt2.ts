@@ -15,6 +15,7 @@ import type { ParamTensor } from '../io/checkpoint.js';
 import { checkLoraConfig, loraDropoutSeed, type LoraConfig } from './lora.js';
 import { LoraAdapters } from './lora-adapters.js';
 import { TensorBuffers } from './tensor-buffers.js';
+import { Bf16Copies } from './bf16-copies.js';
 
 export interface AdamWOptions {
   lr: number;
@@ -70,6 +71,8 @@ interface Activations {
   dqkv: Buf; // (B,T,3C)
   dfch: Buf; dfchGelu: Buf; // (B,T,F)
   validTargets: number;
+  /** Under bf16 copies (bf16-copies.ts): the activations the GEMMs read, rounded once in forward for forward and backward. */
+  copies?: { ln1: Buf[]; atty: Buf[]; ln2: Buf[]; fchGelu: Buf[]; lnf: Buf };
 }
 
 export class GPT2 {
@@ -103,6 +106,9 @@ export class GPT2 {
   /** Under int8: each matrix's packed int8 rows and row scales (views into two buffers). */
   private readonly int8?: Record<Int8Matrix, { q: Buf; scale: Buf; OUT: number; IN: number }[]>;
   private readonly int8Buffers: Buf[] = []; // the two buffers those views share
+
+  /** Under a backend with bf16Copies: each weight matrix's bf16 copy, which the GEMMs read (bf16-copies.ts). */
+  private readonly copies?: Bf16Copies;
 
   /** With LoRA adapters (lora.ts) the base weights are frozen: only the adapters have gradients and moments. */
   readonly lora?: LoraAdapters;
@@ -145,6 +151,7 @@ export class GPT2 {
     this.params = new TensorBuffers(backend, this.layout, offset);
     this.views = this.makeViews(this.params);
     this.layers = this.makeLayerViews(this.params);
+    if (backend.bf16Copies && this.weights === 'fp32') this.copies = new Bf16Copies(backend, config, this.layout);
     if (this.weights === 'int8') {
       const layout = int8Layout(config);
       const q = backend.alloc(layout.words, 'i32'), sc = backend.alloc(layout.scales);
@@ -191,7 +198,10 @@ export class GPT2 {
   setTensor(name: ParamName, layer: number, data: Float32Array): void {
     const t = this.layout[name] ?? paramLayout(this.config).tensors[name];
     if (data.length !== t.perLayer) throw new Error(`${name}[${layer}]: expected ${t.perLayer} values, got ${data.length}`);
-    if (this.layout[name]) this.backend.upload(this.layers[name][layer], data);
+    if (this.layout[name]) {
+      this.backend.upload(this.layers[name][layer], data);
+      this.copies?.refresh(name, this.params.bufs[name], layer * t.stride, t.perLayer);
+    }
     const m = this.int8?.[name as Int8Matrix]?.[layer];
     if (m) {
       const { q, scale } = quantizeRows(data, m.OUT, m.IN, int8RowBytes(m.IN));
@@ -214,15 +224,16 @@ export class GPT2 {
   /**
    * out (N,OUT) = inp @ W^T + bias for one of the model's matrices (layer l's, or the LM head's
    * wte), in int8 where the model holds it so; with pre, pre gets the product and out its GELU.
-   * Internal: for the forward pass and KVCache.
+   * `rounded` is inp's bf16 copy where the forward keeps one (the product reads it; LoRA's adapter
+   * reads inp). Internal: for the forward pass and KVCache.
    */
-  linear(out: Buf, pre: Buf | null, inp: Buf, name: Int8Matrix, l: number, bias: Buf | null, N: number, IN: number, OUT: number, keep = false): void {
-    const k = this.backend.kernels;
+  linear(out: Buf, pre: Buf | null, inp: Buf, name: Int8Matrix, l: number, bias: Buf | null, N: number, IN: number, OUT: number, keep = false, rounded?: Buf): void {
+    const k = this.backend.kernels, x = rounded ?? inp;
     const s = name === 'wte' ? undefined : this.lora?.slot(name, l);
     if (s) {
       // the adapter's sum joins the product before the GELU
       const y = pre ?? out;
-      k.matmulForward(y, inp, this.layers[name][l], bias, N, IN, OUT);
+      k.matmulForward(y, x, this.matrix(name, l), bias, N, IN, OUT);
       const u = keep ? this.lora!.savedU(s, N) : this.lora!.scratchU(N);
       this.lora!.forward(y, inp, s, N, u, keep ? this.dropoutSeed(s.id) : null);
       if (pre) k.geluForward(out, pre, N * OUT);
@@ -232,9 +243,37 @@ export class GPT2 {
       const m = this.int8[name][l];
       return k.matmulInt8Forward!(out, pre, inp, m.q, m.scale, bias, N, IN, OUT);
     }
-    const w = name === 'wte' ? this.views.wte : this.layers[name][l];
-    if (pre) k.matmulGeluForward(out, pre, inp, w, bias, N, IN, OUT);
-    else k.matmulForward(out, inp, w, bias, N, IN, OUT);
+    const w = this.matrix(name, l);
+    if (pre) k.matmulGeluForward(out, pre, x, w, bias, N, IN, OUT);
+    else k.matmulForward(out, x, w, bias, N, IN, OUT);
+  }
+
+  /** What the GEMMs read of layer l's matrix (the LM head's wte for 'wte'): its bf16 copy where the model keeps them, else the fp32 weights. */
+  private matrix(name: Int8Matrix, l: number): Buf {
+    return this.copies?.layers[name][l] ?? (name === 'wte' ? this.views.wte : this.layers[name][l]);
+  }
+
+  /** Under bf16 copies, rounds an activation the GEMMs read (N values) into its copy and returns that; else undefined. */
+  private rounded(x: Buf, copy: Buf | undefined, N: number): Buf | undefined {
+    if (copy) this.backend.kernels.roundBf16!(copy, x, N);
+    return copy;
+  }
+
+  /**
+   * Weights written from outside the kernels (a broadcast or gather across ranks through hostView):
+   * refreshes the bf16 copies of elements [start, start + count) of layer l's slice of a tensor, or
+   * with no arguments of every tensor.
+   */
+  wroteWeights(name?: ParamName, l = 0, start = 0, count = name ? this.layout[name].stride - start : 0): void {
+    if (!this.copies) return;
+    if (!name) for (const [n, t] of Object.entries(this.layout)) this.copies.refresh(n as ParamName, this.params.bufs[n as ParamName], 0, t.size);
+    else this.copies.refresh(name, this.params.bufs[name], l * this.layout[name].stride + start, count);
+  }
+
+  /** The bf16 copy of elements [start, start + count) of layer l's slice of a tensor (AdamW's output under ZeRO-1), or null. */
+  copyPiece(name: ParamName, l: number, start: number, count: number): Buf | null {
+    const c = this.copies?.of(name);
+    return c ? this.backend.view(c, l * this.layout[name].stride + start, count) : null;
   }
 
   /** The dropout seed of adapter `id` in the last forward: null outside a training forward (or without dropout). */
@@ -297,7 +336,8 @@ export class GPT2 {
       return fn();
     } catch (err) {
       if (!(err instanceof OutOfMemoryError)) throw err;
-      const plan = generate ? generationMemory(this.config, B, T, this.weights) : trainingMemory(this.config, B, T, this.lora?.config);
+      const copies = this.copies !== undefined;
+      const plan = generate ? generationMemory(this.config, B, T, this.weights, copies) : trainingMemory(this.config, B, T, { lora: this.lora?.config, bf16Copies: copies });
       const what = generate ? `generating with this model at batch ${B} and context ${T}` : B ? `training this model at B=${B}, T=${T}` : 'training this model, before activations,';
       const lower = generate ? 'lower --batch-size or --max-new-tokens' : 'lower --batch or --seq (--block-size)';
       throw new GPT2Error(`${err.message}; ${what} needs about ${describeMemory(plan)}: ${lower}, or use a smaller model.`, { cause: err });
@@ -313,7 +353,7 @@ export class GPT2 {
   private makeActivations(B: number, T: number): Activations {
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = this.config;
     const N = B * T, owned = this.actBufs;
-    const be = { alloc: (n: number, dtype?: 'i32') => { const b = this.backend.alloc(n, dtype); owned.push(b); return b; } };
+    const be = { alloc: (n: number, dtype?: 'i32' | 'bf16') => { const b = this.backend.alloc(n, dtype); owned.push(b); return b; } };
     const stacked = (per: number): Buf[] => {
       const buf = be.alloc(per * L);
       return Array.from({ length: L }, (_, l) => this.backend.view(buf, l * per, per));
@@ -335,6 +375,10 @@ export class GPT2 {
       dqkv: be.alloc(N * 3 * C), dfch: be.alloc(N * F), dfchGelu: be.alloc(N * F),
       validTargets: 0,
     };
+    if (this.copies) {
+      const b16 = (n: number) => be.alloc(n, 'bf16'), stacked16 = (per: number) => { const buf = b16(per * L); return Array.from({ length: L }, (_, l) => this.backend.view(buf, l * per, per)); };
+      this.acts.copies = { ln1: stacked16(N * C), atty: stacked16(N * C), ln2: stacked16(N * C), fchGelu: stacked16(N * F), lnf: b16(N * C) };
+    }
     return this.acts;
   }
 
@@ -349,7 +393,7 @@ export class GPT2 {
   /** Releases every device buffer of the model. */
   dispose(): void {
     this.freeActivations();
-    for (const t of [this.params, this.grads, this.m, this.v]) t?.free();
+    for (const t of [this.params, this.grads, this.m, this.v, this.copies]) t?.free();
     for (const b of [this.normBuf, this.lnSink?.w, this.lnSink?.b, ...this.int8Buffers]) if (b) this.backend.free(b);
     this.lora?.dispose();
   }
@@ -401,24 +445,24 @@ export class GPT2 {
     if (inputs.length !== B * T) throw new Error(`inputs hold ${inputs.length} ids, expected B*T = ${B * T}`);
     this.checkTokens(inputs, 'The input', false);
     const a = this.ensureActivations(B, T);
-    const k = this.backend.kernels, p = this.views, P = this.layers, N = B * T, HS = C / NH;
+    const k = this.backend.kernels, p = this.views, P = this.layers, N = B * T, HS = C / NH, c = a.copies;
     this.dropoutDraw = train ? this.micro++ : null;
     this.backend.upload(a.tokens, inputs);
     k.encoderForward(a.encoded, a.tokens, p.wte, p.wpe, B, T, C);
     k.layernormForward(a.ln1[0], a.ln1Mean[0], a.ln1Rstd[0], a.encoded, P.ln1w[0], P.ln1b[0], N, C);
     for (let l = 0; l < L; l++) {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
-      this.linear(a.qkv[l], null, a.ln1[l], 'qkvw', l, P.qkvb[l], N, C, 3 * C, true);
+      this.linear(a.qkv[l], null, a.ln1[l], 'qkvw', l, P.qkvb[l], N, C, 3 * C, true, this.rounded(a.ln1[l], c?.ln1[l], N * C));
       k.attentionForward(a.atty[l], a.lse[l], a.qkv[l], B, T, NH, HS);
-      this.linear(a.proj, null, a.atty[l], 'attprojw', l, P.attprojb[l], N, C, C, true);
+      this.linear(a.proj, null, a.atty[l], 'attprojw', l, P.attprojb[l], N, C, C, true, this.rounded(a.atty[l], c?.atty[l], N * C));
       k.residualLayernormForward(a.res2[l], a.ln2[l], a.ln2Mean[l], a.ln2Rstd[l], res, a.proj, P.ln2w[l], P.ln2b[l], N, C);
-      this.linear(a.fchGelu[l], a.fch[l], a.ln2[l], 'fcw', l, P.fcb[l], N, C, F, true);
-      this.linear(a.proj, null, a.fchGelu[l], 'fcprojw', l, P.fcprojb[l], N, F, C, true);
+      this.linear(a.fchGelu[l], a.fch[l], a.ln2[l], 'fcw', l, P.fcb[l], N, C, F, true, this.rounded(a.ln2[l], c?.ln2[l], N * C));
+      this.linear(a.proj, null, a.fchGelu[l], 'fcprojw', l, P.fcprojb[l], N, F, C, true, this.rounded(a.fchGelu[l], c?.fchGelu[l], N * F));
       // the residual add with the next layer's ln1, or with the final layernorm
       if (l + 1 < L) k.residualLayernormForward(a.res3[l], a.ln1[l + 1], a.ln1Mean[l + 1], a.ln1Rstd[l + 1], a.res2[l], a.proj, P.ln1w[l + 1], P.ln1b[l + 1], N, C);
       else k.residualLayernormForward(a.res3[l], a.lnf, a.lnfMean, a.lnfRstd, a.res2[l], a.proj, p.lnfw, p.lnfb, N, C);
     }
-    this.linear(a.logits, null, a.lnf, 'wte', 0, null, N, C, V);
+    this.linear(a.logits, null, a.lnf, 'wte', 0, null, N, C, V, false, this.rounded(a.lnf, c?.lnf, N * C));
     return a;
   }
 
@@ -473,34 +517,34 @@ export class GPT2 {
     if (!a || a.validTargets === 0) throw new Error('backward() needs a forward() with targets first');
     const { nEmbd: C, nLayer: L, nHead: NH, nInner: F, vocabSize: V } = this.config;
     const { B, T } = a, N = B * T, HS = C / NH;
-    const k = this.backend.kernels, p = this.views, be = this.backend, P = this.layers;
+    const k = this.backend.kernels, be = this.backend, P = this.layers, c = a.copies;
     // the gradients of a tensor: the base's, or under LoRA none (matmuls skip them; layernorms write to a sink)
     if (!this.lora) this.ensureGrads();
     const G = this.gradLayers, g = this.gradViews;
     const ln = (w?: Buf, b?: Buf): [Buf, Buf] => (w && b ? [w, b] : this.sink());
     k.crossEntropyBackward(a.logits, a.losses, a.logits, a.targets, scale / a.validTargets, N, V); // in place: logits -> dlogits
     be.zero(a.dln);
-    k.matmulBackward(a.dln, g?.wte ?? null, null, a.logits, a.lnf, p.wte, N, C, V);
+    k.matmulBackward(a.dln, g?.wte ?? null, null, a.logits, c?.lnf ?? a.lnf, this.matrix('wte', 0), N, C, V);
     be.zero(a.dres);
-    k.layernormBackward(a.dres, ...ln(g?.lnfw, g?.lnfb), a.dln, a.res3[L - 1], p.lnfw, a.lnfMean, a.lnfRstd, N, C);
+    k.layernormBackward(a.dres, ...ln(g?.lnfw, g?.lnfb), a.dln, a.res3[L - 1], this.views.lnfw, a.lnfMean, a.lnfRstd, N, C);
     if (g) ready?.([['lnfw', 0], ['lnfb', 0]]);
     for (let l = L - 1; l >= 0; l--) {
       const res = l === 0 ? a.encoded : a.res3[l - 1];
       // res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres holds d res3, and becomes d res2
       be.zero(a.dfchGelu);
-      this.linearBackward(a.dfchGelu, 'fcprojw', 'fcprojb', l, a.dres, a.fchGelu[l], N, F, C);
+      this.linearBackward(a.dfchGelu, 'fcprojw', 'fcprojb', l, a.dres, a.fchGelu[l], c?.fchGelu[l], N, F, C);
       be.zero(a.dfch);
       k.geluBackward(a.dfch, a.fch[l], a.dfchGelu, N * F);
       be.zero(a.dln);
-      this.linearBackward(a.dln, 'fcw', 'fcb', l, a.dfch, a.ln2[l], N, C, F);
+      this.linearBackward(a.dln, 'fcw', 'fcb', l, a.dfch, a.ln2[l], c?.ln2[l], N, C, F);
       k.layernormBackward(a.dres, ...ln(G?.ln2w[l], G?.ln2b[l]), a.dln, a.res2[l], P.ln2w[l], a.ln2Mean[l], a.ln2Rstd[l], N, C);
       // res2 = res + attproj(attention(qkv(ln1(res)))): dres becomes d res
       be.zero(a.datty);
-      this.linearBackward(a.datty, 'attprojw', 'attprojb', l, a.dres, a.atty[l], N, C, C);
+      this.linearBackward(a.datty, 'attprojw', 'attprojb', l, a.dres, a.atty[l], c?.atty[l], N, C, C);
       be.zero(a.dqkv);
       k.attentionBackward(a.dqkv, a.datty, a.qkv[l], a.atty[l], a.lse[l], B, T, NH, HS);
       be.zero(a.dln);
-      this.linearBackward(a.dln, 'qkvw', 'qkvb', l, a.dqkv, a.ln1[l], N, C, 3 * C);
+      this.linearBackward(a.dln, 'qkvw', 'qkvb', l, a.dqkv, a.ln1[l], c?.ln1[l], N, C, 3 * C);
       k.layernormBackward(a.dres, ...ln(G?.ln1w[l], G?.ln1b[l]), a.dln, res, P.ln1w[l], a.ln1Mean[l], a.ln1Rstd[l], N, C);
       if (G) ready?.(LAYERED.map((n) => [n, l]));
     }
@@ -526,11 +570,14 @@ export class GPT2 {
     return { params: this.lora.params, grads: this.lora.ensureGrads() };
   }
 
-  /** dinp (N,IN) += dout @ W for layer l's matrix `w`, with W's and the bias's gradients, or under LoRA the adapter's. */
-  private linearBackward(dinp: Buf, w: ParamName, b: ParamName, l: number, dout: Buf, inp: Buf, N: number, IN: number, OUT: number): void {
-    const k = this.backend.kernels, W = this.layers[w][l];
-    if (!this.lora) return k.matmulBackward(dinp, this.gradLayers![w][l], this.gradLayers![b][l], dout, inp, W, N, IN, OUT);
-    k.matmulBackward(dinp, null, null, dout, inp, W, N, IN, OUT);
+  /**
+   * dinp (N,IN) += dout @ W for layer l's matrix `w`, with W's and the bias's gradients, or under
+   * LoRA the adapter's; `rounded` is inp's bf16 copy where the forward kept one.
+   */
+  private linearBackward(dinp: Buf, w: Int8Matrix, b: ParamName, l: number, dout: Buf, inp: Buf, rounded: Buf | undefined, N: number, IN: number, OUT: number): void {
+    const k = this.backend.kernels, W = this.matrix(w, l), x = rounded ?? inp;
+    if (!this.lora) return k.matmulBackward(dinp, this.gradLayers![w][l], this.gradLayers![b][l], dout, x, W, N, IN, OUT);
+    k.matmulBackward(dinp, null, null, dout, x, W, N, IN, OUT);
     const s = this.lora.slot(w, l);
     if (s) this.lora.backward(dinp, dout, inp, s, N, this.lora.savedU(s, N), this.dropoutSeed(s.id));
   }
@@ -574,7 +621,7 @@ export class GPT2 {
       const n = name as ParamName;
       this.backend.kernels.adamw(
         this.views[n], g[n], mv[n], vv[n], t.size, o.lr, o.beta1 ?? 0.9, o.beta2 ?? 0.999, o.eps ?? 1e-8,
-        t.spec.decay ? (o.weightDecay ?? 0) : 0, this.step, scale,
+        t.spec.decay ? (o.weightDecay ?? 0) : 0, this.step, scale, this.copies?.of(n),
       );
     }
     return norm;

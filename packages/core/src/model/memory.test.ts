@@ -39,7 +39,7 @@ describe('memory plan', () => {
     model.zeroGrad();
     await model.forwardBackward(ids, B, T, ids);
     await model.update({ lr: 1e-3 });
-    expect(bytes() - NORM_BYTES).toBe(trainingMemory(f.config, B, T, lora).total);
+    expect(bytes() - NORM_BYTES).toBe(trainingMemory(f.config, B, T, { lora }).total);
   });
   it('generation: parameters, the KV cache and one feed of the prompt', async () => {
     const { be, bytes } = counting();

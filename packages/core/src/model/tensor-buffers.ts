@@ -1,16 +1,16 @@
 // The device side of a flat parameter layout (params.ts): one buffer per tensor, so no buffer is
 // larger than the largest tensor (a GPU caps one buffer's size: 355M's weights are 1.35 GiB in all,
 // its largest tensor 403 MiB), read and written as the one flat host array the layout describes.
-import type { Backend, Buf } from '../backend.js';
+import type { Backend, Buf, DType } from '../backend.js';
 import type { ParamLayout, ParamName } from './params.js';
 
 export class TensorBuffers {
   readonly bufs = {} as Record<ParamName, Buf>;
 
   /** `layout` gives each tensor's offset and size in the flat array of `length` elements. */
-  constructor(private readonly be: Backend, private readonly layout: Record<ParamName, ParamLayout>, readonly length: number) {
+  constructor(private readonly be: Backend, private readonly layout: Partial<Record<ParamName, ParamLayout>>, readonly length: number, dtype: DType = 'f32') {
     try {
-      for (const [n, t] of Object.entries(layout)) this.bufs[n as ParamName] = be.alloc(t.size);
+      for (const [n, t] of Object.entries(layout)) this.bufs[n as ParamName] = be.alloc(t.size, dtype);
     } catch (err) {
       this.free(); // none half-made
       throw err;

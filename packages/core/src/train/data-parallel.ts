@@ -109,9 +109,8 @@ export class DataParallel {
     if (this.device) {
       for (const w of this.weights()) this.device.broadcast(w, 0);
       this.device.finish();
-      return;
-    }
-    await Promise.all(this.weights().map((w) => this.comm.broadcast(this.model.backend.hostView!(w), 0)));
+    } else await Promise.all(this.weights().map((w) => this.comm.broadcast(this.model.backend.hostView!(w), 0)));
+    this.model.wroteWeights(); // their bf16 copies too, where the model keeps them
   }
 
   /** The weights training updates, a tensor's layer at a time (the adapters under LoRA). */

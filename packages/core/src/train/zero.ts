@@ -91,9 +91,14 @@ export class ShardedAdamW implements OptimizerState {
       const w = this.model.piece('params', p.name, p.layer).buf;
       if (p.count > 0) {
         k.adamw(this.be.view(w, p.start, p.count), this.part(this.grads, p), this.part(m, p), this.part(v, p), p.count, o.lr, o.beta1 ?? 0.9, o.beta2 ?? 0.999,
-          o.eps ?? 1e-8, p.decay ? (o.weightDecay ?? 0) : 0, this.model.step, scale);
+          o.eps ?? 1e-8, p.decay ? (o.weightDecay ?? 0) : 0, this.model.step, scale, this.model.copyPiece(p.name, p.layer, p.start, p.count));
       }
-      gathered.push(this.comm.allGather(this.be.hostView!(w)));
+      // AdamW wrote the bf16 copy of this rank's part (where the model keeps copies); the others' parts arrive by the gather
+      const end = p.start + p.count;
+      gathered.push(this.comm.allGather(this.be.hostView!(w)).then(() => {
+        this.model.wroteWeights(p.name, p.layer, 0, p.start);
+        this.model.wroteWeights(p.name, p.layer, end, p.stride - end);
+      }));
     }
     await Promise.all(gathered);
   }

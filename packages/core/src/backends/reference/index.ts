@@ -10,6 +10,7 @@ import { scaledDropout } from './dropout.js';
 import { crossEntropyForward, crossEntropyBackward } from './crossentropy.js';
 import { sumSquares } from './sum-squares.js';
 import { adamw } from './adamw.js';
+import { roundBf16 } from './round-bf16.js';
 import { ROUNDED, roundOperand, type Precision } from '../../precision.js';
 import { OutOfMemoryError } from '../../errors.js';
 
@@ -21,9 +22,10 @@ const fused = (mm: Kernels['matmulForward']): Pick<Kernels, 'matmulGeluForward'>
   },
 });
 
+// A 'bf16' buffer holds its values (already rounded) as floats: the emulation computes in fp32 anyway.
 const kernels: Kernels = {
   encoderForward, encoderBackward, layernormForward, layernormBackward, matmulForward, matmulBackward,
-  attentionForward, attentionBackward, attentionDecode, geluForward, geluBackward, scaledDropout, crossEntropyForward, sumSquares, adamw,
+  attentionForward, attentionBackward, attentionDecode, geluForward, geluBackward, scaledDropout, crossEntropyForward, sumSquares, adamw, roundBf16,
   ...fused(matmulForward),
   residualLayernormForward(res, out, mean, rstd, a, b, w, bias, N, C) {
     add(res, a, b, N * C);
@@ -41,7 +43,8 @@ const kernels: Kernels = {
 
 /**
  * The GEMMs of a reduced-precision mode (precision.ts): the rounded operands are copied, rounded,
- * and multiplied in fp32 by the same kernels; bias gradients come from the unrounded dout.
+ * and multiplied in fp32 by the same kernels; bias gradients come from the unrounded dout. A 'bf16'
+ * copy the model keeps (bf16Copies) is rounded again, which changes nothing: a stale one would show.
  */
 function emulated(p: Precision): Kernels {
   const r = (b: Buf) => new RefBuf(f32(b).map((x) => roundOperand(p, x)), 'f32');
@@ -69,9 +72,11 @@ export function createReferenceBackend(opts: ReferenceBackendOptions = {}): Back
   return {
     name: 'reference',
     kernels: precision === 'fp32' ? kernels : emulated(precision),
+    bf16Copies: precision === 'bf16',
     alloc(length: number, dtype: DType = 'f32'): Buf {
+      if (dtype === 'bf16' && precision !== 'bf16') throw new Error(`a bf16 buffer on the reference backend in ${precision}`);
       try {
-        return new RefBuf(dtype === 'f32' ? new Float32Array(length) : new Int32Array(length), dtype);
+        return new RefBuf(dtype === 'i32' ? new Int32Array(length) : new Float32Array(length), dtype);
       } catch (err) {
         if (!(err instanceof RangeError)) throw err;
         throw new OutOfMemoryError(`The reference backend cannot allocate ${(length * 4 / 2 ** 30).toFixed(2)} GiB (JavaScript refused a typed array of ${length} values)`, length * 4);
