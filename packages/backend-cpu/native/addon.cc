@@ -10,6 +10,9 @@
 #include "kernels.h"
 #include "onednn.h"
 #include <initializer_list>
+#include <mutex>
+#include <unordered_map>
+#include <sys/mman.h>
 #include <stdexcept>
 
 #ifndef GPT2_MARCH
@@ -132,15 +135,50 @@ static napi_value OnednnImpl(napi_env env, napi_callback_info info) {
 KERNEL(SetGemm, 2, set_gemm(a[0] != 0, a[1] != 0))
 KERNEL(SetThreads, 1, omp_set_num_threads(N_(0) > 0 ? N_(0) : 1))
 
-// alloc(bytes): zeroed memory (calloc maps large blocks lazily); throws when the system refuses
+// alloc(bytes): zeroed memory, mapped lazily (Linux overcommits: pages are backed when first
+// written). Blocks of 2 MiB and more are mapped on their own, 2 MiB-aligned, and marked for
+// transparent huge pages (which Debian and Ubuntu grant on request only): a GEMM or AdamW over a
+// model's buffers then walks a few hundred TLB entries instead of a few hundred thousand.
+// throws when the system refuses
+static const size_t HUGE_PAGE = 2 << 20;
+static std::mutex mapped_lock;
+static std::unordered_map<void *, std::pair<void *, size_t>> mapped; // aligned start -> the mapping
+
+static void *alloc_bytes(size_t bytes) {
+  if (bytes < HUGE_PAGE) return std::calloc(1, bytes);
+  size_t len = bytes + HUGE_PAGE;
+  void *m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) return nullptr;
+  void *p = (void *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+#ifdef MADV_HUGEPAGE
+  madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+  std::lock_guard<std::mutex> g(mapped_lock);
+  mapped[p] = {m, len};
+  return p;
+}
+
+static void free_bytes(void *p) {
+  {
+    std::lock_guard<std::mutex> g(mapped_lock);
+    auto it = mapped.find(p);
+    if (it != mapped.end()) {
+      munmap(it->second.first, it->second.second);
+      mapped.erase(it);
+      return;
+    }
+  }
+  std::free(p);
+}
+
 static napi_value Alloc(napi_env env, napi_callback_info info) {
   double a[1];
   if (!args(env, info, a, 1)) return nullptr;
-  void *p = std::calloc(1, (size_t)a[0] > 0 ? (size_t)a[0] : 4);
+  void *p = alloc_bytes((size_t)a[0] > 0 ? (size_t)a[0] : 4);
   if (!p) return throwError(env, "out of memory");
   return num(env, (double)(uintptr_t)p);
 }
-KERNEL(Free, 1, std::free((void *)(uintptr_t)a[0]))
+KERNEL(Free, 1, free_bytes((void *)(uintptr_t)a[0]))
 KERNEL(Zero, 2, std::memset((void *)(uintptr_t)a[0], 0, (size_t)a[1]))
 
 // Large copies split across the threads: a model's weights are uploaded into memory touched for

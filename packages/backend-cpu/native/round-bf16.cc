@@ -42,7 +42,7 @@ void round_bf16(uint16_t *dst, const float *src, int64_t n) {
 
 // one round of a 16x16 transpose in registers: rows i and i|D (i without bit D) exchange the halves
 // that swap bit D of the row index with bit D of the column index
-template <int D> static inline void swap_bit(v16 *x, v16 (*lo)(v16, v16), v16 (*hi)(v16, v16)) {
+template <int D, class Lo, class Hi> static inline void swap_bit(v16 *x, Lo lo, Hi hi) {
   for (int i = 0; i < 16; i++)
     if (!(i & D)) {
       v16 a = x[i], b = x[i | D];
@@ -52,45 +52,58 @@ template <int D> static inline void swap_bit(v16 *x, v16 (*lo)(v16, v16), v16 (*
 }
 #define SHUFFLE(...) [](v16 a, v16 b) { return __builtin_shufflevector(a, b, __VA_ARGS__); }
 
-// rows r0..r0+15 and columns c..c+15 of src (R,C) rounded into both copies of that tile: the plain
-// one as loaded, the transposed one after four rounds of swap_bit
-static void tile16(uint16_t *plain, uint16_t *transposed, const float *src, int64_t R, int64_t C, int64_t r0, int64_t c) {
-  v16 x[16];
-  for (int i = 0; i < 16; i++) {
-    x[i] = load16(src + (r0 + i) * C + c);
-    if (plain) round16(plain + (r0 + i) * C + c, x[i]);
+// rows r0..r0+16*H-1 and columns c..c+15 of src (R,C) rounded into both copies of that tile: the
+// plain one as loaded, the transposed one after four rounds of swap_bit on each block of 16 rows
+// (H = 2: each transposed row gets 32 values, a whole cache line, at once)
+template <int H>
+static void tile(uint16_t *plain, uint16_t *transposed, const float *src, int64_t R, int64_t C, int64_t r0, int64_t c) {
+  v16 x[H][16];
+  for (int h = 0; h < H; h++) {
+    v16 *y = x[h];
+    for (int i = 0; i < 16; i++) {
+      const int64_t r = r0 + 16 * h + i;
+      y[i] = load16(src + r * C + c);
+      if (plain) round16(plain + r * C + c, y[i]);
+    }
+    swap_bit<1>(y, SHUFFLE(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30), SHUFFLE(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31));
+    swap_bit<2>(y, SHUFFLE(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29), SHUFFLE(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31));
+    swap_bit<4>(y, SHUFFLE(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27), SHUFFLE(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31));
+    swap_bit<8>(y, SHUFFLE(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), SHUFFLE(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
   }
-  swap_bit<1>(x, SHUFFLE(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30), SHUFFLE(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31));
-  swap_bit<2>(x, SHUFFLE(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29), SHUFFLE(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31));
-  swap_bit<4>(x, SHUFFLE(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27), SHUFFLE(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31));
-  swap_bit<8>(x, SHUFFLE(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23), SHUFFLE(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31));
-  for (int j = 0; j < 16; j++) round16(transposed + (c + j) * R + r0, x[j]);
+  for (int j = 0; j < 16; j++)
+    for (int h = 0; h < H; h++) round16(transposed + (c + j) * R + r0 + 16 * h, x[h][j]);
+}
+
+// one value of both copies
+static inline void one(uint16_t *plain, uint16_t *transposed, const float *src, int64_t R, int64_t C, int64_t r, int64_t c) {
+  uint16_t h = bf16_of(src[r * C + c]);
+  if (plain) plain[r * C + c] = h;
+  transposed[c * R + r] = h;
 }
 
 // plain (R,C) = src (R,C) and transposed (C,R) = src^T, both rounded, in one read of src (plain may
 // be null): the output gradient of a product, whose transposed copy makes the weight gradient's
-// product read both its operands contiguously
+// product read both its operands contiguously. Each thread takes a share of the columns (its own
+// rows of the transposed copy), 64 at a time: their transposed rows are written whole, down all
+// the rows, while they sit in L1, each tile writing 32 values (a cache line) to each.
 void round_bf16_both(uint16_t *plain, uint16_t *transposed, const float *src, int64_t R, int64_t C) {
+  const int64_t BLOCK = 64;
 #pragma omp parallel
   {
     int64_t c0, c1;
     share_cols(C, c0, c1);
-    int64_t c = c0;
-    for (; c + 16 <= c1; c += 16) {
+    const int64_t whole = c0 + (c1 - c0) / 16 * 16; // share_cols gives multiples of 16 but at the very end
+    for (int64_t b = c0; b < whole; b += BLOCK) {
+      const int64_t e = b + BLOCK < whole ? b + BLOCK : whole;
       int64_t r = 0;
-      for (; r + 16 <= R; r += 16) tile16(plain, transposed, src, R, C, r, c);
+      for (; r + 32 <= R; r += 32)
+        for (int64_t c = b; c < e; c += 16) tile<2>(plain, transposed, src, R, C, r, c);
+      for (; r + 16 <= R; r += 16)
+        for (int64_t c = b; c < e; c += 16) tile<1>(plain, transposed, src, R, C, r, c);
       for (; r < R; r++)
-        for (int64_t j = c; j < c + 16; j++) {
-          uint16_t h = bf16_of(src[r * C + j]);
-          if (plain) plain[r * C + j] = h;
-          transposed[j * R + r] = h;
-        }
+        for (int64_t c = b; c < e; c++) one(plain, transposed, src, R, C, r, c);
     }
-    for (; c < c1; c++) // the last columns, past a multiple of 16
-      for (int64_t r = 0; r < R; r++) {
-        uint16_t h = bf16_of(src[r * C + c]);
-        if (plain) plain[r * C + c] = h;
-        transposed[c * R + r] = h;
-      }
+    for (int64_t c = whole; c < c1; c++)
+      for (int64_t q = 0; q < R; q++) one(plain, transposed, src, R, C, q, c);
   }
 }

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseSafetensors } from '@gpt2/core';
+import { createCpuBackend } from '@gpt2/backend-cpu';
 import { gpt2, ROOT } from './test/cli.js';
 import { gpt2Ranks, mpirun, NO_MPIRUN, rankPid, TCP } from './test/mpirun.js';
 
@@ -39,14 +40,24 @@ function maxDiff(a: string, b: string): number {
   return worst;
 }
 
+// --precision bf16 on the cpu backend needs AVX512-BF16 or AMX (and oneDNN); the reference emulation runs anywhere
+const noCpuBf16 = await createCpuBackend({ precision: 'bf16' }).then((be) => (be.dispose(), undefined), (err: Error) => err.message);
+
+async function fixtureSteps(backend: string, zero: string, mca: readonly string[], precision: string): Promise<void> {
+  const r = await mpirun(2, [process.execPath, STEPS, backend, zero, precision], { mca: [...mca] });
+  expect(r.stderr.replace(/\n--+[\s\S]*$/, '')).toBe('');
+  expect(r.stdout).toBe(`ok ${backend} zero=${zero} ${precision} ranks=2\n`);
+  expect(r.code).toBe(0);
+}
+
 describe.skipIf(skip)('data-parallel training under mpirun', () => {
   it.each([
-    ['reference', '0', []], ['cpu', '0', []], ['cpu', '1', []], ['wasm', '1', []], ['cpu', '0', TCP], ['cpu', '1', TCP],
-  ] as const)('%s backend, zero %s%s: the float64 fixture\'s AdamW steps with the batch split across 2 ranks', async (backend, zero, mca) => {
-    const r = await mpirun(2, [process.execPath, STEPS, backend, zero], { mca: [...mca] });
-    expect(r.stderr.replace(/\n--+[\s\S]*$/, '')).toBe('');
-    expect(r.stdout).toBe(`ok ${backend} zero=${zero} ranks=2\n`);
-    expect(r.code).toBe(0);
+    ['reference', '0', [], 'fp32'], ['cpu', '0', [], 'fp32'], ['cpu', '1', [], 'fp32'], ['wasm', '1', [], 'fp32'], ['cpu', '0', TCP, 'fp32'], ['cpu', '1', TCP, 'fp32'],
+    ['reference', '1', [], 'bf16'],
+  ] as const)('%s backend, zero %s%s, %s: the float64 fixture\'s AdamW steps with the batch split across 2 ranks', fixtureSteps);
+  // bf16 copies of the weights through the broadcast and ZeRO-1's gather, on the cpu backend where it runs bf16
+  describe.skipIf(noCpuBf16)(`cpu backend at --precision bf16${noCpuBf16 ? ` (skipped: ${noCpuBf16})` : ''}`, () => {
+    it.each([['cpu', '0', [], 'bf16'], ['cpu', '1', [], 'bf16']] as const)('%s backend, zero %s%s, %s: the fixture\'s steps split across 2 ranks', fixtureSteps);
   });
 
   it('2 ranks at --batch-size 2 train as one process at --batch-size 4 (DDP), with and without ZeRO-1, on shared memory and TCP', async () => {

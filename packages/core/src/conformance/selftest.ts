@@ -13,11 +13,13 @@ import { withWorst, type Worst } from './compare.js';
 
 /**
  * The suite at a precision: every kernel case in fp32 (only the matmul cases in a reduced mode), then
- * the model cases (in fp32 with LoRA's), then (fp32 only) int8 weights' kernel and model cases.
+ * the model cases with LoRA's (in bf16 too: the copies of frozen weights a bf16 backend keeps; tf32's
+ * and f16's change nothing LoRA does), then (fp32 only) int8 weights' kernel and model cases.
  */
 export function conformanceCases(p: Precision = 'fp32'): { kernels: KernelCase[]; model: KernelCase[]; int8: KernelCase[] } {
   const fp32 = p === 'fp32';
-  return { kernels: fp32 ? kernelCases() : matmulCases(p), model: fp32 ? [...modelCases(p), ...loraModelCases()] : modelCases(p), int8: fp32 ? [...int8KernelCases(), ...int8ModelCases()] : [] };
+  const lora = p === 'fp32' || p === 'bf16' ? loraModelCases(p) : [];
+  return { kernels: fp32 ? kernelCases() : matmulCases(p), model: [...modelCases(p), ...lora], int8: fp32 ? [...int8KernelCases(), ...int8ModelCases()] : [] };
 }
 
 export interface CaseResult {
