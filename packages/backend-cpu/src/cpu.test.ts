@@ -4,7 +4,7 @@
 // except where GPT2_EXPECT_CPU / GPT2_EXPECT_ONEDNN are set (CI installs g++, OpenBLAS and oneDNN,
 // so there a missing library fails).
 import { describe, expect, it } from 'vitest';
-import { runConformance } from '@gpt2/core/conformance';
+import { bf16CopyCases, runCases, runConformance } from '@gpt2/core/conformance';
 import { createCpuBackend, type CpuBackendOptions } from '../dist/index.js';
 
 async function why(opts: CpuBackendOptions): Promise<string | undefined> {
@@ -28,6 +28,7 @@ if (noOnednn && process.env.GPT2_EXPECT_ONEDNN) {
 } else {
   runConformance('cpu (oneDNN)', () => createCpuBackend({ threads: 2, gemm: 'onednn' }), { skip: noOnednn });
   runConformance('cpu', () => createCpuBackend({ threads: 2, precision: 'bf16' }), { precision: 'bf16', skip: noBf16 });
+  runCases('cpu bf16 copies', () => createCpuBackend({ threads: 2, precision: 'bf16' }), bf16CopyCases(), noBf16);
 }
 
 describe.skipIf(reason)('cpu backend precision', () => {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, it } from 'vitest';
 import type { Backend } from '../backend.js';
 import type { Precision } from '../precision.js';
 import { conformanceCases } from './selftest.js';
+import type { KernelCase } from './kernels.js';
 
 export { kernelCases, matmulCases } from './kernels.js';
 export { modelCases, loadFixture, fixtureNames, fixturesDir, greedy } from './fixtures.js';
@@ -11,6 +12,7 @@ export { assertClose, withWorst, type Worst } from './compare.js';
 export { conformanceCases, runSelftest, type CaseResult } from './selftest.js';
 export { int8KernelCases, int8ModelCases } from './int8.js';
 export { loraModelCases, loadLoraFixture, fixtureAdapter } from './lora.js';
+export { bf16CopyCases } from './bf16-copies.js';
 
 export interface ConformanceOptions {
   /** When set, every case is registered as skipped with this reason (e.g. "no GPU adapter"). */
@@ -49,5 +51,19 @@ export function runConformance(name: string, makeBackend: () => Promise<Backend>
         for (const c of int8) (opts.noInt8 ? it.skip : test)(c.name, () => c.run(be));
       });
     }
+  });
+}
+
+/** Registers cases beyond the suite (bf16CopyCases, say) on one backend, as runConformance does. */
+export function runCases(title: string, makeBackend: () => Promise<Backend>, cases: KernelCase[], skip?: string): void {
+  describe(skip ? `${title} (skipped: ${skip})` : title, () => {
+    let be: Backend;
+    if (!skip) {
+      beforeAll(async () => {
+        be = await makeBackend();
+      });
+      afterAll(() => be?.dispose());
+    }
+    for (const c of cases) (skip ? it.skip : it)(c.name, () => c.run(be));
   });
 }

@@ -9,11 +9,12 @@ import { generationMemory, trainingMemory } from './memory.js';
 import { initLora, type LoraConfig } from './lora.js';
 import { ALIGN, PARAM_SPECS } from './params.js';
 
-function counting(): { be: Backend; bytes: () => number } {
-  const be = createReferenceBackend();
+// bytes as a backend holds them: bf16 copies take two (the reference backend keeps their values as floats)
+function counting(precision: 'fp32' | 'bf16' = 'fp32'): { be: Backend; bytes: () => number } {
+  const be = createReferenceBackend({ precision });
   let total = 0;
   const alloc = be.alloc.bind(be);
-  be.alloc = (n, dtype) => ((total += n * 4), alloc(n, dtype));
+  be.alloc = (n, dtype) => ((total += n * (dtype === 'bf16' ? 2 : 4)), alloc(n, dtype));
   return { be, bytes: () => total };
 }
 
@@ -40,6 +41,18 @@ describe('memory plan', () => {
     await model.forwardBackward(ids, B, T, ids);
     await model.update({ lr: 1e-3 });
     expect(bytes() - NORM_BYTES).toBe(trainingMemory(f.config, B, T, { lora }).total);
+  });
+  it('bf16 copies: training and generation count the matrices\' copies and the activations\' the products read', async () => {
+    const t = counting('bf16');
+    const model = new GPT2(t.be, f.config, f.params);
+    const B = 2, T = 7, ids = new Int32Array(B * T).fill(1);
+    const loaded = t.bytes();
+    expect(loaded).toBe(generationMemory(f.config, 0, 0, 'fp32', true).total);
+    model.zeroGrad();
+    await model.forwardBackward(ids, B, T, ids);
+    await model.update({ lr: 1e-3 });
+    expect(t.bytes() - NORM_BYTES).toBe(trainingMemory(f.config, B, T, { bf16Copies: true }).total);
+    expect(trainingMemory(f.config, B, T, { bf16Copies: true }).total).toBeGreaterThan(trainingMemory(f.config, B, T).total);
   });
   it('generation: parameters, the KV cache and one feed of the prompt', async () => {
     const { be, bytes } = counting();

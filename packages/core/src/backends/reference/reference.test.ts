@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { runConformance } from '../../conformance/index.js';
+import { bf16CopyCases, runCases, runConformance } from '../../conformance/index.js';
 import { createReferenceBackend } from './index.js';
 
 describe('accuracy (next-token hits) by hand', () => {
@@ -18,3 +18,5 @@ runConformance('reference', async () => createReferenceBackend());
 for (const precision of ['tf32', 'bf16', 'f16'] as const) {
   runConformance('reference (emulated)', async () => createReferenceBackend({ precision }), { precision });
 }
+// the bf16 copies of weights and activations the emulation keeps, as a bf16 backend does
+runCases('reference (emulated) bf16 copies', async () => createReferenceBackend({ precision: 'bf16' }), bf16CopyCases());
