@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, gpt2 } from './test/cli.js';
 import { writeDirAside } from './run-dir.js';
+import { createCpuBackend } from '@gpt2/backend-cpu';
 
 // A small tmpfs for the disk-full cases: mounting needs root (CI runs as root); elsewhere they skip.
 function smallDisk(path: string, size: string): string | undefined {
@@ -13,6 +14,9 @@ function smallDisk(path: string, size: string): string | undefined {
   return r.status === 0 ? undefined : `a tmpfs could not be mounted (${(r.stderr || r.error?.message || '').trim()}); run the tests as root`;
 }
 const unmount = (path: string) => spawnSync('umount', [path]);
+
+// --precision bf16 on the cpu backend needs oneDNN on a CPU with AVX512-BF16 or AMX
+const noCpuBf16 = await createCpuBackend({ precision: 'bf16' }).then((be) => (be.dispose(), undefined), (err: Error) => err.message);
 
 let dir: string, data: string, config: string;
 beforeAll(() => {
@@ -57,6 +61,19 @@ describe('gpt2 train', () => {
     const g = await gpt2(['generate', '--model', join(run, 'model'), '--prompt', 'ROMEO:', '--max-new-tokens', '10', '--seed', '1', '--json']);
     expect(g.code, g.stderr).toBe(0);
     expect(JSON.parse(g.stdout).samples[0].tokens.length).toBeGreaterThan(0);
+  });
+
+  it.skipIf(noCpuBf16)(`--precision bf16 on the cpu backend: --resume continues with exactly the uninterrupted losses, and says so when --precision is left out${noCpuBf16 ? ` (skipped: ${noCpuBf16})` : ''}`, async () => {
+    const full = join(dir, 'bf16-full'), cut = join(dir, 'bf16-cut'), bf16 = ['--backend', 'cpu', '--threads', '2', '--precision', 'bf16', '--log-every', '1'];
+    expect((await gpt2(args(full, ['--steps', '6', '--save-every', '0', ...bf16]))).code).toBe(0);
+    expect((await gpt2(args(cut, ['--steps', '3', '--save-every', '3', ...bf16]))).code).toBe(0);
+    const resumed = await gpt2(['train', '--resume', cut, '--steps', '6', ...bf16]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stderr).not.toMatch(/note: this run trained/);
+    expect(losses(cut)).toEqual(losses(full)); // the weights' bf16 copies were rebuilt from the checkpoint, not left stale
+    const fp32 = await gpt2(['train', '--resume', cut, '--steps', '7', '--backend', 'cpu']);
+    expect(fp32.code, fp32.stderr).toBe(0);
+    expect(fp32.stderr).toMatch(/note: this run trained with --precision bf16 and continues in fp32 \(--backend and --precision are not taken from run\.json\); add --precision bf16 to continue as it began\./);
   });
 
   it('Ctrl-C saves a checkpoint and exits 130; --resume then continues with exactly the uninterrupted losses', async () => {

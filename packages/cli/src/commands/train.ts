@@ -105,8 +105,11 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   run.adapterBase = p.adapterBase ?? null;
   run.maxShardSize = f.maxShardSize;
   if (f.resume) {
-    const info = JSON.parse(await readFile(join(run.dir, 'run.json'), 'utf8')) as { data: string[] };
+    const info = JSON.parse(await readFile(join(run.dir, 'run.json'), 'utf8')) as { data: string[]; options?: { precision?: Precision } };
     if (data.length === 0) data = info.data;
+    // --backend and --precision are this machine's to choose, not run.json's: say when the products round otherwise than before
+    const was = info.options?.precision ?? 'fp32', now = f.precision ?? 'fp32';
+    if (was !== now) report.line(`note: this run trained with --precision ${was} and continues in ${now} (--backend and --precision are not taken from run.json); add --precision ${was} to continue as it began.`);
   }
   const nPos = model.config.nPositions;
   let block = blockSize(f, model.config);
