@@ -65,6 +65,22 @@ function matmulCase(N: number, IN: number, OUT: number, bias: boolean, p: Precis
       await c.expect('matmulBackward dinp', dinp, plus(di0, g.dinp), 2e-5 + mode(OUT, s));
       await c.expect('matmulBackward dw', dw, plus(dw0, g.dw), 1e-5 * Math.sqrt(N) + 1e-5 + (ROUNDED[p] === 'all' ? mode(N, 1) : 0));
       if (db) await c.expect('matmulBackward dbias', db, plus(db0, g.dbias), 1e-5 * Math.sqrt(N) + 1e-5);
+      if (!be.bf16Copies) return;
+      // the same products on the operands' bf16 copies, as the model passes them (the weight's alone when decoding)
+      const copy = (x: F64) => {
+        const b16 = be.alloc(x.length, 'bf16');
+        be.kernels.roundBf16!(b16, c.buf(x), x.length);
+        return b16;
+      };
+      const inpC = copy(inp), wC = copy(w);
+      be.kernels.matmulForward(out, inpC, wC, b ? c.buf(b) : null, N, IN, OUT);
+      await c.expect('matmulForward out (bf16 copies)', out, ref.matmul(inp, w, b, N, IN, OUT), 1e-5 + mode(IN, s));
+      be.kernels.matmulForward(out, c.buf(inp), wC, b ? c.buf(b) : null, N, IN, OUT);
+      await c.expect('matmulForward out (the weight\'s bf16 copy)', out, ref.matmul(inp, w, b, N, IN, OUT), 1e-5 + mode(IN, s));
+      const dinpC = c.buf(di0), dwC = c.buf(dw0);
+      be.kernels.matmulBackward(dinpC, dwC, null, c.buf(dout), inpC, wC, N, IN, OUT);
+      await c.expect('matmulBackward dinp (bf16 copies)', dinpC, plus(di0, g.dinp), 2e-5 + mode(OUT, s));
+      await c.expect('matmulBackward dw (bf16 copies)', dwC, plus(dw0, g.dw), 1e-5 * Math.sqrt(N) + 1e-5 + mode(N, 1));
     },
   };
 }
@@ -406,6 +422,7 @@ export function matmulCases(p: Precision = 'fp32'): KernelCase[] {
     matmulCase(5, 48, 997, false, p),
     matmulCase(64, 768, 64, true, p),
     matmulCase(3, 64, 3072, true, p),
+    matmulCase(9, 37, 33, true, p), // the fewest rows past the decoding kernel's, odd widths
   ];
 }
 
