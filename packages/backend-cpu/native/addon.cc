@@ -135,17 +135,18 @@ static napi_value OnednnImpl(napi_env env, napi_callback_info info) {
 KERNEL(SetGemm, 2, set_gemm(a[0] != 0, a[1] != 0))
 KERNEL(SetThreads, 1, omp_set_num_threads(N_(0) > 0 ? N_(0) : 1))
 
-// alloc(bytes): zeroed memory, mapped lazily (Linux overcommits: pages are backed when first
-// written). Blocks of 2 MiB and more are mapped on their own, 2 MiB-aligned, and marked for
-// transparent huge pages (which Debian and Ubuntu grant on request only): a GEMM or AdamW over a
-// model's buffers then walks a few hundred TLB entries instead of a few hundred thousand.
-// throws when the system refuses
+// alloc(bytes, sparse): zeroed memory, mapped lazily (Linux overcommits: pages are backed when first
+// written). Blocks of 2 MiB and more, unless sparse (a KV cache, filled a row at a time), are mapped
+// on their own, 2 MiB-aligned, and marked for transparent huge pages (which Debian and Ubuntu grant
+// on request only): a GEMM or AdamW over a model's buffers then walks a few hundred TLB entries
+// instead of a few hundred thousand. A sparse buffer keeps small pages: huge ones would back (and
+// zero) 2 MiB for each row touched. Throws when the system refuses.
 static const size_t HUGE_PAGE = 2 << 20;
 static std::mutex mapped_lock;
 static std::unordered_map<void *, std::pair<void *, size_t>> mapped; // aligned start -> the mapping
 
-static void *alloc_bytes(size_t bytes) {
-  if (bytes < HUGE_PAGE) return std::calloc(1, bytes);
+static void *alloc_bytes(size_t bytes, bool sparse) {
+  if (bytes < HUGE_PAGE || sparse) return std::calloc(1, bytes);
   size_t len = bytes + HUGE_PAGE;
   void *m = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (m == MAP_FAILED) return nullptr;
@@ -172,9 +173,9 @@ static void free_bytes(void *p) {
 }
 
 static napi_value Alloc(napi_env env, napi_callback_info info) {
-  double a[1];
-  if (!args(env, info, a, 1)) return nullptr;
-  void *p = alloc_bytes((size_t)a[0] > 0 ? (size_t)a[0] : 4);
+  double a[2];
+  if (!args(env, info, a, 2)) return nullptr;
+  void *p = alloc_bytes((size_t)a[0] > 0 ? (size_t)a[0] : 4, a[1] != 0);
   if (!p) return throwError(env, "out of memory");
   return num(env, (double)(uintptr_t)p);
 }

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { GPT2Error, OutOfMemoryError, dropoutMultiplier, dropoutThreshold, unsupportedPrecision, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
+import { GPT2Error, OutOfMemoryError, dropoutMultiplier, dropoutThreshold, unsupportedPrecision, type AllocOptions, type Backend, type Buf, type DType, type Kernels, type Precision } from '@gpt2/core';
 
 interface Addon {
   init(): [library: string, path: string, isa: string, procs: number, reference: number];
@@ -14,7 +14,7 @@ interface Addon {
   onednnImpl(bf16: number): string;
   setThreads(n: number): void;
   setGemm(onednn: number, bf16: number): void;
-  alloc(bytes: number): number;
+  alloc(bytes: number, sparse: number): number;
   free(ptr: number): void;
   upload(ptr: number, data: Float32Array | Int32Array): void;
   read(ptr: number, n: number, bf16: number): Float32Array;
@@ -146,7 +146,7 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
     kernels: k,
     // under bf16 the model keeps its matrices, and the activations the products read, as bf16 copies
     bf16Copies: precision === 'bf16',
-    alloc(length: number, dtype: DType = 'f32') {
+    alloc(length: number, dtype: DType = 'f32', opts?: AllocOptions) {
       if (dtype === 'bf16' && precision !== 'bf16') throw new Error('a bf16 buffer on the cpu backend in fp32');
       const bytes = Math.max(4, length * bytesOf(dtype));
       // calloc maps lazily and Linux overcommits: refuse what the machine cannot hold before the OOM killer does
@@ -155,7 +155,7 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
       }
       let ptr: number;
       try {
-        ptr = a.alloc(bytes);
+        ptr = a.alloc(bytes, opts?.sparse ? 1 : 0);
       } catch {
         throw new OutOfMemoryError(`The cpu backend could not allocate ${gib(bytes)} (the system refused; ${gib(held)} held already)`, bytes);
       }

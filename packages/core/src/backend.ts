@@ -146,6 +146,15 @@ export interface Kernels {
   ): void;
 }
 
+export interface AllocOptions {
+  /**
+   * Filled a part at a time, and maybe never whole (a KV cache): a host-memory backend then maps it a
+   * small page at a time, where it backs buffers read whole (weights, gradients, activations) with
+   * huge pages.
+   */
+  sparse?: boolean;
+}
+
 /** Sums and broadcasts of device buffers across ranks, queued after the kernels before them (Backend.deviceCollective). */
 export interface DeviceCollective {
   /** buf = the sum of every rank's buf, in place. */
@@ -165,7 +174,7 @@ export interface Backend {
    */
   readonly bf16Copies?: boolean;
   /** A new zero-filled buffer of `length` elements. */
-  alloc(length: number, dtype?: DType): Buf;
+  alloc(length: number, dtype?: DType, opts?: AllocOptions): Buf;
   /** A view of `length` elements of `buf` starting at element `offset`; shares memory. */
   view(buf: Buf, offset: number, length: number): Buf;
   /** Copies host data into the start of `dst` (enqueued). */

@@ -766,8 +766,9 @@ export class KVCache {
     this.maxT = maxT;
     this.lengths = new Int32Array(B);
     const be = model.backend;
-    this.kbuf = be.alloc(L * B * maxT * C);
-    this.vbuf = be.alloc(L * B * maxT * C);
+    // most rows hold fewer than maxT tokens: mapped as they fill
+    this.kbuf = be.alloc(L * B * maxT * C, 'f32', { sparse: true });
+    this.vbuf = be.alloc(L * B * maxT * C, 'f32', { sparse: true });
     this.owned.push(this.kbuf, this.vbuf);
   }
 
