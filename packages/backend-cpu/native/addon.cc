@@ -180,7 +180,7 @@ static napi_value Alloc(napi_env env, napi_callback_info info) {
   return num(env, (double)(uintptr_t)p);
 }
 KERNEL(Free, 1, free_bytes((void *)(uintptr_t)a[0]))
-KERNEL(Zero, 2, std::memset((void *)(uintptr_t)a[0], 0, (size_t)a[1]))
+
 
 // Large copies split across the threads: a model's weights are uploaded into memory touched for
 // the first time, and on virtual machines those first writes (page faults the hypervisor backs)
@@ -192,6 +192,17 @@ static void copy(char *dst, const char *src, size_t bytes) {
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) std::memcpy(dst + i * CHUNK, src + i * CHUNK, std::min(CHUNK, bytes - i * CHUNK));
 }
+
+// zero(ptr, bytes): split across the threads as copies are (zeroGrad clears every gradient each step:
+// 500 MB for GPT-2 124M, 23 ms on one core here)
+static void clear(char *dst, size_t bytes) {
+  const size_t CHUNK = 1 << 20;
+  if (bytes < 8 * CHUNK) return (void)std::memset(dst, 0, bytes);
+  const long n = (long)((bytes + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static)
+  for (long i = 0; i < n; i++) std::memset(dst + i * CHUNK, 0, std::min(CHUNK, bytes - i * CHUNK));
+}
+KERNEL(Zero, 2, clear((char *)(uintptr_t)a[0], (size_t)a[1]))
 
 // upload(ptr, typedArray)
 static napi_value Upload(napi_env env, napi_callback_info info) {
