@@ -217,13 +217,13 @@ export function buildProgram(): Command {
       await runEval(this.opts());
     });
 
-  program.command('export').description('write a model as the folder transformers.js and ONNX Runtime load (onnx/model.onnx and the HF JSON files)')
+  program.command('export').description('write a model as the folder transformers.js and ONNX Runtime load (onnx/model.onnx and the HF JSON files), or as the GGUF file llama.cpp loads')
     .requiredOption('--model <dir|id>', 'local HF-format model directory or hub id')
-    .addOption(new Option('--format <format>', 'what to write').choices(['onnx']).default('onnx'))
-    .requiredOption('--out <dir>', 'folder to create')
-    .addOption(new Option('--quantize <kind>', "also write onnx/model_quantized.onnx with int8 matmul weights (transformers.js dtype 'q8')").choices(['q8']))
+    .addOption(new Option('--format <format>', 'onnx: a transformers.js folder; gguf: one llama.cpp file').choices(['onnx', 'gguf']).default('onnx'))
+    .requiredOption('--out <path>', 'folder to create (onnx), or the .gguf file to write (gguf)')
+    .addOption(new Option('--quantize <kind>', "onnx: q8 also writes onnx/model_quantized.onnx with int8 matmul weights (transformers.js dtype 'q8'); gguf: q8_0 writes the matrices as llama.cpp's Q8_0 (F32 without)").choices(['q8', 'q8_0']))
     .option('--force', 'replace --out if it exists and is not empty')
-    .option('--json', 'print {"out", "files": {name: bytes}}')
+    .option('--json', 'print {"out", "files": {name: bytes}} (onnx), or {"out", "bytes", "quantize"} (gguf)')
     .action(async function (this: Command) {
       await runExport(this.opts());
     });

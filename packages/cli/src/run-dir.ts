@@ -79,6 +79,23 @@ export function fileCopy(path: string): StreamedFile {
   };
 }
 
+/** Writes one file as PATH.tmp-PID, then renames it over path; the free space is checked first, as writeDirAside does. */
+export async function writeFileAside(path: string, data: FileData): Promise<void> {
+  const needed = byteSize(data);
+  await mkdir(dirname(path), { recursive: true });
+  const free = freeBytes(dirname(path));
+  if (needed > free) throw new SaveError(`Not enough space to write ${path}: it needs ${mb(needed)} and ${dirname(path)} has ${mb(free)} free`);
+  const tmp = `${path}.tmp-${process.pid}`;
+  try {
+    await writeFile(tmp, Array.isArray(data) ? data.values() : isStreamed(data) ? data.chunks() : data);
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true }).catch(() => {});
+    const e = err as NodeJS.ErrnoException;
+    throw new SaveError(`Writing ${path} failed (${e.code ?? e.message}): it needs ${mb(needed)} and ${dirname(path)} has ${mb(freeBytes(dirname(path)))} free`);
+  }
+}
+
 /**
  * Writes files (paths relative to dir) into DIR.tmp-PID, then renames it over dir. Checks the free space first; a write
  * that fails anyway removes the temporary folder. Either ends in a SaveError saying what was

@@ -30,4 +30,5 @@ export * from './train/zero.js';
 export * from './train/best.js';
 export * from './train/perplexity.js';
 export * from './export/transformers-js.js';
+export * from './export/gguf.js';
 export { gpt2OnnxModel, type OnnxGraphOptions } from './export/onnx-graph.js';
