@@ -74,3 +74,25 @@ describe('gpt2 export --format onnx', () => {
     expect(t.stderr).toBe('error: --backend onnxruntime is a peer for --task generate only (it runs our ONNX export), not train.\n');
   });
 });
+
+describe('gpt2 export --format gguf', () => {
+  it('writes one .gguf (F32, or the matrices as Q8_0) aside and renames it into place; refuses what makes no sense in one sentence', async () => {
+    const out = join(root, 'tiny.gguf'), q8 = join(root, 'tiny-q8.gguf');
+    const r = await gpt2(['export', '--model', tiny, '--format', 'gguf', '--out', out, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const bytes = readFileSync(out);
+    expect(JSON.parse(r.stdout)).toEqual({ out, bytes: bytes.length, quantize: 'f32' });
+    expect(bytes.subarray(0, 4).toString('latin1')).toBe('GGUF');
+    expect((await gpt2(['export', '--model', tiny, '--format', 'gguf', '--quantize', 'q8_0', '--out', q8])).code).toBe(0);
+    expect(readFileSync(q8).length).toBeLessThan(bytes.length / 3);
+    expect(readdirSync(root).filter((n) => n.includes('.tmp-'))).toEqual([]);
+    const again = await gpt2(['export', '--model', tiny, '--format', 'gguf', '--out', out]);
+    expect([again.code, again.stderr.trim()]).toEqual([1, `error: ${out} exists; choose another --out, or pass --force to replace it.`]);
+    const q8onnx = await gpt2(['export', '--model', tiny, '--format', 'gguf', '--quantize', 'q8', '--out', join(root, 'x.gguf')]);
+    expect(q8onnx.stderr.trim()).toBe("error: GGUF's int8 type is --quantize q8_0 (q8 is the ONNX export's).");
+    const folder = await gpt2(['export', '--model', tiny, '--format', 'gguf', '--out', root]);
+    expect(folder.stderr.trim()).toBe(`error: ${root} is a folder; --out names the .gguf file to write.`);
+    const onnxQ8_0 = await gpt2(['export', '--model', tiny, '--quantize', 'q8_0', '--out', join(root, 'onnx-dir')]);
+    expect(onnxQ8_0.stderr.trim()).toBe("error: --quantize q8_0 is GGUF's (--format gguf); the ONNX export's int8 is --quantize q8.");
+  });
+});
