@@ -1,6 +1,9 @@
-// The Node-API face of the cpu backend: host memory, copies, and one function per kernel.
-// Pointers cross to JavaScript as doubles (exact below 2^53). Kernels run when called, on the
-// calling thread and the OpenMP pool; nothing is queued. The BLAS is loaded by init().
+// The Node-API face of the cpu backend: host memory, copies, and the kernels. Pointers cross to
+// JavaScript as doubles (exact below 2^53). JavaScript queues kernel calls as numbers in a
+// Float64Array ([kernel, its arguments...] each) and run() executes the queue on the calling thread
+// and the OpenMP pool, one kernel after another with no JavaScript between them, so the pool stays
+// hot and memory never idles between a decoding step's ~90 small kernels (index.ts flushes it
+// before anything reads or writes a buffer from the host). The BLAS is loaded by init().
 #include <node_api.h>
 #include <algorithm>
 #include <cstdlib>
@@ -72,20 +75,6 @@ static bool args(napi_env env, napi_callback_info info, double *a, size_t n, nap
 #define U_(i) ((uint32_t)a[i]) // a u32 (a seed, a threshold): 0..2^32-1, out of an int's range
 #define B16(i) ((uint16_t *)(uintptr_t)a[i])
 #define M_(i, flag) (Mat{(const void *)(uintptr_t)a[i], a[flag] != 0}) // a GEMM operand and its bf16 flag
-// A kernel function taking n numeric arguments a[0..n) (pointers via F/I, sizes via N_/L_); a
-// library failure (oneDNN's) becomes a JavaScript error.
-#define KERNEL(Name, n, call)                                      \
-  static napi_value Name(napi_env env, napi_callback_info info) { \
-    double a[n];                                                   \
-    if (!args(env, info, a, n)) return nullptr;                    \
-    try {                                                          \
-      call;                                                        \
-    } catch (const std::exception &e) {                            \
-      return throwError(env, e.what());                            \
-    }                                                              \
-    return undef(env);                                             \
-  }
-
 // the vector instructions this build was compiled for
 static std::string isa() {
   std::string s = "x86-64";
@@ -132,8 +121,6 @@ static napi_value OnednnImpl(napi_env env, napi_callback_info info) {
   return str(env, onednn.impl(a[0] ? Dt::bf16 : Dt::f32));
 }
 
-KERNEL(SetGemm, 2, set_gemm(a[0] != 0, a[1] != 0))
-KERNEL(SetThreads, 1, omp_set_num_threads(N_(0) > 0 ? N_(0) : 1))
 
 // alloc(bytes, sparse): zeroed memory, mapped lazily (Linux overcommits: pages are backed when first
 // written). Blocks of 2 MiB and more, unless sparse (a KV cache, filled a row at a time), are mapped
@@ -172,6 +159,14 @@ static void free_bytes(void *p) {
   std::free(p);
 }
 
+// free(ptr)
+static napi_value Free(napi_env env, napi_callback_info info) {
+  double a[1];
+  if (!args(env, info, a, 1)) return nullptr;
+  free_bytes((void *)(uintptr_t)a[0]);
+  return undef(env);
+}
+
 static napi_value Alloc(napi_env env, napi_callback_info info) {
   double a[2];
   if (!args(env, info, a, 2)) return nullptr;
@@ -179,7 +174,6 @@ static napi_value Alloc(napi_env env, napi_callback_info info) {
   if (!p) return throwError(env, "out of memory");
   return num(env, (double)(uintptr_t)p);
 }
-KERNEL(Free, 1, free_bytes((void *)(uintptr_t)a[0]))
 
 
 // Large copies split across the threads: a model's weights are uploaded into memory touched for
@@ -202,7 +196,6 @@ static void clear(char *dst, size_t bytes) {
 #pragma omp parallel for schedule(static)
   for (long i = 0; i < n; i++) std::memset(dst + i * CHUNK, 0, std::min(CHUNK, bytes - i * CHUNK));
 }
-KERNEL(Zero, 2, clear((char *)(uintptr_t)a[0], (size_t)a[1]))
 
 // upload(ptr, typedArray)
 static napi_value Upload(napi_env env, napi_callback_info info) {
@@ -244,43 +237,105 @@ static napi_value External(napi_env env, napi_callback_info info) {
   return ab;
 }
 
-KERNEL(EncoderForward, 7, encoder_forward(F(0), I(1), F(2), F(3), N_(4), N_(5), N_(6)))
-KERNEL(EncoderBackward, 7, encoder_backward(F(0), F(1), F(2), I(3), N_(4), N_(5), N_(6)))
-KERNEL(LayernormForward, 8, layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7)))
-KERNEL(LayernormBackward, 10, layernorm_backward(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))
-KERNEL(ResidualLayernormForward, 10, residual_layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))
-// the matmuls take two more arguments: whether inp and w are bf16 copies (1) or fp32 (0)
-KERNEL(MatmulForward, 9, matmul_forward(F(0), M_(1, 7), M_(2, 8), F(3), N_(4), N_(5), N_(6)))
-KERNEL(MatmulGeluForward, 10, matmul_gelu_forward(F(0), F(1), M_(2, 8), M_(3, 9), F(4), N_(5), N_(6), N_(7)))
-KERNEL(MatmulInt8Forward, 9, matmul_int8_forward(F(0), F(1), F(2), (const int8_t *)(uintptr_t)a[3], F(4), F(5), N_(6), N_(7), N_(8)))
-KERNEL(MatmulBackward, 11, matmul_backward(F(0), F(1), F(2), F(3), M_(4, 9), M_(5, 10), N_(6), N_(7), N_(8)))
-KERNEL(RoundBf16, 3, round_bf16(B16(0), F(1), L_(2)))
-KERNEL(AttentionForward, 7, attention_forward(F(0), F(1), F(2), N_(3), N_(4), N_(5), N_(6)))
-KERNEL(AttentionBackward, 9, attention_backward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7), N_(8)))
-KERNEL(AttentionDecode, 10, attention_decode(F(0), F(1), F(2), F(3), I(4), N_(5), N_(6), N_(7), N_(8), N_(9)))
-KERNEL(GeluForward, 3, gelu_forward(F(0), F(1), L_(2)))
-KERNEL(GeluBackward, 4, gelu_backward(F(0), F(1), F(2), L_(3)))
-KERNEL(ScaledDropout, 6, scaled_dropout(F(0), F(1), (float)a[2], U_(3), U_(4), L_(5)))
-KERNEL(CrossEntropyForward, 6, crossentropy_forward(F(0), F(1), F(2), I(3), N_(4), N_(5)))
-KERNEL(CrossEntropyBackward, 7, crossentropy_backward(F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6)))
-KERNEL(SumSquares, 3, F(0)[0] = sum_squares(F(1), L_(2)))
-KERNEL(Adamw, 16, adamw(F(0), F(1), F(2), F(3), L_(4), a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], B16(15)))
+
+// Every kernel: its name (as JavaScript calls it), the numbers it takes, and the call on them, a[0..n):
+// pointers through F/I/B16/M_, sizes through N_/L_. The matmuls take two more numbers: whether inp
+// and w are bf16 copies (1) or fp32 (0).
+#define KERNELS(X)                                                                                                                        \
+  X(setThreads, 1, omp_set_num_threads(N_(0) > 0 ? N_(0) : 1))                                                                           \
+  X(setGemm, 2, set_gemm(a[0] != 0, a[1] != 0))                                                                                          \
+  X(zero, 2, clear((char *)(uintptr_t)a[0], (size_t)a[1]))                                                                              \
+  X(encoderForward, 7, encoder_forward(F(0), I(1), F(2), F(3), N_(4), N_(5), N_(6)))                                                     \
+  X(encoderBackward, 7, encoder_backward(F(0), F(1), F(2), I(3), N_(4), N_(5), N_(6)))                                                   \
+  X(layernormForward, 8, layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), N_(6), N_(7)))                                             \
+  X(layernormBackward, 10, layernorm_backward(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))                             \
+  X(residualLayernormForward, 10, residual_layernorm_forward(F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), N_(8), N_(9)))              \
+  X(matmulForward, 9, matmul_forward(F(0), M_(1, 7), M_(2, 8), F(3), N_(4), N_(5), N_(6)))                                               \
+  X(matmulGeluForward, 10, matmul_gelu_forward(F(0), F(1), M_(2, 8), M_(3, 9), F(4), N_(5), N_(6), N_(7)))                               \
+  X(matmulInt8Forward, 9, matmul_int8_forward(F(0), F(1), F(2), (const int8_t *)(uintptr_t)a[3], F(4), F(5), N_(6), N_(7), N_(8)))       \
+  X(matmulBackward, 11, matmul_backward(F(0), F(1), F(2), F(3), M_(4, 9), M_(5, 10), N_(6), N_(7), N_(8)))                               \
+  X(roundBf16, 3, round_bf16(B16(0), F(1), L_(2)))                                                                                       \
+  X(attentionForward, 7, attention_forward(F(0), F(1), F(2), N_(3), N_(4), N_(5), N_(6)))                                                \
+  X(attentionBackward, 9, attention_backward(F(0), F(1), F(2), F(3), F(4), N_(5), N_(6), N_(7), N_(8)))                                  \
+  X(attentionDecode, 10, attention_decode(F(0), F(1), F(2), F(3), I(4), N_(5), N_(6), N_(7), N_(8), N_(9)))                              \
+  X(geluForward, 3, gelu_forward(F(0), F(1), L_(2)))                                                                                     \
+  X(geluBackward, 4, gelu_backward(F(0), F(1), F(2), L_(3)))                                                                             \
+  X(scaledDropout, 6, scaled_dropout(F(0), F(1), (float)a[2], U_(3), U_(4), L_(5)))                                                      \
+  X(crossEntropyForward, 6, crossentropy_forward(F(0), F(1), F(2), I(3), N_(4), N_(5)))                                                  \
+  X(crossEntropyBackward, 7, crossentropy_backward(F(0), F(1), F(2), I(3), (float)a[4], N_(5), N_(6)))                                   \
+  X(sumSquares, 3, F(0)[0] = sum_squares(F(1), L_(2)))                                                                                   \
+  X(adamw, 16, adamw(F(0), F(1), F(2), F(3), L_(4), a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], B16(15)))
+
+enum Op {
+#define X(name, n, call) OP_##name,
+  KERNELS(X)
+#undef X
+  OPS
+};
+static const int ARGC[OPS] = {
+#define X(name, n, call) n,
+    KERNELS(X)
+#undef X
+};
+static const char *const NAME[OPS] = {
+#define X(name, n, call) #name,
+    KERNELS(X)
+#undef X
+};
+
+static void runOp(int op, const double *a) {
+  switch (op) {
+#define X(name, n, call) \
+  case OP_##name:        \
+    call;                \
+    break;
+    KERNELS(X)
+#undef X
+  }
+}
+
+// kernels(): [[name, argc]...], the queue's opcodes by index
+static napi_value Kernels(napi_env env, napi_callback_info) {
+  napi_value arr;
+  napi_create_array_with_length(env, OPS, &arr);
+  for (int i = 0; i < OPS; i++) napi_set_element(env, arr, i, list(env, {str(env, NAME[i]), num(env, ARGC[i])}));
+  return arr;
+}
+
+// run(queue, n): executes the first n numbers of a Float64Array queue, [op, arguments...] after
+// another; a kernel that throws (a oneDNN failure) ends the run with a JavaScript error naming it
+static napi_value Run(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value ab;
+  double n;
+  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset) != napi_ok || type != napi_float64_array ||
+      napi_get_value_double(env, argv[1], &n) != napi_ok || n > (double)length)
+    return throwError(env, "gpt2_cpu: run expects a Float64Array queue and a length within it");
+  const double *q = (const double *)data, *end = q + (size_t)n;
+  while (q < end) {
+    int op = (int)q[0];
+    if (op < 0 || op >= OPS || q + 1 + ARGC[op] > end) return throwError(env, "gpt2_cpu: a malformed kernel queue");
+    try {
+      runOp(op, q + 1);
+    } catch (const std::exception &e) {
+      return throwError(env, std::string(NAME[op]) + ": " + e.what());
+    }
+    q += 1 + ARGC[op];
+  }
+  return undef(env);
+}
 
 #define EXPORT(name, fn) {name, nullptr, fn, nullptr, nullptr, nullptr, napi_default, nullptr}
 static napi_value ModuleInit(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
-      EXPORT("init", Init), EXPORT("setThreads", SetThreads), EXPORT("initOnednn", InitOnednn),
-      EXPORT("onednnImpl", OnednnImpl), EXPORT("setGemm", SetGemm), EXPORT("alloc", Alloc), EXPORT("free", Free), EXPORT("zero", Zero),
-      EXPORT("upload", Upload), EXPORT("read", Read), EXPORT("external", External), EXPORT("encoderForward", EncoderForward),
-      EXPORT("encoderBackward", EncoderBackward), EXPORT("layernormForward", LayernormForward),
-      EXPORT("layernormBackward", LayernormBackward), EXPORT("residualLayernormForward", ResidualLayernormForward),
-      EXPORT("matmulForward", MatmulForward), EXPORT("matmulGeluForward", MatmulGeluForward), EXPORT("matmulBackward", MatmulBackward),
-      EXPORT("matmulInt8Forward", MatmulInt8Forward),
-      EXPORT("attentionForward", AttentionForward), EXPORT("attentionBackward", AttentionBackward),
-      EXPORT("attentionDecode", AttentionDecode), EXPORT("geluForward", GeluForward), EXPORT("geluBackward", GeluBackward),
-      EXPORT("scaledDropout", ScaledDropout),
-      EXPORT("crossEntropyForward", CrossEntropyForward), EXPORT("crossEntropyBackward", CrossEntropyBackward),
-      EXPORT("sumSquares", SumSquares), EXPORT("adamw", Adamw), EXPORT("roundBf16", RoundBf16),
+      EXPORT("init", Init), EXPORT("initOnednn", InitOnednn), EXPORT("onednnImpl", OnednnImpl), EXPORT("alloc", Alloc),
+      EXPORT("free", Free), EXPORT("upload", Upload), EXPORT("read", Read), EXPORT("external", External), EXPORT("kernels", Kernels),
+      EXPORT("run", Run),
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -1,7 +1,9 @@
 // The native cpu backend: C++ kernels (native/*.cc) with OpenMP threads and the system BLAS's sgemm
 // or oneDNN's matmul (bf16 needs oneDNN), in a Node-API addon built by `pnpm build`. Buffers are
-// plain host memory (no 4 GiB limit), handed to JavaScript as pointers; kernels run when called, so
-// `read` and `sync` never wait.
+// plain host memory (no 4 GiB limit), handed to JavaScript as pointers. Kernel calls are queued and
+// run by the addon in one call when something on the host needs their results (read, hostView,
+// upload, free, sync): a decoding step's ~90 kernels then run back to back, the threads hot and
+// memory busy, instead of each waiting for the JavaScript between them.
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
@@ -12,15 +14,15 @@ interface Addon {
   init(): [library: string, path: string, isa: string, procs: number, reference: number];
   initOnednn(): [version: string, path: string, isa: string, bf16: number];
   onednnImpl(bf16: number): string;
-  setThreads(n: number): void;
-  setGemm(onednn: number, bf16: number): void;
   alloc(bytes: number, sparse: number): number;
   free(ptr: number): void;
   upload(ptr: number, data: Float32Array | Int32Array): void;
   read(ptr: number, n: number, bf16: number): Float32Array;
   external(ptr: number, bytes: number): ArrayBuffer;
-  zero(ptr: number, bytes: number): void;
-  [kernel: string]: (...args: never[]) => unknown;
+  /** [name, argument count] of each queued kernel, by opcode */
+  kernels(): [string, number][];
+  /** runs the first n numbers of the queue: [opcode, arguments...] after another */
+  run(queue: Float64Array, n: number): void;
 }
 
 class NativeBuf implements Buf {
@@ -49,7 +51,29 @@ export interface CpuBackendOptions {
 }
 
 let addon: Addon | undefined;
-let current = ''; // the addon's thread count and GEMM mode: one per process, set before each call when backends differ
+let current = ''; // the thread count and GEMM mode the queue's kernels run in: one per process, queued when backends differ
+
+// The kernel queue, one per process (the addon's mode is global): [opcode, arguments...] per call
+const queue = new Float64Array(1 << 16);
+let queued = 0;
+let opcodes: Map<string, { op: number; argc: number }> | undefined;
+
+/** Runs every queued kernel (a failure throws here, naming the kernel, and drops the rest). */
+function flush(): void {
+  if (queued === 0) return;
+  const n = queued;
+  queued = 0;
+  addon!.run(queue, n);
+}
+
+function enqueue(name: string, args: number[]): void {
+  opcodes ??= new Map(addon!.kernels().map(([k, argc], op) => [k, { op, argc }]));
+  const k = opcodes.get(name);
+  if (!k || k.argc !== args.length) throw new Error(`gpt2_cpu: ${name} takes ${k?.argc} numbers, not ${args.length}`);
+  if (queued + 1 + args.length > queue.length) flush();
+  queue[queued++] = k.op;
+  for (const x of args) queue[queued++] = x;
+}
 const BF16_NEEDS = '--precision bf16 on the cpu backend needs oneDNN on a CPU with AVX512-BF16 or AMX';
 
 function load(): Addon {
@@ -104,11 +128,11 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
   const mode = `${threads} ${onednn} ${precision}`;
   const call = (name: string, ...args: number[]) => {
     if (current !== mode) {
-      a.setThreads(threads);
-      a.setGemm(onednn ? 1 : 0, precision === 'bf16' ? 1 : 0);
+      enqueue('setThreads', [threads]);
+      enqueue('setGemm', [onednn ? 1 : 0, precision === 'bf16' ? 1 : 0]);
       current = mode;
     }
-    (a[name] as (...x: number[]) => void)(...args);
+    enqueue(name, args);
   };
   const k: Kernels = {
     encoderForward: (out, tokens, wte, wpe, B, T, C) => call('encoderForward', p(out), p(tokens), p(wte), p(wpe), B, T, C),
@@ -167,26 +191,35 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
       if (offset < 0 || offset + length > b.length) throw new RangeError(`view [${offset}, ${offset + length}) outside buffer of ${b.length}`);
       return new NativeBuf(b.ptr + offset * bytesOf(b.dtype), length, b.dtype, false);
     },
+    // everything that touches a buffer from the host runs the queued kernels first
     upload: (dst, src) => {
       if (dst.dtype === 'bf16') throw new Error('upload into a bf16 copy: round an fp32 buffer into it (roundBf16)');
+      flush();
       a.upload(p(dst), src);
     },
-    read: async (src) => a.read(p(src), src.length, bf(src)),
+    read: async (src) => {
+      flush();
+      return a.read(p(src), src.length, bf(src));
+    },
     // the buffer's own memory as an ArrayBuffer (it owns nothing: the buffer must outlive the view)
     hostView: (buf) => {
       if (buf.dtype === 'bf16') throw new Error('hostView of a bf16 copy');
+      flush();
       return new Float32Array(a.external(p(buf), buf.length * 4));
     },
-    zero: (buf) => a.zero(p(buf), buf.length * bytesOf(buf.dtype)),
-    sync: async () => {},
+    zero: (buf) => call('zero', p(buf), buf.length * bytesOf(buf.dtype)),
+    sync: async () => flush(),
+    flush,
     free(buf) {
       const b = buf as NativeBuf;
       if (!b.root) return;
+      flush();
       a.free(b.ptr);
       held -= Math.max(4, b.length * bytesOf(b.dtype));
     },
-    dispose() {},
+    dispose: flush,
     describe: () => {
+      flush();
       const impl = onednn ? a.onednnImpl(precision === 'bf16' ? 1 : 0) : '';
       return {
         device: `native C++ (${isa}), OpenMP`,

@@ -281,7 +281,7 @@ export function buildProgram(): Command {
     .option('--steps <n>', 'timed steps after one warm-up step (train)', int(1), 3)
     .option('--prompt-tokens <n>', 'prompt length (generate)', int(1), 32)
     .option('--new-tokens <n>', 'tokens to decode (generate)', int(1), 128)
-    .option('--profile', 'train: also ms per step in each kernel (cpu and reference, whose kernels run when called)')
+    .option('--profile', 'train and generate: also ms per step (per token) in each kernel (cpu and reference, whose kernels run when called)')
     .option('--lora-r <n>', 'train: LoRA adapters of this rank on every target module (alpha 2r) instead of all the weights', int(1))
     .addOption(new Option('--zero <stage>', 'train under mpirun: 1 shards AdamW\'s moments across the ranks (ZeRO-1)').argParser(zeroStage))
     .option('--no-overlap', 'train under mpirun: exchange the gradients after backward, not during it (to measure what overlap hides)')

@@ -196,6 +196,11 @@ export interface Backend {
   zero(buf: Buf): void;
   /** Waits for all queued work. */
   sync(): Promise<void>;
+  /**
+   * Runs the kernels queued so far, now (backends that queue kernels on the host and run them
+   * together: cpu): for timing one kernel on its own (bench --profile).
+   */
+  flush?(): void;
   free(buf: Buf): void;
   dispose(): void;
   /** Human-readable facts for `gpt2 info` (device, threads, features). */

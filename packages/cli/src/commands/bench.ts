@@ -2,7 +2,10 @@
 //   --task train:    ms per optimizer step and tokens/s at (batch, seq); with --profile, the ms per
 //                    step each kernel takes (backends whose kernels run when called), and the GFLOP/s
 //                    of the step's products by shape (to set beside --task matmul's)
-//   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding;
+//   --task generate: prefill ms, then ms per token and tokens/s of greedy KV-cache decoding, beside
+//                    the weight bytes a step reads and this machine's read bandwidth (a 2-thread pass
+//                    over 512 MB, same run): the bound, and the share of a token spent outside the
+//                    weight reads; with --profile, the ms per token each kernel takes;
 //                    --backend onnxruntime times ONNX Runtime on our ONNX export of the same model
 //   --task serve:    vLLM's serving benchmark against gpt2 serve (bench-serve.ts)
 //   --task matmul:   GFLOP/s of the forward product and the backward pair at GPT-2's shapes, for
@@ -44,8 +47,8 @@ interface Decoder {
   feed(tokens: Int32Array, T: number): Promise<Float32Array>; // the last position's logits [B, V]
 }
 
-/** Prefill ms, then ms per token and tokens/s of greedy decoding, after one warm-up run. */
-async function decodeFigures(f: BenchFlags, config: GPT2Config, createCache: (B: number) => Decoder) {
+/** Prefill ms, then ms per token and tokens/s of greedy decoding, after one warm-up run (with `profiled`, each kernel's ms per token). */
+async function decodeFigures(f: BenchFlags, config: GPT2Config, createCache: (B: number) => Decoder, profiled?: ReturnType<typeof profileKernels>) {
   if (f.promptTokens + f.newTokens > config.nPositions) throw new GPT2Error(`--prompt-tokens + --new-tokens must fit in the context of ${config.nPositions}.`);
   const V = config.vocabSize;
   const run = async () => {
@@ -53,6 +56,7 @@ async function decodeFigures(f: BenchFlags, config: GPT2Config, createCache: (B:
     const t0 = performance.now();
     let logits = await cache.feed(benchIds(config, f.batch * f.promptTokens, 0), f.promptTokens);
     const prefillMs = performance.now() - t0;
+    for (const name in profiled?.ms) delete profiled!.ms[name];
     const t1 = performance.now();
     for (let i = 0; i < f.newTokens; i++) {
       const next = Int32Array.from({ length: f.batch }, (_, b) => argmax(logits.subarray(b * V, (b + 1) * V)));
@@ -62,9 +66,46 @@ async function decodeFigures(f: BenchFlags, config: GPT2Config, createCache: (B:
   };
   await run(); // warm-up
   const { prefillMs, decodeMs } = await run();
+  const msPerToken = decodeMs / f.newTokens;
+  const profile = profiled && Object.fromEntries(Object.entries(profiled.ms).sort((a, b) => b[1] - a[1]).map(([name, t]) => [name, +(t / f.newTokens).toFixed(3)]));
+  if (profile) profile.other = +(msPerToken - Object.values(profiled!.ms).reduce((a, b) => a + b, 0) / f.newTokens).toFixed(3);
   return {
     batch: f.batch, promptTokens: f.promptTokens, newTokens: f.newTokens, prefillMs: +prefillMs.toFixed(1),
-    msPerToken: +(decodeMs / f.newTokens).toFixed(2), tokensPerSecond: +((f.batch * f.newTokens * 1000) / decodeMs).toFixed(2),
+    msPerToken: +msPerToken.toFixed(2), tokensPerSecond: +((f.batch * f.newTokens * 1000) / decodeMs).toFixed(2),
+    ...(profile ? { msPerTokenByKernel: profile } : {}),
+  };
+}
+
+/**
+ * GB/s of a plain read over a 512 MB buffer with the backend's threads (its sumSquares kernel, the
+ * buffer written first: untouched pages all map to one zero page), the best of five: what decoding,
+ * which reads every weight once a step, is bound by.
+ */
+async function readBandwidth(be: Backend): Promise<number> {
+  const n = 128 * 2 ** 20, buf = be.alloc(n), out = be.alloc(1);
+  be.zero(buf);
+  let best = Infinity;
+  for (let i = 0; i < 5; i++) {
+    const t0 = performance.now();
+    be.kernels.sumSquares(out, buf, n);
+    await be.read(out);
+    best = Math.min(best, performance.now() - t0);
+  }
+  be.free(buf);
+  be.free(out);
+  return (n * 4) / best / 1e6;
+}
+
+/** Bytes of weights a decoding step reads (every matrix once, whatever the batch), and the bound they set at `gbps`. */
+function decodeBound(config: GPT2Config, weights: WeightFormat, bf16: boolean, gbps: number, batch: number, msPerToken: number) {
+  const { tensors } = paramLayout(config);
+  const matrices = ['qkvw', 'attprojw', 'fcw', 'fcprojw', 'wte'] as const;
+  const elements = matrices.reduce((n, m) => n + tensors[m].size, 0), rows = matrices.reduce((n, m) => n + tensors[m].size / tensors[m].spec.shape(config)[1], 0);
+  const bytes = weights === 'int8' ? elements + rows * 4 : elements * (bf16 ? 2 : 4); // int8: a byte each and a float scale per row
+  const boundMs = bytes / gbps / 1e6;
+  return {
+    weightMBPerStep: +(bytes / 1e6).toFixed(1), readGBps: +gbps.toFixed(1), boundTokensPerSecond: +((batch * 1000) / boundMs).toFixed(1),
+    fractionOfBound: +(boundMs / msPerToken).toFixed(3), shareOutsideWeightReads: +(1 - boundMs / msPerToken).toFixed(3),
   };
 }
 
@@ -111,6 +152,7 @@ function profileKernels(be: Backend): { ms: Record<string, number>; gemm: Record
     k[name] = (...a: unknown[]) => {
       const t0 = performance.now();
       fn(...a);
+      be.flush?.(); // a backend that queues kernels runs this one now
       const t = performance.now() - t0;
       ms[name] = (ms[name] ?? 0) + t;
       if (!shape[name]) return;
@@ -201,7 +243,7 @@ export async function runBench(f: BenchFlags): Promise<void> {
   // LoRA as finetune's defaults make it: every target, alpha 2r
   const lora: LoraConfig | undefined = f.loraR === undefined ? undefined : { r: f.loraR, alpha: 2 * f.loraR, dropout: 0, targets: [...LORA_TARGETS] };
   if (lora) checkLoraConfig(config, lora);
-  const profiled = f.profile && f.task === 'train' ? profileKernels(backend) : undefined, kernelMs = profiled?.ms;
+  const profiled = f.profile && (f.task === 'train' || f.task === 'generate') ? profileKernels(backend) : undefined, kernelMs = f.task === 'train' ? profiled?.ms : undefined;
   const baseRss = Math.round(process.memoryUsage.rss() / 2 ** 20);
   const loraOpts = lora && { config: lora, params: initLora(config, lora, 1) };
   let model: GPT2, load = {};
@@ -266,8 +308,9 @@ export async function runBench(f: BenchFlags): Promise<void> {
     };
     if (comm.rank !== 0) return backend.dispose(); // rank 0 prints the job's one line
   } else if (f.task === 'generate') {
-    const heap = backend.describe().memory;
-    result = { ...base, ...(await decodeFigures(f, config, (B) => model.createCache(B))), ...(heap ? { deviceMemory: heap } : {}), ...memory(generationMemory(config, f.batch, config.nPositions, weights, backend.bf16Copies).total, read ? checkpointIoMemory(config, weights) : 0, baseRss) };
+    const heap = backend.describe().memory, gbps = await readBandwidth(backend);
+    const decode = await decodeFigures(f, config, (B) => model.createCache(B), profiled);
+    result = { ...base, ...decode, ...decodeBound(config, weights, backend.bf16Copies === true, gbps, f.batch, decode.msPerToken), ...(heap ? { deviceMemory: heap } : {}), ...memory(generationMemory(config, f.batch, config.nPositions, weights, backend.bf16Copies).total, read ? checkpointIoMemory(config, weights) : 0, baseRss) };
   } else {
     throw new GPT2Error(`Unknown bench task '${f.task}'; choose train, generate or matmul (the tokenizer benchmark is pnpm bench:tokenizer).`);
   }
