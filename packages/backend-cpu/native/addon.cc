@@ -302,11 +302,13 @@ static napi_value Kernels(napi_env env, napi_callback_info) {
   return arr;
 }
 
-// run(queue, n): executes the first n numbers of a Float64Array queue, [op, arguments...] after
-// another; a kernel that throws (a oneDNN failure) ends the run with a JavaScript error naming it
+// run(queue, n, ms?): executes the first n numbers of a Float64Array queue, [op, arguments...]
+// after another; with ms (a Float64Array of one slot per opcode) it adds each kernel's milliseconds
+// there (bench --profile). A kernel that throws (a oneDNN failure) ends the run with a JavaScript
+// error naming it.
 static napi_value Run(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  size_t argc = 2;
+  napi_value argv[3];
+  size_t argc = 3;
   napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
   napi_typedarray_type type;
   size_t length, offset;
@@ -316,15 +318,27 @@ static napi_value Run(napi_env env, napi_callback_info info) {
   if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset) != napi_ok || type != napi_float64_array ||
       napi_get_value_double(env, argv[1], &n) != napi_ok || n > (double)length)
     return throwError(env, "gpt2_cpu: run expects a Float64Array queue and a length within it");
+  double *ms = nullptr;
+  napi_valuetype t = napi_undefined;
+  if (argc > 2) napi_typeof(env, argv[2], &t);
+  if (t == napi_object) {
+    void *m;
+    size_t len;
+    if (napi_get_typedarray_info(env, argv[2], &type, &len, &m, &ab, &offset) != napi_ok || type != napi_float64_array || len < OPS)
+      return throwError(env, "gpt2_cpu: run's timings must be a Float64Array of a slot per kernel");
+    ms = (double *)m;
+  }
   const double *q = (const double *)data, *end = q + (size_t)n;
   while (q < end) {
     int op = (int)q[0];
     if (op < 0 || op >= OPS || q + 1 + ARGC[op] > end) return throwError(env, "gpt2_cpu: a malformed kernel queue");
+    const double t0 = ms ? omp_get_wtime() : 0;
     try {
       runOp(op, q + 1);
     } catch (const std::exception &e) {
       return throwError(env, std::string(NAME[op]) + ": " + e.what());
     }
+    if (ms) ms[op] += (omp_get_wtime() - t0) * 1e3;
     q += 1 + ARGC[op];
   }
   return undef(env);

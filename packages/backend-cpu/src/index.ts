@@ -21,8 +21,8 @@ interface Addon {
   external(ptr: number, bytes: number): ArrayBuffer;
   /** [name, argument count] of each queued kernel, by opcode */
   kernels(): [string, number][];
-  /** runs the first n numbers of the queue: [opcode, arguments...] after another */
-  run(queue: Float64Array, n: number): void;
+  /** runs the first n numbers of the queue: [opcode, arguments...] after another, adding each kernel's ms to ms[opcode] when given */
+  run(queue: Float64Array, n: number, ms?: Float64Array): void;
 }
 
 class NativeBuf implements Buf {
@@ -57,13 +57,23 @@ let current = ''; // the thread count and GEMM mode the queue's kernels run in: 
 const queue = new Float64Array(1 << 16);
 let queued = 0;
 let opcodes: Map<string, { op: number; argc: number }> | undefined;
+let timings: Float64Array | undefined; // ms per opcode while profiling (kernelMs)
 
 /** Runs every queued kernel (a failure throws here, naming the kernel, and drops the rest). */
 function flush(): void {
   if (queued === 0) return;
   const n = queued;
   queued = 0;
-  addon!.run(queue, n);
+  addon!.run(queue, n, timings);
+}
+
+/** The ms each kernel took in the queue since the last call (the first call starts timing them). */
+function kernelMs(): Record<string, number> {
+  flush();
+  const names = addon!.kernels(), out: Record<string, number> = {};
+  if (timings) names.forEach(([name], op) => timings![op] > 0 && !name.startsWith('set') && (out[name] = timings![op]));
+  timings = new Float64Array(names.length);
+  return out;
 }
 
 function enqueue(name: string, args: number[]): void {
@@ -210,6 +220,7 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
     zero: (buf) => call('zero', p(buf), buf.length * bytesOf(buf.dtype)),
     sync: async () => flush(),
     flush,
+    kernelMs,
     free(buf) {
       const b = buf as NativeBuf;
       if (!b.root) return;

@@ -201,6 +201,11 @@ export interface Backend {
    * together: cpu): for timing one kernel on its own (bench --profile).
    */
   flush?(): void;
+  /**
+   * The milliseconds each kernel took, by name, since the last call; the first call starts the
+   * timing (backends that time kernels where they run, without the host between them: cpu).
+   */
+  kernelMs?(): Record<string, number>;
   free(buf: Buf): void;
   dispose(): void;
   /** Human-readable facts for `gpt2 info` (device, threads, features). */

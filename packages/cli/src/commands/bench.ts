@@ -48,7 +48,7 @@ interface Decoder {
 }
 
 /** Prefill ms, then ms per token and tokens/s of greedy decoding, after one warm-up run (with `profiled`, each kernel's ms per token). */
-async function decodeFigures(f: BenchFlags, config: GPT2Config, createCache: (B: number) => Decoder, profiled?: ReturnType<typeof profileKernels>) {
+async function decodeFigures(f: BenchFlags, config: GPT2Config, createCache: (B: number) => Decoder, profiled?: ReturnType<typeof profileKernels>, native?: () => Record<string, number>) {
   if (f.promptTokens + f.newTokens > config.nPositions) throw new GPT2Error(`--prompt-tokens + --new-tokens must fit in the context of ${config.nPositions}.`);
   const V = config.vocabSize;
   const run = async () => {
@@ -57,12 +57,15 @@ async function decodeFigures(f: BenchFlags, config: GPT2Config, createCache: (B:
     let logits = await cache.feed(benchIds(config, f.batch * f.promptTokens, 0), f.promptTokens);
     const prefillMs = performance.now() - t0;
     for (const name in profiled?.ms) delete profiled!.ms[name];
+    native?.();
     const t1 = performance.now();
     for (let i = 0; i < f.newTokens; i++) {
       const next = Int32Array.from({ length: f.batch }, (_, b) => argmax(logits.subarray(b * V, (b + 1) * V)));
       logits = await cache.feed(next, 1);
     }
-    return { prefillMs, decodeMs: performance.now() - t1 };
+    const decodeMs = performance.now() - t1;
+    if (native) Object.assign(profiled!.ms, native());
+    return { prefillMs, decodeMs };
   };
   await run(); // warm-up
   const { prefillMs, decodeMs } = await run();
@@ -243,7 +246,10 @@ export async function runBench(f: BenchFlags): Promise<void> {
   // LoRA as finetune's defaults make it: every target, alpha 2r
   const lora: LoraConfig | undefined = f.loraR === undefined ? undefined : { r: f.loraR, alpha: 2 * f.loraR, dropout: 0, targets: [...LORA_TARGETS] };
   if (lora) checkLoraConfig(config, lora);
-  const profiled = f.profile && (f.task === 'train' || f.task === 'generate') ? profileKernels(backend) : undefined, kernelMs = f.task === 'train' ? profiled?.ms : undefined;
+  // decoding's many small kernels are timed where they run when the backend can (cpu): a flush after each would time the gaps too
+  const nativeTimes = f.profile && f.task === 'generate' && backend.kernelMs ? () => backend.kernelMs!() : undefined;
+  const profiled = f.profile && (f.task === 'train' || (f.task === 'generate' && !nativeTimes)) ? profileKernels(backend) : nativeTimes ? { ms: {}, gemm: {} } : undefined;
+  const kernelMs = f.task === 'train' ? profiled?.ms : undefined;
   const baseRss = Math.round(process.memoryUsage.rss() / 2 ** 20);
   const loraOpts = lora && { config: lora, params: initLora(config, lora, 1) };
   let model: GPT2, load = {};
@@ -308,9 +314,12 @@ export async function runBench(f: BenchFlags): Promise<void> {
     };
     if (comm.rank !== 0) return backend.dispose(); // rank 0 prints the job's one line
   } else if (f.task === 'generate') {
-    const heap = backend.describe().memory, gbps = await readBandwidth(backend);
-    const decode = await decodeFigures(f, config, (B) => model.createCache(B), profiled);
-    result = { ...base, ...decode, ...decodeBound(config, weights, backend.bf16Copies === true, gbps, f.batch, decode.msPerToken), ...(heap ? { deviceMemory: heap } : {}), ...memory(generationMemory(config, f.batch, config.nPositions, weights, backend.bf16Copies).total, read ? checkpointIoMemory(config, weights) : 0, baseRss) };
+    const heap = backend.describe().memory;
+    const decode = await decodeFigures(f, config, (B) => model.createCache(B), profiled, nativeTimes);
+    // the memory figures before the bandwidth pass's 512 MB
+    const mem = memory(generationMemory(config, f.batch, config.nPositions, weights, backend.bf16Copies).total, read ? checkpointIoMemory(config, weights) : 0, baseRss);
+    const bound = decodeBound(config, weights, backend.bf16Copies === true, await readBandwidth(backend), f.batch, decode.msPerToken);
+    result = { ...base, ...decode, ...bound, ...(heap ? { deviceMemory: heap } : {}), ...mem };
   } else {
     throw new GPT2Error(`Unknown bench task '${f.task}'; choose train, generate or matmul (the tokenizer benchmark is pnpm bench:tokenizer).`);
   }
