@@ -56,6 +56,20 @@ describe('gpt2 serve', () => {
     expect(s.stderr()).toMatch(/SIGTERM: no new requests; finishing those in flight \(up to 30 s\)\nstopped\n$/);
   });
 
+  it('a body past --max-body gets its 413 while the client is still sending it (fetch and the openai client, 20 MB)', async () => {
+    const { url } = await serve(['--model', MODEL, '--max-body', '65536']);
+    const body = JSON.stringify({ prompt: 'x'.repeat(20 << 20) });
+    const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(r.status).toBe(413);
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe('body_too_large');
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const err = await client.completions.create({ model: 'gpt2-tiny', prompt: 'x'.repeat(20 << 20) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.APIError);
+    expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(413);
+    // and the server goes on serving
+    expect((await fetch(`${url}/health`)).status).toBe(200);
+  });
+
   it('warns when it listens past loopback without a key; bad flags are usage errors', async () => {
     const s = await serve(['--model', MODEL, '--backend', 'reference', '--host', '0.0.0.0']);
     expect(s.stderr()).toContain('warning: listening on 0.0.0.0 without --api-key: anyone who can reach this address can use the model; pass --api-key (or set GPT2_API_KEY).');

@@ -30,6 +30,7 @@ async function readOrExplain(path: string, what: string): Promise<Buffer> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new GPT2Error(`${path} does not exist; ${what}`);
+    if (code === 'EISDIR') throw new GPT2Error(`${path} is a folder, not a file; ${what}`);
     throw new GPT2Error(`Cannot read ${path} (${code ?? String(err)}).`);
   }
 }
@@ -43,8 +44,11 @@ const READ_CHUNK = 1 << 30; // one read() call moves at most 2 GiB
 export async function fileSource(path: string): Promise<ByteSource> {
   let size: number;
   try {
-    size = (await stat(path)).size;
+    const s = await stat(path);
+    if (s.isDirectory()) throw new GPT2Error(`${path} is a folder, not a file; put the model's weights file there (or download the model again).`);
+    size = s.size;
   } catch (err) {
+    if (err instanceof GPT2Error) throw err;
     throw new GPT2Error(`Cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? String(err)}).`);
   }
   return {

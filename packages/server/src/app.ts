@@ -2,6 +2,7 @@
 //   POST /v1/completions   (JSON or, with stream: true, server-sent events ended by `data: [DONE]`)
 //   GET  /v1/models, GET /health (503 while the model loads), GET /metrics (Prometheus)
 import { randomUUID, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import type { GPT2, Tokenizer } from '@gpt2/core';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { Engine, type ChoiceEvent, type TokenLogprob } from './engine.js';
@@ -94,11 +95,17 @@ export class CompletionServer {
         throw new ApiError(401, 'This server wants an API key: send the header Authorization: Bearer <key>, with the key it was started with.', 'authentication_error', null, 'invalid_api_key');
       }
     });
-    app.setErrorHandler((err: FastifyError | ApiError, _req, reply) => {
+    app.setErrorHandler(async (err: FastifyError | ApiError, req, reply) => {
       const e = apiErrorOf(err);
       if (e.status === 429) reply.header('retry-after', '1');
       this.metrics.requests.inc({ status: String(e.status) });
-      reply.code(e.status).send(e.body);
+      if (e.status === 413) {
+        // a client still sending would see its connection reset (EPIPE) before reading the answer:
+        // read and discard the rest of the body first, up to a bound, as nginx's lingering close
+        await drain(req.raw, DRAIN_BYTES, DRAIN_MS);
+        reply.header('connection', 'close');
+      }
+      return reply.code(e.status).send(e.body);
     });
     app.setNotFoundHandler((req, reply) => {
       reply.code(404).send(new ApiError(404, `There is no ${req.method} ${req.url.split('?')[0]} here; this server answers POST /v1/completions, GET /v1/models, GET /health and GET /metrics.`, 'not_found_error').body);
@@ -226,6 +233,30 @@ function choiceJson(c: Choice, index: number) {
     text_offset: c.logprobs.map((x) => x.offset),
   };
   return { text: c.text, index, logprobs: lp ?? null, finish_reason: c.finishReason };
+}
+
+// how much of a body past the limit the server reads (and drops) before its 413, and for how long
+const DRAIN_BYTES = 256 << 20, DRAIN_MS = 30_000;
+
+/** Reads a request's remaining body and drops it, until its end, `bytes` read or `ms` passed. */
+function drain(raw: IncomingMessage, bytes: number, ms: number): Promise<void> {
+  if (raw.complete || raw.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    let seen = 0;
+    const done = () => {
+      clearTimeout(timer);
+      raw.off('data', onData).off('end', done).off('close', done).off('error', done);
+      raw.pause();
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen > bytes) done();
+    };
+    const timer = setTimeout(done, ms);
+    raw.on('data', onData).once('end', done).once('close', done).once('error', done);
+    raw.resume();
+  });
 }
 
 /** Fastify's own errors (bad JSON, a body too large, ...) as OpenAI-shaped sentences. */

@@ -1,6 +1,6 @@
 // Model files as users have them: any size (read by positioned reads, past 2 and 4 GiB), sharded
 // under an index as transformers writes them, and pytorch_model.bin read without running its pickle.
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
+import { copyFileSync, mkdirSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync, openSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -77,6 +77,14 @@ describe('sharded safetensors', () => {
     await expect(loadModelDir(modelDir({ 'model.safetensors.index.json': lacking, 'a.safetensors': a, 'b.safetensors': b }))).rejects.toThrow(/places 'transformer\.h\.9\.ln_1\.weight' in b\.safetensors, but .*b\.safetensors does not hold it/);
     const escape = JSON.stringify({ weight_map: { ...map, 'transformer.wte.weight': '../a.safetensors' } });
     await expect(loadModelDir(modelDir({ 'model.safetensors.index.json': escape, 'a.safetensors': a, 'b.safetensors': b }))).rejects.toThrow(/maps 'transformer\.wte\.weight' to "\.\.\/a\.safetensors", which is not a file name beside the index/);
+  });
+
+  it('a weights file or index that is a folder ends in a sentence naming it, not in EISDIR', async () => {
+    for (const name of ['model.safetensors', 'model.safetensors.index.json', 'pytorch_model.bin']) {
+      const dir = modelDir({});
+      mkdirSync(join(dir, name));
+      await expect(loadModelDir(dir), name).rejects.toThrow(new RegExp(`${name.replace(/\./g, '\\.')} is a folder, not a file`));
+    }
   });
 
   it('refuses a file whose size disagrees with its header', async () => {
