@@ -4,7 +4,7 @@
 import { GPT2Error } from '../errors.js';
 import type { GPT2 } from '../model/gpt2.js';
 import { StreamDecoder, type Tokenizer } from '../tokenizer/tokenizer.js';
-import { argmax, buildProcessors, type LogitsProcessor, type SamplingOptions } from './processors.js';
+import { argmax, buildProcessors, scratch64, type LogitsProcessor, type SamplingOptions } from './processors.js';
 import { Rng } from './rng.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -193,27 +193,36 @@ export async function* generateStream(model: GPT2, tok: Tokenizer, prompt: Array
   }
 }
 
-let expScratch = new Float64Array(0);
-
 /**
  * Samples an id from softmax(logits) with one uniform draw (inverse CDF in id order). The same
  * arithmetic as softmax() then a cumulative sum, in one reused buffer, stopping at the id drawn.
  */
-function draw(logits: Float32Array, rng: Rng): number {
-  if (expScratch.length < logits.length) expScratch = new Float64Array(logits.length);
-  const e = expScratch, n = logits.length;
+export function draw(logits: Float32Array, rng: Rng): number {
+  const n = logits.length, e = scratch64(n);
   let max = -Infinity;
   for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += e[i] = Math.exp(logits[i] - max);
+  // exp(x - max) of the tokens that may be drawn; those at -Infinity (top-k, top-p, a ban) are exactly 0
+  // and add nothing to the sum nor to the running total below, so they are skipped, not exponentiated
+  const live = max !== -Infinity;
+  let sum = 0, m = 0;
+  const ids = liveIds(n);
+  for (let i = 0; i < n; i++) {
+    const x = logits[i];
+    if (live && x === -Infinity) continue;
+    sum += e[m] = Math.exp(x - max);
+    ids[m++] = i;
+  }
   const u = rng.random();
   let cum = 0;
-  for (let i = 0; i < n; i++) {
-    cum += e[i] / sum;
-    if (u < cum) return i;
+  for (let j = 0; j < m; j++) {
+    cum += e[j] / sum;
+    if (u < cum) return ids[j];
   }
   return argmax(logits); // rounding left u above the total
 }
+
+let idScratch = new Uint32Array(0);
+const liveIds = (n: number) => (idScratch.length >= n ? idScratch : (idScratch = new Uint32Array(n)));
 
 /** Generates every sample to completion. tokensPerSecond counts generated ids of all samples over the wall time. */
 export async function generate(
