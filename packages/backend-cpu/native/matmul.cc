@@ -6,77 +6,20 @@
 // the reference backend's emulation does) and accumulates and writes fp32. An operand may arrive
 // rounded already (Mat.bf16: the copies the model keeps of its weight matrices and of the
 // activations the products read); an fp32 one is rounded here, into a scratch kept between calls.
-// Few rows (decoding, N <= SMALL_N): our own kernel, which reads each weight row once and dots it
-// with every input row held in L1: it runs at memory bandwidth, where sgemm with one row does not.
-// Under bf16 with the weights' bf16 copy it reads those (half the bytes) and rounds the input rows,
-// the same arithmetic as the GEMM; with fp32 weights (LoRA's adapters) it stays fp32.
+// Few rows (decoding and serving, N <= small_rows_max()): our own kernel (rows.h), which reads each
+// weight row once and dots it with every input row held in cache: it runs at memory bandwidth, where
+// sgemm with one row does not, and a row's result does not depend on the rows beside it. Under bf16
+// with the weights' bf16 copy it reads those (half the bytes) and rounds the input rows, the same
+// arithmetic as the GEMM, for decoding rows only (more go to oneDNN's bf16 product); with fp32
+// weights (LoRA's adapters) it stays fp32.
 #include <cstring>
 #include <stdexcept>
 #include <vector>
 #include "blas.h"
 #include "kernels.h"
 #include "onednn.h"
+#include "rows.h"
 
-
-// the weights as the small-N kernel reads them: fp32, or bf16 copies widened (exactly) to fp32
-struct F32 {
-  typedef float T;
-  static v16 load(const float *p) { return load16(p); }
-  static float at(const float *p, int k) { return p[k]; }
-};
-struct BF16 {
-  typedef uint16_t T;
-  static v16 load(const uint16_t *p) { return load16_bf16(p); }
-  static float at(const uint16_t *p, int k) {
-    uint32_t u = (uint32_t)p[k] << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return f;
-  }
-};
-
-// out (R,OUT) columns j0..j1 for R <= SMALL_N input rows, one weight row at a time: each thread
-// reads its block of the matrix as one sequential stream, which the hardware prefetcher runs at the
-// memory's bandwidth (63 GB/s on 2 threads here, where two rows in step got 45: two streams a
-// thread). Each (input row, weight row) pair is one chain of fused multiply-adds over the row, so a
-// row's result does not depend on how many rows share the call (continuous batching relies on it).
-template <int R, class W>
-static void rows_forward(float *out, const float *inp, const typename W::T *w, const float *bias, int IN, int OUT, int64_t j0, int64_t j1) {
-  for (int64_t j = j0; j < j1; j++) {
-    const typename W::T *row = w + j * IN;
-    v16 acc[R] = {};
-    int i = 0;
-    for (; i + 16 <= IN; i += 16) {
-      v16 wv = W::load(row + i);
-      IN_REGISTER(wv);
-      for (int r = 0; r < R; r++) {
-        v16 xr = load16(inp + (int64_t)r * IN + i);
-        IN_REGISTER(xr);
-        acc[r] += xr * wv;
-      }
-    }
-    for (int r = 0; r < R; r++) {
-      const float *x = inp + (int64_t)r * IN;
-      float s = hsum(acc[r]);
-      for (int k = i; k < IN; k++) s += x[k] * W::at(row, k);
-      out[(int64_t)r * OUT + j] = s + (bias ? bias[j] : 0.f);
-    }
-  }
-}
-
-template <class W>
-static void small_forward(float *out, const float *inp, const typename W::T *w, const float *bias, int N, int IN, int OUT, int64_t j0, int64_t j1) {
-  switch (N) {
-    case 1: rows_forward<1, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 2: rows_forward<2, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 3: rows_forward<3, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 4: rows_forward<4, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 5: rows_forward<5, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 6: rows_forward<6, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    case 7: rows_forward<7, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
-    default: rows_forward<8, W>(out, inp, w, bias, IN, OUT, j0, j1); break;
-  }
-}
 
 static bool use_onednn = false, use_bf16 = false;
 
@@ -128,13 +71,17 @@ static const float *small_rows(Mat inp, Mat w, int N, int IN) {
   return rows.data();
 }
 
+// the most rows the rows kernel takes: decoding's under bf16 (oneDNN's bf16 product is twice the
+// fp32 multiply-adds past them), a server's slots in fp32
+static int small_rows_max() { return use_bf16 ? SMALL_N : ROWS_F32; }
+
 // out[:, j0:j1] = inp @ W[j0:j1]^T (+ bias): this thread's block of the forward product, by the
-// small-N kernel or the BLAS (x: small_rows for the small-N kernel)
+// rows kernel or the BLAS (x: small_rows for the rows kernel)
 static void block_forward(float *out, const float *x, Mat w, const float *bias, int N, int IN, int OUT, int64_t j0, int64_t j1) {
   if (j1 <= j0) return;
-  if (N <= SMALL_N) {
-    if (w.bf16) return small_forward<BF16>(out, x, (const uint16_t *)w.p, bias, N, IN, OUT, j0, j1);
-    return small_forward<F32>(out, x, (const float *)w.p, bias, N, IN, OUT, j0, j1);
+  if (N <= small_rows_max()) {
+    if (w.bf16) return rows_product<BF16>(out, x, (const uint16_t *)w.p, IN, nullptr, bias, N, IN, OUT, j0, j1);
+    return rows_product<F32>(out, x, (const float *)w.p, IN, nullptr, bias, N, IN, OUT, j0, j1);
   }
   blas.sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, j1 - j0, IN, 1.f, x, IN, f32(w) + j0 * IN, IN, 0.f, out + j0, OUT);
   if (bias)
@@ -147,8 +94,8 @@ static void block_forward(float *out, const float *x, Mat w, const float *bias, 
 
 // out (N,OUT) = inp (N,IN) @ w (OUT,IN)^T + bias (OUT)
 void matmul_forward(float *out, Mat inp, Mat w, const float *bias, int N, int IN, int OUT) {
-  if (use_onednn && N > SMALL_N) return onednn_forward(out, inp, w, bias, N, IN, OUT);
-  const float *x = N <= SMALL_N ? small_rows(inp, w, N, IN) : f32(inp);
+  if (use_onednn && N > small_rows_max()) return onednn_forward(out, inp, w, bias, N, IN, OUT);
+  const float *x = N <= small_rows_max() ? small_rows(inp, w, N, IN) : f32(inp);
 #pragma omp parallel
   {
     int64_t j0, j1;
@@ -159,13 +106,13 @@ void matmul_forward(float *out, Mat inp, Mat w, const float *bias, int N, int IN
 
 // pre = inp @ W^T + bias, out = gelu(pre): each thread applies the epilogue to its own block
 void matmul_gelu_forward(float *out, float *pre, Mat inp, Mat w, const float *bias, int N, int IN, int OUT) {
-  if (use_onednn && N > SMALL_N) {
+  if (use_onednn && N > small_rows_max()) {
     // the bias is fused into the product; GELU is a pass of its own, since the contract keeps pre
     // for the backward and a GELU post-op would write only gelu(pre)
     onednn_forward(pre, inp, w, bias, N, IN, OUT);
     return gelu_forward(out, pre, (int64_t)N * OUT);
   }
-  const float *x = N <= SMALL_N ? small_rows(inp, w, N, IN) : f32(inp);
+  const float *x = N <= small_rows_max() ? small_rows(inp, w, N, IN) : f32(inp);
 #pragma omp parallel
   {
     int64_t j0, j1;
