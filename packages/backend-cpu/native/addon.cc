@@ -294,6 +294,38 @@ static void runOp(int op, const double *a) {
   }
 }
 
+// drawRow(row: Float32Array, u): the id core's draw() takes from softmax(row) for the uniform u
+// (sample.cc); it reads only the row, so it runs at once, queue or not
+static napi_value DrawRow(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value ab;
+  double u;
+  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset) != napi_ok || type != napi_float32_array ||
+      napi_get_value_double(env, argv[1], &u) != napi_ok || length == 0)
+    return throwError(env, "gpt2_cpu: drawRow expects a non-empty Float32Array and a number");
+  return num(env, draw_row((const float *)data, (int)length, u));
+}
+
+// expMany(x: Float64Array): exp of each element in place, as draw_row computes them (the tests compare with Math.exp)
+static napi_value ExpMany(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  size_t argc = 1;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value ab;
+  if (argc < 1 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset) != napi_ok || type != napi_float64_array)
+    return throwError(env, "gpt2_cpu: expMany expects a Float64Array");
+  exp_many((double *)data, (int64_t)length);
+  return undef(env);
+}
+
 // kernels(): [[name, argc]...], the queue's opcodes by index
 static napi_value Kernels(napi_env env, napi_callback_info) {
   napi_value arr;
@@ -349,7 +381,7 @@ static napi_value ModuleInit(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       EXPORT("init", Init), EXPORT("initOnednn", InitOnednn), EXPORT("onednnImpl", OnednnImpl), EXPORT("alloc", Alloc),
       EXPORT("free", Free), EXPORT("upload", Upload), EXPORT("read", Read), EXPORT("external", External), EXPORT("kernels", Kernels),
-      EXPORT("run", Run),
+      EXPORT("run", Run), EXPORT("drawRow", DrawRow), EXPORT("expMany", ExpMany),
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

@@ -53,6 +53,9 @@ void crossentropy_backward(float *dlogits, float *losses, const float *logits, c
 void round_bf16(uint16_t *dst, const float *src, int64_t n);
 void round_bf16_range(uint16_t *dst, const float *src, int64_t i0, int64_t i1); // this thread's [i0, i1)
 void round_bf16_both(uint16_t *plain, uint16_t *transposed, const float *src, int64_t R, int64_t C);
+// sample.cc: sampling's pass over a logits row, the ids core's draw() gives (fdlibm's exp, as V8's Math.exp)
+void exp_many(double *x, int64_t n); // x[i] = exp(x[i])
+int draw_row(const float *row, int V, double u);
 // sum-squares.cc
 float sum_squares(const float *x, int64_t N);
 // adamw.cc

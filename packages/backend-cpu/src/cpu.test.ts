@@ -80,3 +80,36 @@ describe('cpu backend build and load failures', () => {
     rmSync(out, { recursive: true, force: true });
   });
 });
+
+describe.skipIf(reason)('sampling through the addon', () => {
+  it('its exponentials are Math.exp\'s, bit for bit, over millions of arguments of every range', async () => {
+    const { nativeExp } = await import('../dist/index.js');
+    const { Rng } = await import('@gpt2/core');
+    const r = new Rng(5), N = 2_000_000, x = new Float64Array(N);
+    // runs of eight alike (the vector path) and mixed (the scalar one): logit gaps, tiny, huge, subnormal results, +-Infinity, NaN
+    for (let i = 0; i < N; i++) {
+      const k = (i >> 3) % 7;
+      x[i] = k === 0 ? -r.random() * 40 : k === 1 ? -r.random() * 900 : k === 2 ? (r.random() - 0.5) * 3 : k === 3 ? Math.fround(r.normal() * 4) - Math.fround(r.normal() * 9) : k === 4 ? (r.random() - 0.5) * 1e-7 : k === 5 ? -r.random() * 0.5 : [0, -0, Infinity, -Infinity, NaN, 709.79, -745.2, -708.5][i & 7];
+    }
+    const want = x.map(Math.exp), got = x.slice();
+    nativeExp(got);
+    let bad = -1;
+    for (let i = 0; i < N && bad < 0; i++) if (!Object.is(got[i], want[i])) bad = i;
+    expect(bad, bad >= 0 ? `exp(${x[bad]}): ${got[bad]}, Math.exp: ${want[bad]}` : '').toBe(-1);
+  });
+  it('draws the ids core\'s JavaScript draw does, after top-k and top-p or none', async () => {
+    const { nativeDraw } = await import('../dist/index.js');
+    const { Rng, drawJs, topK, topP } = await import('@gpt2/core');
+    const native = nativeDraw()!, r = new Rng(9);
+    for (let n = 0; n < 24; n++) {
+      const row = Float32Array.from({ length: 50257 }, () => Math.fround(r.normal() * (1 + (n % 4))));
+      for (const chain of [[], [topK(40)], [topP(0.9)]]) {
+        const l = row.slice();
+        for (const p of chain) p(l, [], 0);
+        const a = new Rng(n), b = new Rng(n);
+        for (let i = 0; i < 10; i++) expect(native(l, a.random())).toBe(drawJs(l, b));
+      }
+    }
+    expect(native(new Float32Array([-Infinity, -Infinity]), 0.5)).toBe(drawJs(new Float32Array([-Infinity, -Infinity]), new Rng(1)));
+  });
+});

@@ -21,6 +21,8 @@ interface Addon {
   external(ptr: number, bytes: number): ArrayBuffer;
   /** [name, argument count] of each queued kernel, by opcode */
   kernels(): [string, number][];
+  drawRow(row: Float32Array, u: number): number;
+  expMany(x: Float64Array): void;
   /** runs the first n numbers of the queue: [opcode, arguments...] after another, adding each kernel's ms to ms[opcode] when given */
   run(queue: Float64Array, n: number, ms?: Float64Array): void;
 }
@@ -101,6 +103,24 @@ function load(): Addon {
     throw new GPT2Error(`The native cpu addon could not load: ${(err as Error).message}; rebuild it with pnpm build.`);
   }
   return addon;
+}
+
+/**
+ * Sampling's draw from a logits row, native (core's useNativeDraw): the id core's JavaScript draw
+ * gives for the same row and uniform number, several times faster; undefined where the addon is not built.
+ */
+export function nativeDraw(): ((row: Float32Array, u: number) => number) | undefined {
+  try {
+    const a = load();
+    return (row, u) => a.drawRow(row, u);
+  } catch {
+    return undefined;
+  }
+}
+
+/** exp of each element in place, as nativeDraw computes them (for the tests: Math.exp's bits). */
+export function nativeExp(x: Float64Array): void {
+  load().expMany(x);
 }
 
 export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Backend> {

@@ -289,6 +289,7 @@ export function buildProgram(): Command {
     .option('--concurrency <list>', 'serve: concurrent streaming clients, comma-separated', (v: string) => v.split(',').map((x) => int(1)(x)), [1, 4, 16])
     .option('--requests <n>', 'serve: requests per run (default twice the clients, at least 8; --soak 2000)', int(1))
     .option('--soak', 'serve: a tenth of the requests cancelled mid-stream and a tenth malformed, from the highest --concurrency; checks every valid one and the server\'s RSS')
+    .option('--url <url>', 'serve: time an OpenAI-compatible server already running there (llama-server, say) with the same clients, instead of starting gpt2 serve')
     .option('--json', 'one line of JSON')
     .action(async function (this: Command) {
       await runBench(this.opts());

@@ -18,6 +18,8 @@ export interface ServeBenchFlags extends BenchFlags {
   concurrency: number[];
   requests?: number;
   soak?: boolean;
+  /** a server already running (a peer): the same clients, no server started */
+  url?: string;
 }
 
 interface Server {
@@ -222,6 +224,13 @@ export async function benchServe(f: ServeBenchFlags): Promise<void> {
   }
   const runs = [];
   const top = Math.max(...f.concurrency);
+  if (f.url) {
+    if (f.soak) throw new GPT2Error('--soak checks gpt2 serve itself; drop --url.');
+    const url = f.url.replace(/\/+$/, '').replace(/\/v1$/, '');
+    for (const c of f.concurrency) runs.push(await run(f, config, url, 0, c));
+    print({ ...head, backend: undefined, weights: undefined, server: url, runs });
+    return;
+  }
   for (const slots of f.slots > 1 ? [f.slots, 1] : [1]) {
     const server = await startServer(f, slots, 4 * top);
     try {

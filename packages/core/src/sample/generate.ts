@@ -193,11 +193,28 @@ export async function* generateStream(model: GPT2, tok: Tokenizer, prompt: Array
   }
 }
 
+let nativeDraw: ((row: Float32Array, u: number) => number) | undefined;
+
+/**
+ * A native draw for the row and uniform number draw() would use, giving the same id (the cpu
+ * addon's: the same exponentials as Math.exp, eight at a time), or undefined for JavaScript's.
+ */
+export function useNativeDraw(fn: ((row: Float32Array, u: number) => number) | undefined): void {
+  nativeDraw = fn;
+}
+
 /**
  * Samples an id from softmax(logits) with one uniform draw (inverse CDF in id order). The same
  * arithmetic as softmax() then a cumulative sum, in one reused buffer, stopping at the id drawn.
+ * (The uniform number does not depend on the row, so the native draw takes it first.)
  */
 export function draw(logits: Float32Array, rng: Rng): number {
+  if (nativeDraw) return nativeDraw(logits, rng.random());
+  return drawJs(logits, rng);
+}
+
+/** draw() in JavaScript: what a native draw must equal. */
+export function drawJs(logits: Float32Array, rng: Rng): number {
   const n = logits.length, e = scratch64(n);
   let max = -Infinity;
   for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
