@@ -172,15 +172,88 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
   }
 }
 
+// the 16 sums of 16 vectors at once, lane j holding sum(a[j]): four rounds of adding halves of
+// vector pairs, the same additions in the same order as hsum() makes for each
+static inline v16 sums16(const v16 *a) {
+  v16 c[8], d[4], e[2];
+  for (int i = 0; i < 8; i++)
+    c[i] = __builtin_shufflevector(a[2 * i], a[2 * i + 1], 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+           __builtin_shufflevector(a[2 * i], a[2 * i + 1], 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+  for (int i = 0; i < 4; i++)
+    d[i] = __builtin_shufflevector(c[2 * i], c[2 * i + 1], 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+           __builtin_shufflevector(c[2 * i], c[2 * i + 1], 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+  for (int i = 0; i < 2; i++)
+    e[i] = __builtin_shufflevector(d[2 * i], d[2 * i + 1], 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+           __builtin_shufflevector(d[2 * i], d[2 * i + 1], 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+  return __builtin_shufflevector(e[0], e[1], 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+         __builtin_shufflevector(e[0], e[1], 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+
+// One query (decoding) over keys 0..n of one head (k, v rows HS apart), HS a multiple of 16 up to
+// 256: scores 16 keys at a time (a multiply-add chain per key, the 16 sums reduced together), the
+// online softmax over each 16, and the output held in registers across the keys
+static void attend_one(float *out, const float *q, const float *k, const float *v, int n, int HS) {
+  const int D = HS / 16;
+  const float sc = 1.f / std::sqrt((float)HS);
+  v16 qv[16], o[16];
+  for (int d = 0; d < D; d++) {
+    qv[d] = load16(q + 16 * d) * sc;
+    o[d] = v16{};
+  }
+  float m = -INFINITY, l = 0;
+  alignas(64) float s[16], p[16];
+  for (int j0 = 0; j0 < n; j0 += 16) {
+    const int nk = n - j0 < 16 ? n - j0 : 16;
+    v16 acc[16];
+    for (int j = 0; j < 16; j++) {
+      acc[j] = v16{};
+      if (j < nk)
+        for (int d = 0; d < D; d++) acc[j] += qv[d] * load16(k + (int64_t)(j0 + j) * HS + 16 * d);
+    }
+    store16(s, sums16(acc));
+    float mx = m;
+    for (int j = 0; j < nk; j++) mx = s[j] > mx ? s[j] : mx;
+    if (mx > m) { // a new maximum rescales what was summed so far
+      const float r = expf(m - mx);
+      l *= r;
+      for (int d = 0; d < D; d++) o[d] *= r;
+      m = mx;
+    }
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < 16; j++) {
+      p[j] = j < nk ? expf(s[j] - m) : 0.f;
+      sum += p[j];
+    }
+    l += sum;
+    for (int j = 0; j < nk; j++)
+      for (int d = 0; d < D; d++) o[d] += p[j] * load16(v + (int64_t)(j0 + j) * HS + 16 * d);
+  }
+  const float inv = 1.f / l;
+  for (int d = 0; d < D; d++) store16(out + 16 * d, o[d] * inv);
+}
+
 // Row b writes its T new positions' k, v into the caches (B,NH,maxT,HS) at pos[b], then attends
 // each new query over cache positions 0 .. its own; a row with pos[b] < 0 is skipped. Parallel
 // over (b, h)
+// the cache rows of head u that the next call reads (its keys and values so far), fetched while this
+// head is computed: each head's rows are a short stream of their own (a few KB, maxT rows apart),
+// which the hardware prefetcher would only find after its first misses
+static void prefetch_head(const float *kc, const float *vc, int u, int rows, int HS, int maxT) {
+  const char *k = (const char *)(kc + (int64_t)u * maxT * HS), *v = (const char *)(vc + (int64_t)u * maxT * HS);
+  for (int64_t at = 0; at < (int64_t)rows * HS * 4; at += 64) {
+    __builtin_prefetch(k + at);
+    __builtin_prefetch(v + at);
+  }
+}
+
 void attention_decode(float *out, const float *qkv, float *kc, float *vc, const int *pos, int B, int T, int NH, int HS, int maxT) {
   const int C = NH * HS;
 #pragma omp parallel for schedule(static)
   for (int u = 0; u < B * NH; u++) {
     const int b = u / NH, h = u % NH, p0 = pos[b];
     if (p0 < 0) continue;
+    if (T == 1 && u + 1 < B * NH && pos[(u + 1) / NH] > 0) prefetch_head(kc, vc, u + 1, pos[(u + 1) / NH], HS, maxT);
     float *kh = kc + (int64_t)u * maxT * HS, *vh = vc + (int64_t)u * maxT * HS;
     const float *q = qkv + (int64_t)b * T * 3 * C + h * HS;
     for (int t = 0; t < T; t++)
@@ -188,7 +261,8 @@ void attention_decode(float *out, const float *qkv, float *kc, float *vc, const 
         kh[(p0 + t) * HS + d] = q[(int64_t)t * 3 * C + C + d];
         vh[(p0 + t) * HS + d] = q[(int64_t)t * 3 * C + 2 * C + d];
       }
-    attend(out + ((int64_t)b * T * C + h * HS), C, q, 3 * C, kh, vh, HS, T, p0, HS);
+    if (T == 1 && HS % 16 == 0 && HS <= 256) attend_one(out + (int64_t)b * C + h * HS, q, kh, vh, p0 + 1, HS);
+    else attend(out + ((int64_t)b * T * C + h * HS), C, q, 3 * C, kh, vh, HS, T, p0, HS);
   }
 }
 
