@@ -33,6 +33,7 @@ struct Mat {
   bool bf16;
 };
 void set_gemm(bool onednn, bool bf16); // products of many rows through oneDNN (else the BLAS), bf16 operands
+bool onednn_gemm();                    // whether they go through oneDNN
 void matmul_forward(float *out, Mat inp, Mat w, const float *bias, int N, int IN, int OUT);
 void matmul_gelu_forward(float *out, float *pre, Mat inp, Mat w, const float *bias, int N, int IN, int OUT);
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout, Mat inp, Mat w, int N, int IN, int OUT);

@@ -2,8 +2,9 @@
 // + bias[j], q (OUT,IN) int8 with each row padded to a multiple of 4 bytes, fp32 arithmetic.
 // Few rows (decoding and serving, N <= ROWS_I8): rows.h's kernel, each weight read as int8 and widened
 // to floats in registers once per group of input rows: a quarter of the fp32 kernel's memory traffic.
-// Many rows (prefill, evaluation): each thread widens a panel of PANEL weight rows of its block to
-// floats in its own buffer (never the whole matrix) and multiplies it with the system BLAS's sgemm.
+// Many rows (prefill, evaluation): with oneDNN, the matrix widened to floats once and one fp32 GEMM;
+// with the BLAS, each thread widens a panel of PANEL weight rows of its block to floats in its own
+// buffer (never the whole matrix) and multiplies it with sgemm.
 #include <cstring>
 #if defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
@@ -11,6 +12,7 @@
 #include <vector>
 #include "blas.h"
 #include "kernels.h"
+#include "onednn.h"
 #include "rows.h"
 
 static const int PANEL = 64; // weight rows widened at a time: 64 x 3072 floats = 768 KB, within L2
@@ -40,9 +42,48 @@ static void panel_forward(float *out, const float *inp, const int8_t *q, const f
   }
 }
 
+// many rows where oneDNN multiplies them: the whole matrix widened to floats once (a scratch of
+// OUT x IN floats: 9.4 MB for GPT-2 124M's largest), one fp32 GEMM, then each column times its
+// scale plus bias. 2.4x the panels' throughput on a 512-token prompt here.
+static void onednn_int8(float *dst, const float *inp, const int8_t *q, const float *scale, const float *bias, int N, int IN, int OUT) {
+  static std::vector<float> wide;
+  wide.resize((size_t)OUT * IN);
+  const int64_t rb = row_bytes(IN);
+#pragma omp parallel for schedule(static)
+  for (int64_t j = 0; j < OUT; j++) {
+    const int8_t *src = q + j * rb;
+    float *w = wide.data() + j * IN;
+#pragma omp simd
+    for (int i = 0; i < IN; i++) w[i] = (float)src[i];
+  }
+  onednn.matmul(Dt::f32, N, OUT, IN, {inp, IN, 1}, {wide.data(), 1, IN}, nullptr, dst, OUT, false);
+#pragma omp parallel
+  {
+    int64_t j0, j1;
+    share_cols(OUT, j0, j1);
+    for (int64_t n = 0; n < N; n++) {
+      float *o = dst + n * OUT;
+#pragma omp simd
+      for (int64_t j = j0; j < j1; j++) o[j] = scale[j] * o[j] + (bias ? bias[j] : 0.f);
+    }
+  }
+}
+
 // out (N,OUT) = scale * (inp @ q^T) + bias; with pre: pre = that, out = gelu(pre)
 void matmul_int8_forward(float *out, float *pre, const float *inp, const int8_t *q, const float *scale, const float *bias, int N, int IN, int OUT) {
   float *dst = pre ? pre : out;
+  if (N > ROWS_I8 && onednn_gemm()) {
+    onednn_int8(dst, inp, q, scale, pre ? nullptr : bias, N, IN, OUT);
+    if (pre) {
+#pragma omp parallel
+      {
+        int64_t j0, j1;
+        share_cols(OUT, j0, j1);
+        bias_gelu(out, pre, bias, 0, N, OUT, j0, j1);
+      }
+    }
+    return;
+  }
 #pragma omp parallel
   {
     int64_t j0, j1;

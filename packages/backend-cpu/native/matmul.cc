@@ -28,6 +28,8 @@ void set_gemm(bool onednn_, bool bf16) {
   use_bf16 = bf16;
 }
 
+bool onednn_gemm() { return use_onednn; }
+
 // Scratch for operands rounded here (kept between calls, grown as needed): one per role in a call
 enum Slot { S_A, S_B, S_BT, S_INP, SLOTS };
 static uint16_t *scratch(Slot s, int64_t n) {
