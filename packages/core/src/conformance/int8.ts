@@ -50,7 +50,9 @@ export function int8KernelCases(): KernelCase[] {
     matmulInt8Case(2, 48, 997, false, false),
     matmulInt8Case(5, 64, 3072, true, true),
     matmulInt8Case(37, 48, 144, true, false),
-    matmulInt8Case(70, 3072, 64, true, false),
+    matmulInt8Case(70, 3072, 64, true, false), // past the rows kernel: panels or one GEMM
+    matmulInt8Case(80, 40, 96, false, false),
+    matmulInt8Case(66, 33, 50, true, true),
     matmulInt8Case(9, 30, 31, true, true),
   ];
 }
