@@ -56,7 +56,7 @@ describe('gpt2 export --format onnx', () => {
     for (const [args, code, pattern] of [
       [['--model', relu], 1, /^error: .*config\.json: activation_function 'relu' is not supported \(only gelu_new\); gpt2\.ts runs GPT-2-shaped models only\.\n$/],
       [['--model', join(FIXTURES, 'gpt2-odd')], 1, /^error: .* has no vocab\.json \+ merges\.txt \(or tokenizer\.json\) and its vocabulary is not GPT-2's; add the tokenizer files\.\n$/],
-      [['--model', tiny, '--format', 'tflite'], 2, /argument 'tflite' is invalid\. Allowed choices are onnx\./],
+      [['--model', tiny, '--format', 'tflite'], 2, /argument 'tflite' is invalid\. Allowed choices are onnx, gguf\./],
     ] as const) {
       const r = await gpt2(['export', ...args, '--out', join(root, 'never')]);
       expect(r.code).toBe(code);
