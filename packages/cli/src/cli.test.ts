@@ -92,6 +92,19 @@ describe('gpt2 CLI', () => {
     expect(out.perplexity).toBeCloseTo(Math.exp(out.loss), 6);
   });
 
+  it.each(['cpu', 'wasm'])('eval --task hellaswag --backend %s: acc and acc_norm of float64 PyTorch (scripts/hellaswag_reference.py); bad items in one sentence', async (backend) => {
+    const hs = JSON.parse(readFileSync(join(FIXTURES, 'hellaswag/reference.json'), 'utf8'));
+    const args = ['eval', '--model', join(FIXTURES, 'gpt2-tiny'), '--task', 'hellaswag', '--backend', backend];
+    const r = await gpt2([...args, '--data', join(FIXTURES, 'hellaswag/items.jsonl'), '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ task: 'hellaswag', n: hs.n, acc: hs.acc, acc_norm: hs.acc_norm, weights: 'fp32' });
+    const two = await gpt2([...args, '--data', join(FIXTURES, 'hellaswag/items.jsonl'), '--limit', '2']);
+    expect(two.stdout).toMatch(/^hellaswag: acc [\d.]+ {2}acc_norm [\d.]+ {2}\(2 items, /);
+    expect(two.stderr).toMatch(/hellaswag 2\/2 \| acc_norm [\d.]+ \| ETA 0s/);
+    const bad = await gpt2([...args, '--data', join(FIXTURES, 'README.md')]);
+    expect([bad.code, bad.stderr.trim()]).toEqual([1, expect.stringMatching(/^error: .*README\.md line 1 is not JSON; each line holds one item/)]);
+  });
+
   it('cpu without a BLAS: info says why, auto moves on, --backend cpu ends in one sentence', async () => {
     const env = { GPT2_BLAS: '/nonexistent/libopenblas.so.0' };
     const info = await gpt2(['info', '--json'], { env });

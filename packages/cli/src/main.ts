@@ -203,16 +203,18 @@ export function buildProgram(): Command {
       await runServe(this.opts());
     });
 
-  program.command('eval').description('mean loss and perplexity of a text')
+  program.command('eval').description('mean loss and perplexity of a text, or HellaSwag accuracy (--task hellaswag)')
     .option('--model <dir|id>', 'local HF-format model directory or hub id (with --adapter, default the base it records)')
     .addOption(adapterOption())
-    .requiredOption('--data <file>', 'text file (or folder / glob)')
+    .requiredOption('--data <file>', 'text file (or folder / glob); with --task hellaswag, HellaSwag\'s .jsonl (ctx, endings, label a line)')
+    .addOption(new Option('--task <task>', 'text: loss and perplexity; hellaswag: multiple-choice acc and acc_norm, scored as llm.c\'s hellaswag.py').choices(['text', 'hellaswag']).default('text'))
+    .option('--limit <n>', 'with --task hellaswag: only the first n items', int(1))
     .option('--stride <n>', 'window stride for texts longer than the context (default n_positions / 2)', int(1))
     .addOption(backendOption())
     .addOption(threadsOption())
     .addOption(precisionOption())
     .addOption(quantizeOption())
-    .option('--json', 'print {"loss", "perplexity", "accuracy", "tokens"}')
+    .option('--json', 'print {"loss", "perplexity", "accuracy", "tokens"}, or {"task", "n", "acc", "acc_norm"}')
     .action(async function (this: Command) {
       await runEval(this.opts());
     });

@@ -65,6 +65,21 @@ export class Reporter {
     };
   }
 
+  /** Progress through `total` items of an evaluation: a live bar on a terminal, else a line every 10 s. */
+  items(label: string, total: number): (done: number, note: string) => void {
+    const t0 = Date.now();
+    let lastLine = t0;
+    if (this.tty) this.start(`${label} {value}/{total} |{bar}| {note} | ETA {eta_formatted}`, total);
+    return (done, note) => {
+      if (this.bar) this.bar.update(done, { note });
+      else if (!this.quiet && (done === total || Date.now() - lastLine > 10_000)) {
+        lastLine = Date.now();
+        this.line(`${label} ${done}/${total} | ${note} | ETA ${formatEta(((Date.now() - t0) / 1000 / done) * (total - done))}`);
+      }
+      if (done === total) this.stop();
+    };
+  }
+
   stop(): void {
     this.multi?.stop();
     this.multi = undefined;

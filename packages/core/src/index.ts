@@ -29,6 +29,7 @@ export * from './train/data-parallel.js';
 export * from './train/zero.js';
 export * from './train/best.js';
 export * from './train/perplexity.js';
+export * from './train/hellaswag.js';
 export * from './export/transformers-js.js';
 export * from './export/gguf.js';
 export { gpt2OnnxModel, type OnnxGraphOptions } from './export/onnx-graph.js';

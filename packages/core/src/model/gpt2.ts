@@ -482,6 +482,12 @@ export class GPT2 {
     return a.validTargets > 0 ? sum / a.validTargets : NaN;
   }
 
+  /** The loss of each position (B,T) of the last forward() with targets: 0 where a target was ignored. */
+  async tokenLosses(): Promise<Float32Array> {
+    if (!this.acts) throw new Error('tokenLosses() before forward()');
+    return (await this.backend.read(this.acts.losses)).slice(0, this.acts.B * this.acts.T);
+  }
+
   /** Logits (B,T,V) of the last forward (before backward, which overwrites them with their gradient). */
   async logits(): Promise<Float32Array> {
     if (!this.acts) throw new Error('logits() before forward()');
