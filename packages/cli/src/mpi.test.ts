@@ -61,9 +61,10 @@ describe.skipIf(skip)('data-parallel training under mpirun', () => {
   });
 
   it('2 ranks at --batch-size 2 train as one process at --batch-size 4 (DDP), with and without ZeRO-1, on shared memory and TCP', async () => {
-    const one = await gpt2([...tiny(), '--batch-size', '4', '--steps', '6', '--out', join(dir, 'one')]);
+    const hellaswag = ['--eval-hellaswag', join(ROOT, 'fixtures/hellaswag/items.jsonl'), '--hellaswag-limit', '5'];
+    const one = await gpt2([...tiny(), '--batch-size', '4', '--steps', '6', ...hellaswag, '--out', join(dir, 'one')]);
     expect(one.stderr).not.toMatch(/error/);
-    const two = await gpt2Ranks(2, [...tiny(), '--batch-size', '2', '--steps', '6', '--save-every', '3', '--out', join(dir, 'two')]);
+    const two = await gpt2Ranks(2, [...tiny(), '--batch-size', '2', '--steps', '6', '--save-every', '3', ...hellaswag, '--out', join(dir, 'two')]);
     expect(two.code, two.stderr).toBe(0);
     const zero = await gpt2Ranks(2, [...tiny(), '--batch-size', '2', '--steps', '6', '--zero', '1', '--out', join(dir, 'zero')], { mca: TCP });
     expect(zero.code, zero.stderr).toBe(0);
@@ -76,6 +77,11 @@ describe.skipIf(skip)('data-parallel training under mpirun', () => {
       b.forEach((l, i) => expect(Math.abs(l - a[i])).toBeLessThan(1e-5));
       expect(maxDiff(join(dir, 'one/checkpoint-00000006/model.safetensors'), join(dir, run, 'checkpoint-00000006/model.safetensors'))).toBeLessThan(1e-4);
     }
+    // HellaSwag's items shared out across the ranks (3 and 2) and summed: at step 0, the same weights, the same scores as one process
+    const hs = (run: string) => readFileSync(join(dir, run, 'metrics.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((m) => m.hellaswagAccNorm !== undefined);
+    expect(hs('two').map((m) => m.step)).toEqual([0, 3, 6]);
+    expect(hs('two')[0]).toEqual(hs('one')[0]);
+    expect(two.stderr).toMatch(/step 0: hellaswag acc [\d.]+, acc_norm [\d.]+ \(5 items\)/);
     // ZeRO-1's checkpoint holds the whole moments, gathered: they match the unsharded run's
     expect(maxDiff(join(dir, 'one/checkpoint-00000006/optimizer.safetensors'), join(dir, 'zero/checkpoint-00000006/optimizer.safetensors'))).toBeLessThan(1e-6);
     // resumed in one process at the same global batch (4 x 1 for 2 x 2): it continues as the 2-rank run did

@@ -266,6 +266,22 @@ describe('gpt2 train', () => {
     expect(readFileSync(join(split, 'best/model.safetensors')).equals(readFileSync(join(full, 'best/model.safetensors')))).toBe(true);
   });
 
+  it('--eval-hellaswag scores the items at each evaluation: at step 0 what float64 PyTorch gives, in the metrics and the loss curve', async () => {
+    const ref = JSON.parse(readFileSync(join(ROOT, 'fixtures/hellaswag/reference.json'), 'utf8')) as { items: { pred: number; pred_norm: number; label: number }[] };
+    const run = join(dir, 'hellaswag');
+    const r = await gpt2(['finetune', data, '--model', join(ROOT, 'fixtures/gpt2-tiny'), '--backend', 'cpu', '--steps', '2', '--batch-size', '2', '--block-size', '32', '--sample-every', '0',
+      '--eval-every', '2', '--eval-hellaswag', join(ROOT, 'fixtures/hellaswag/items.jsonl'), '--hellaswag-limit', '4', '--out', run]);
+    expect(r.code, r.stderr).toBe(0);
+    const hs = metrics(run).filter((m) => m.hellaswagAccNorm !== undefined);
+    expect(hs.map((m) => m.step)).toEqual([0, 2]);
+    const first4 = ref.items.slice(0, 4);
+    expect([hs[0].hellaswagAcc, hs[0].hellaswagAccNorm]).toEqual([first4.filter((i) => i.pred === i.label).length / 4, first4.filter((i) => i.pred_norm === i.label).length / 4]);
+    expect(readFileSync(join(run, 'loss.svg'), 'utf8')).toContain('HellaSwag acc_norm');
+    const bad = await gpt2(['finetune', data, '--model', join(ROOT, 'fixtures/gpt2-tiny'), '--steps', '2', '--eval-hellaswag', join(dir, 'nope.jsonl'), '--out', join(dir, 'hellaswag-bad')]);
+    expect([bad.code, bad.stderr]).toEqual([1, expect.stringMatching(/nope\.jsonl does not exist; give HellaSwag's \.jsonl file/)]);
+    expect(existsSync(join(dir, 'hellaswag-bad'))).toBe(false);
+  });
+
   it('--early-stop and --final best without validation end in one sentence', async () => {
     for (const [extra, pattern] of [
       [['--early-stop', '3', '--val-split', '0'], /^error: --early-stop counts evaluations without improvement, but there is no validation data \(--val-split 0 and no --val-data\); hold out data with --val-split or --val-data and evaluate with --eval-every\.\n$/],

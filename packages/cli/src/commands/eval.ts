@@ -2,7 +2,7 @@
 // fits in the context, its strided-window recipe when it does not); with --task hellaswag, multiple-choice accuracy
 // on HellaSwag's .jsonl items as llm.c's hellaswag.py scores them.
 import { readFile } from 'node:fs/promises';
-import { GPT2Error, parseChoiceItems, perplexity, scoreChoices, type GPT2, type Precision, type Tokenizer } from '@gpt2/core';
+import { GPT2Error, parseChoiceItems, perplexity, scoreChoices, type ChoiceItem, type GPT2, type Precision, type Tokenizer } from '@gpt2/core';
 import { openBackend } from '../backends.js';
 import { expandPaths } from '../corpus.js';
 import { checkGenerationMemory, instantiate, readModel, weightFormat } from '../model-source.js';
@@ -33,7 +33,8 @@ export async function runEval(f: { model?: string; adapter?: string; data: strin
   else process.stdout.write(`loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  accuracy ${(100 * r.accuracy).toFixed(2)}%  (${r.tokens} tokens, ${backend.name}${weights === 'int8' ? ', int8 weights' : ''})\n`);
 }
 
-async function hellaswag(file: string, model: GPT2, tokenizer: Tokenizer, report: Reporter, limit: number | undefined, json: boolean, weights: string, backendName: string): Promise<void> {
+/** HellaSwag's items from FILE (its .jsonl), the first `limit` of them; a missing or unreadable file in one sentence. */
+export async function readChoiceFile(file: string, limit?: number): Promise<ChoiceItem[]> {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(await readFile(file));
@@ -42,14 +43,14 @@ async function hellaswag(file: string, model: GPT2, tokenizer: Tokenizer, report
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new GPT2Error(`${file} does not exist; give HellaSwag's .jsonl file (e.g. hellaswag_val.jsonl).`);
     throw err;
   }
-  const items = parseChoiceItems(text, file).slice(0, limit);
+  return parseChoiceItems(text, file).slice(0, limit);
+}
+
+async function hellaswag(file: string, model: GPT2, tokenizer: Tokenizer, report: Reporter, limit: number | undefined, json: boolean, weights: string, backendName: string): Promise<void> {
+  const items = await readChoiceFile(file, limit);
   const progress = report.items('hellaswag', items.length);
-  let right = 0;
   const r = await scoreChoices(model, tokenizer, items, {
-    onProgress: (done, _total, scores) => {
-      right = scores.filter((s, i) => s.predNorm === items[i].label).length;
-      progress(done, `acc_norm ${(right / done).toFixed(4)}`);
-    },
+    onProgress: (done, _total, scores) => progress(done, `acc_norm ${(scores.filter((s, i) => s.predNorm === items[i].label).length / done).toFixed(4)}`),
   });
   if (json) process.stdout.write(JSON.stringify({ task: 'hellaswag', n: r.n, acc: r.acc, acc_norm: r.accNorm, weights }) + '\n');
   else process.stdout.write(`hellaswag: acc ${r.acc.toFixed(4)}  acc_norm ${r.accNorm.toFixed(4)}  (${r.n} items, ${backendName}${weights === 'int8' ? ', int8 weights' : ''})\n`);

@@ -5,11 +5,12 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import {
-  BestTracker, checkLoraConfig, DataParallel, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, paramTensors, splitTokens, Trainer, trainTokenizer,
+  BestTracker, checkLoraConfig, DataParallel, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, paramTensors, scoreChoices, splitTokens, Trainer, trainTokenizer,
   type Collective, type Evaluation, type GPT2Config, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
 } from '@gpt2/core';
 import { gpt2Tokenizer, loadAdapterDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
+import { readChoiceFile } from './eval.js';
 import { expandPaths, loadCorpus } from '../corpus.js';
 import { checkTrainingMemory, initConfig, instantiate, readModel } from '../model-source.js';
 import { lossCurveSvg } from '../plot.js';
@@ -48,6 +49,8 @@ export interface TrainFlags {
   valData?: string;
   evalEvery: number | 'epoch';
   evalBatches: number;
+  evalHellaswag?: string; // HellaSwag's .jsonl, scored at each evaluation
+  hellaswagLimit?: number;
   earlyStop?: number;
   final?: 'best' | 'last';
   sampleEvery: number;
@@ -78,6 +81,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   // under mpirun, one of many ranks (rank 0 writes and prints); otherwise a job of one
   const comm = await joinJob(f.collectiveTimeout);
   const report = reporterFor(comm);
+  const choices = f.evalHellaswag ? await readChoiceFile(f.evalHellaswag, f.hellaswagLimit) : undefined; // read before anything is written
   if (data.length === 0 && !f.resume) throw new GPT2Error('Give at least one data file, folder or glob to train on.');
   if (f.resume && f.overwrite) throw new GPT2Error('--overwrite starts a new run in place of an old one; it does not go with --resume.');
   const noValidation = f.evalEvery === 0 ? '--eval-every is 0' : !f.valData && f.valSplit === 0 ? 'there is no validation data (--val-split 0 and no --val-data)' : undefined;
@@ -195,7 +199,17 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     await comm.barrier();
     return out;
   };
+  // HellaSwag at each evaluation, the items shared out across the ranks
+  const hellaswag = async (step: number) => {
+    if (!choices) return;
+    const mine = choices.filter((_, i) => i % comm.size === comm.rank);
+    const r = mine.length ? await scoreChoices(model, tok, mine) : { n: 0, acc: 0, accNorm: 0 };
+    const [n, right, rightNorm] = await dp.sum([r.n, r.acc * r.n, r.accNorm * r.n], `HellaSwag at step ${step}`);
+    report.line(`step ${step}: hellaswag acc ${(right / n).toFixed(4)}, acc_norm ${(rightNorm / n).toFixed(4)} (${n} items)`);
+    await saving(() => run.metric({ step, hellaswagAcc: right / n, hellaswagAccNorm: rightNorm / n }));
+  };
   const evaluate = async (step: number): Promise<Evaluation | undefined> => {
+    await hellaswag(step);
     if (!val) return undefined;
     const { loss, accuracy } = await trainer.evaluate(val, f.evalBatches);
     report.line(`step ${step} (epoch ${epochAt(step).toFixed(2)}): validation loss ${loss.toFixed(4)}, perplexity ${Math.exp(loss).toFixed(2)}, accuracy ${(100 * accuracy).toFixed(2)}%`);
@@ -297,7 +311,7 @@ async function writeLossCurve(run: RunDir, kind: string, epochs: number[], best?
   const smooth: [number, number][] = [];
   let avg = train[0][1];
   for (const [s, l] of train) smooth.push([s, (avg = 0.9 * avg + 0.1 * l)]);
-  const evals = metrics.filter((m) => m.valLoss !== undefined);
+  const evals = metrics.filter((m) => m.valLoss !== undefined), hs = metrics.filter((m) => m.hellaswagAccNorm !== undefined);
   const svg = lossCurveSvg(
     [
       { name: 'train loss', color: '#9ecae1', points: train },
@@ -306,7 +320,15 @@ async function writeLossCurve(run: RunDir, kind: string, epochs: number[], best?
     ],
     `gpt2 ${kind}: ${run.dir}`,
     {
-      right: evals.some((m) => m.valAccuracy !== undefined) ? { label: 'accuracy', series: [{ name: 'validation accuracy', color: '#31a354', points: evals.filter((m) => m.valAccuracy !== undefined).map((m) => [m.step, m.valAccuracy]), dots: true }] } : undefined,
+      right: evals.some((m) => m.valAccuracy !== undefined) || hs.length
+        ? {
+            label: 'accuracy',
+            series: [
+              { name: 'validation accuracy', color: '#31a354', points: evals.filter((m) => m.valAccuracy !== undefined).map((m) => [m.step, m.valAccuracy]), dots: true },
+              { name: 'HellaSwag acc_norm', color: '#756bb1', points: hs.map((m) => [m.step, m.hellaswagAccNorm]), dots: true },
+            ],
+          }
+        : undefined,
       marks: [
         ...epochs.map((x, i) => ({ x, label: `epoch ${i + 1}` })),
         ...(best ? [{ x: best.step, label: `best: step ${best.step}`, color: '#e6550d' }] : []),
