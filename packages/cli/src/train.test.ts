@@ -282,6 +282,57 @@ describe('gpt2 train', () => {
     expect(existsSync(join(dir, 'hellaswag-bad'))).toBe(false);
   });
 
+  it("token shards in llm.c's and nanoGPT's formats train exactly as the same tokens from text; --resume continues them; bad shards in one sentence", async () => {
+    // the tokens training takes from the text (the document, then <|endoftext|>), written as shards
+    const ids = [...JSON.parse((await gpt2(['tokenize', '--model', join(ROOT, 'fixtures/gpt2-tiny'), '--file', data, '--json'])).stdout).ids, 50256];
+    const sd = join(dir, 'shards');
+    mkdirSync(sd, { recursive: true });
+    const llmc = (name: string, tokens: number[], header: number[] = [20240520, 1, tokens.length]) => {
+      const h = new Int32Array(256);
+      h.set(header);
+      writeFileSync(join(sd, name), Buffer.concat([Buffer.from(h.buffer), Buffer.from(Uint16Array.from(tokens).buffer)]));
+    };
+    const cut = Math.floor(ids.length / 3);
+    llmc('text_train_000001.bin', ids.slice(0, cut));
+    llmc('text_train_000002.bin', ids.slice(cut));
+    writeFileSync(join(sd, 'train.bin'), Buffer.from(Uint16Array.from(ids).buffer)); // nanoGPT's
+    const flags = (run: string, extra: string[] = []) => ['--init', join(ROOT, 'fixtures/gpt2-tiny/config.json'), '--tokenizer', join(ROOT, 'fixtures/gpt2-tiny'), '--batch-size', '2', '--block-size', '32',
+      '--steps', '6', '--eval-every', '3', '--save-every', '3', '--sample-every', '0', '--backend', 'cpu', '--out', join(dir, run), ...extra];
+    for (const [run, d] of [['from-text', data], ['from-llmc', join(sd, 'text_train_*.bin')], ['from-nanogpt', join(sd, 'train.bin')]]) {
+      const r = await gpt2(['train', d, ...flags(run)]);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const valLosses = (run: string) => metrics(join(dir, run)).filter((m) => m.valLoss !== undefined).map((m) => m.valLoss);
+    expect(losses(join(dir, 'from-llmc'))).toEqual(losses(join(dir, 'from-text')));
+    expect(losses(join(dir, 'from-nanogpt'))).toEqual(losses(join(dir, 'from-text')));
+    expect(valLosses('from-llmc')).toEqual(valLosses('from-text'));
+    const resumed = await gpt2(['train', ...flags('from-llmc', ['--resume', join(dir, 'from-llmc/checkpoint-00000003')])]);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(losses(join(dir, 'from-llmc'))).toEqual(losses(join(dir, 'from-text')));
+    // validation from shards of its own
+    llmc('text_val_000000.bin', ids.slice(0, 500));
+    const withVal = await gpt2(['train', join(sd, 'text_train_*.bin'), ...flags('llmc-val', ['--val-data', join(sd, 'text_val_*.bin')])]);
+    expect(withVal.stderr).toMatch(/data: 500 tokens in 1 llm\.c shard\(s\)/);
+    expect(withVal.stderr).toMatch(/validation 500 tokens/);
+    // what is wrong with a shard, naming it
+    llmc('short.bin', ids.slice(0, 100), [20240520, 1, 200]);
+    llmc('v2.bin', ids.slice(0, 100), [20240520, 2, 100]);
+    llmc('wide.bin', [...ids.slice(0, 100), 60000]);
+    writeFileSync(join(sd, 'odd.bin'), Buffer.alloc(101));
+    for (const [file, pattern] of [
+      ['short.bin', /short\.bin is an llm\.c token shard whose header promises 200 tokens \(1424 bytes\) but it holds 1224 bytes: it is truncated or corrupt/],
+      ['v2.bin', /v2\.bin is an llm\.c token shard of version 2; only version 1/],
+      ['wide.bin', /wide\.bin holds token id 60000 at position 100, past the model's vocabulary of 50257/],
+      ['odd.bin', /odd\.bin has an odd number of bytes \(101\)/],
+    ] as const) {
+      const r = await gpt2(['train', join(sd, file), ...flags(`bad-${file}`)]);
+      expect([r.code, r.stderr.trim()], file).toEqual([1, expect.stringMatching(new RegExp(`^error: .*${pattern.source}`, "m"))]);
+      expect(existsSync(join(dir, `bad-${file}`, 'run.json')), file).toBe(false); // no run was begun
+    }
+    const tokenizerToo = await gpt2(['train', join(sd, 'train.bin'), '--init', join(ROOT, 'fixtures/gpt2-tiny/config.json'), '--train-tokenizer', '300', '--out', join(dir, 'bad-tok')]);
+    expect(tokenizerToo.stderr).toMatch(/Token shards \(\.bin\) hold GPT-2 token ids already; --train-tokenizer trains a tokenizer on text/);
+  });
+
   it('--early-stop and --final best without validation end in one sentence', async () => {
     for (const [extra, pattern] of [
       [['--early-stop', '3', '--val-split', '0'], /^error: --early-stop counts evaluations without improvement, but there is no validation data \(--val-split 0 and no --val-data\); hold out data with --val-split or --val-data and evaluate with --eval-every\.\n$/],

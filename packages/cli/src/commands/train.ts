@@ -6,12 +6,13 @@ import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import {
   BestTracker, checkLoraConfig, DataParallel, generate, GPT2, GPT2Error, initLora, NonFiniteLossError, paramTensors, scoreChoices, splitTokens, Trainer, trainTokenizer,
-  type Collective, type Evaluation, type GPT2Config, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type Tokens, type TrainerOptions, type TrainerState,
+  type Collective, type Evaluation, type GPT2Config, type LoraConfig, type LoraTarget, type Precision, type ScheduleKind, type Tokenizer, type TokenData, type TokenSource, type TrainerOptions, type TrainerState,
 } from '@gpt2/core';
 import { gpt2Tokenizer, loadAdapterDir, loadTokenizerDir, writeFileAtomic } from '@gpt2/core/node';
 import { openBackend } from '../backends.js';
 import { readChoiceFile } from './eval.js';
 import { expandPaths, loadCorpus } from '../corpus.js';
+import { areShards, ShardTokens } from '../shards.js';
 import { checkTrainingMemory, initConfig, instantiate, readModel } from '../model-source.js';
 import { lossCurveSvg } from '../plot.js';
 import { describeStall, joinJob, leaveJob, onStall, reporterFor, runDirFor } from '../distributed.js';
@@ -122,11 +123,23 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
 
   const cacheDir = join(dirname(run.dir), '.token-cache');
   const corpusOpts = { textField: f.textField, specials: f.specials, cacheDir, onProgress: (m: string) => report.line(m) };
-  const corpus = await loadCorpus(data, tok, corpusOpts);
-  report.line(`data: ${corpus.tokens.length} tokens from ${corpus.files.length} file(s)${corpus.fromCache ? ' (cached)' : ''}`);
-  let train: Tokens = corpus.tokens, val: Tokens | undefined;
-  if (f.valData) val = (await loadCorpus([f.valData], tok, corpusOpts)).tokens;
-  else ({ train, val } = splitTokens(corpus.tokens, f.valSplit, block));
+  // text is tokenized (and cached); token shards (.bin) are read from disk a window at a time
+  const load = async (paths: string[]): Promise<TokenData> => {
+    const files = await expandPaths(paths);
+    if (!areShards(files)) {
+      const corpus = await loadCorpus(paths, tok, corpusOpts);
+      report.line(`data: ${corpus.tokens.length} tokens from ${corpus.files.length} file(s)${corpus.fromCache ? ' (cached)' : ''}`);
+      return corpus.tokens;
+    }
+    if (f.trainTokenizer) throw new GPT2Error('Token shards (.bin) hold GPT-2 token ids already; --train-tokenizer trains a tokenizer on text. Drop it, or train on the text.');
+    const shards = ShardTokens.open(files, model.config.vocabSize);
+    const formats = [...new Set(shards.shards.map((x) => x.format))].join(' and ');
+    report.line(`data: ${shards.length} tokens in ${files.length} ${formats} shard(s), read from disk as training goes`);
+    return shards;
+  };
+  let train = await load(data), val: TokenData | undefined;
+  if (f.valData) val = await load([f.valData]);
+  else ({ train, val } = splitTokens(train, f.valSplit, block));
   if (train.length < block + 1) {
     report.warn(`the training data has only ${train.length} tokens, less than one block of ${block} + 1; training on blocks of ${train.length - 1}.`);
     block = train.length - 1;
@@ -404,16 +417,16 @@ async function prepareResume(f: TrainFlags, backend: Awaited<ReturnType<typeof o
  * Every rank of a job must train on the same tokens with the same flags (every machine reads its
  * own copy of the files): a hash of each, compared at the start; a difference names the rank.
  */
-async function sameEverywhere(comm: Collective, train: Tokens, val: Tokens | undefined, flags: object): Promise<void> {
+async function sameEverywhere(comm: Collective, train: TokenData, val: TokenData | undefined, flags: object): Promise<void> {
   if (comm.size === 1) return;
   const hash = (parts: (Uint8Array | string)[]) => {
     const h = createHash('sha256');
     for (const p of parts) h.update(p);
     return h.digest();
   };
-  const bytes = (t?: Tokens) => (t ? new Uint8Array(t.buffer, t.byteOffset, t.byteLength) : new Uint8Array(0));
+  const bytes = (t?: TokenData): Uint8Array[] => (!t ? [] : 'window' in t ? fingerprint(t) : [new Uint8Array(t.buffer, t.byteOffset, t.byteLength)]);
   const mine = new Uint8Array(64);
-  mine.set(hash([bytes(train), '|', bytes(val)]), 0);
+  mine.set(hash([...bytes(train), '|', ...bytes(val)]), 0);
   mine.set(hash([JSON.stringify(flags)]), 32);
   const all = await comm.allGatherBytes(mine);
   for (let r = 1; r < all.length; r++) {
@@ -424,3 +437,10 @@ async function sameEverywhere(comm: Collective, train: Tokens, val: Tokens | und
 }
 
 const equal = (a: Uint8Array, b: Uint8Array) => a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** shards by their sizes and first and last tokens; a slice of them (a validation split) by its windows at both ends */
+function fingerprint(t: TokenSource): Uint8Array[] {
+  if (t instanceof ShardTokens) return t.fingerprint();
+  const n = Math.min(t.length, 32768), u16 = (a: ArrayLike<number>) => new Uint8Array(Uint16Array.from(a).buffer);
+  return [new TextEncoder().encode(`${t.length}|`), u16(t.window(0, n)), u16(t.window(t.length - n, n))];
+}

@@ -4,7 +4,7 @@ import { GPT2Error } from '../errors.js';
 import type { GPT2 } from '../model/gpt2.js';
 import type { BestState } from './best.js';
 import { shardRange } from './collective.js';
-import { BatchSampler, evalBatches, type Batch, type Tokens } from './data.js';
+import { BatchSampler, evalBatches, type Batch, type TokenData } from './data.js';
 import type { DataParallel } from './data-parallel.js';
 import { learningRate, type ScheduleKind } from './schedule.js';
 
@@ -66,7 +66,7 @@ export class Trainer {
    */
   constructor(
     readonly model: GPT2,
-    train: Tokens,
+    train: TokenData,
     readonly opts: TrainerOptions,
     state?: TrainerState,
     readonly dp?: DataParallel,
@@ -115,7 +115,7 @@ export class Trainer {
    * Mean loss and next-token accuracy over fixed validation windows (up to maxBatches batches of
    * batchSize windows on each rank), one forward each; the ranks share each batch.
    */
-  async evaluate(val: Tokens, maxBatches = 20): Promise<EvalResult> {
+  async evaluate(val: TokenData, maxBatches = 20): Promise<EvalResult> {
     const T = Math.min(this.opts.blockSize, val.length - 1), N = this.ranks;
     const { B, batches } = evalBatches(val, this.opts.batchSize * N, T, maxBatches);
     const { start, count } = shardRange(B, this.dp?.rank ?? 0, N);
