@@ -1,17 +1,51 @@
-// Training text from files, folders and globs (.txt/.md whole, .jsonl and .csv by a text field),
-// documents joined with <|endoftext|>, tokenized in bounded memory and cached as a binary file
+// Training text from files, folders and globs (.txt/.md whole, .jsonl and .csv by a text field, each
+// also as .gz or .zst), documents joined with <|endoftext|>, tokenized in bounded memory and cached as a binary file
 // keyed by the files' contents and the tokenizer, so a second run starts at once.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { Decompress } from 'fzstd';
 import { parse as parseCsv } from 'csv-parse';
 import { glob } from 'tinyglobby';
 import { encodeChunks, GPT2Error, type Tokenizer } from '@gpt2/core';
 
 const TEXT_EXT = new Set(['.txt', '.md', '.text', '']);
 const DATA_EXT = new Set([...TEXT_EXT, '.jsonl', '.csv']);
+const PACKED = ['.gz', '.zst'];
+
+/** A file's kind of data (.jsonl, .csv, text) under any compression, and the compression. */
+export function dataKind(file: string): { ext: string; packed?: string } {
+  const packed = PACKED.find((p) => file.toLowerCase().endsWith(p));
+  return { ext: extname(packed ? file.slice(0, -packed.length) : file).toLowerCase(), packed };
+}
+
+/** The bytes of a file, decompressed: Node's zlib for gzip, fzstd for Zstandard. */
+async function* fileBytes(file: string): AsyncGenerator<Uint8Array> {
+  const raw = createReadStream(file, { highWaterMark: 1 << 20 });
+  const { packed } = dataKind(file);
+  try {
+    if (packed === '.gz') yield* raw.pipe(createGunzip());
+    else if (packed === '.zst') {
+      const out: Uint8Array[] = [];
+      const z = new Decompress((d) => void out.push(d));
+      for await (const chunk of raw) {
+        z.push(chunk as Buffer);
+        yield* out.splice(0);
+      }
+      z.push(new Uint8Array(0), true);
+      yield* out.splice(0);
+    } else yield* raw;
+  } catch (err) {
+    if (err instanceof GPT2Error || err instanceof TypeError) throw err;
+    if (packed) throw new GPT2Error(`${file} could not be decompressed (${(err as Error).message}); it is truncated or not ${packed === '.gz' ? 'gzip' : 'Zstandard'} data.`);
+    throw err;
+  } finally {
+    raw.destroy();
+  }
+}
 
 export interface CorpusOptions {
   textField: string;
@@ -33,7 +67,7 @@ export async function expandPaths(paths: string[]): Promise<string[]> {
   for (const p of paths) {
     if (existsSync(p) && statSync(p).isDirectory()) {
       const found = await glob('**/*', { cwd: p, absolute: false, onlyFiles: true, dot: false });
-      for (const f of found.sort()) if (DATA_EXT.has(extname(f).toLowerCase())) out.add(join(p, f));
+      for (const f of found.sort()) if (DATA_EXT.has(dataKind(f).ext)) out.add(join(p, f));
     } else if (existsSync(p)) {
       out.add(p);
     } else {
@@ -42,7 +76,7 @@ export async function expandPaths(paths: string[]): Promise<string[]> {
       for (const f of found.sort()) out.add(f);
     }
   }
-  if (out.size === 0) throw new GPT2Error(`No data files found in ${paths.join(', ')} (looked for .txt, .md, .jsonl and .csv).`);
+  if (out.size === 0) throw new GPT2Error(`No data files found in ${paths.join(', ')} (looked for .txt, .md, .jsonl and .csv, and those as .gz or .zst).`);
   return [...out];
 }
 
@@ -78,14 +112,14 @@ async function utf8Error(file: string): Promise<GPT2Error> {
 
 /** The documents of one file, as text pieces; `null` marks the end of a document. */
 async function* documents(file: string, textField: string): AsyncGenerator<string | null> {
-  const ext = extname(file).toLowerCase();
+  const { ext, packed } = dataKind(file);
   const decoder = new TextDecoder('utf-8', { fatal: true });
   const decode = async function* () {
     try {
-      for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) yield decoder.decode(chunk as Buffer, { stream: true });
+      for await (const chunk of fileBytes(file)) yield decoder.decode(chunk, { stream: true });
       yield decoder.decode();
     } catch (err) {
-      if (err instanceof TypeError) throw await utf8Error(file);
+      if (err instanceof TypeError) throw packed ? new GPT2Error(`${file} is not UTF-8 text once decompressed; convert it first.`) : await utf8Error(file);
       throw err;
     }
   };
@@ -130,6 +164,37 @@ async function* documents(file: string, textField: string): AsyncGenerator<strin
   }
 }
 
+/**
+ * The tokens of one file's documents, each followed by <|endoftext|>, handed to `write` a piece at
+ * a time (each document streams through the chunked encoder: bounded memory, exact ids); returns
+ * how many tokens came from text.
+ */
+export async function tokenizeFile(file: string, tok: Tokenizer, o: { textField: string; specials: boolean }, write: (ids: ArrayLike<number>) => Promise<void>): Promise<number> {
+  const eos = tok.eosId, it = documents(file, o.textField)[Symbol.asyncIterator]();
+  let fileEnded = false, textTokens = 0;
+  while (!fileEnded) {
+    let any = false;
+    const pieces = async function* () {
+      for (;;) {
+        const r = await it.next();
+        if (r.done) {
+          fileEnded = true;
+          return;
+        }
+        if (r.value === null) return;
+        any = true;
+        yield r.value;
+      }
+    };
+    for await (const ids of encodeChunks(tok, pieces(), { specials: o.specials })) {
+      await write(ids);
+      textTokens += ids.length;
+    }
+    if (any && eos !== undefined) await write([eos]);
+  }
+  return textTokens;
+}
+
 async function contentKey(files: string[], tok: Tokenizer, o: CorpusOptions): Promise<string> {
   const h = createHash('sha256');
   h.update(JSON.stringify({ v: 1, specials: o.specials, field: o.textField }));
@@ -145,7 +210,6 @@ async function contentKey(files: string[], tok: Tokenizer, o: CorpusOptions): Pr
 /** Tokenizes the data (or reads the cached tokens). Documents are separated by <|endoftext|>. */
 export async function loadCorpus(paths: string[], tok: Tokenizer, o: CorpusOptions): Promise<Corpus> {
   const files = await expandPaths(paths);
-  const eos = tok.eosId;
   const key = await contentKey(files, tok, o);
   const wide = tok.vocabSize > 65536;
   const cachePath = join(o.cacheDir, `${key}.tokens${wide ? '32' : '16'}`);
@@ -166,29 +230,7 @@ export async function loadCorpus(paths: string[], tok: Tokenizer, o: CorpusOptio
     const totalBytes = files.reduce((n, f) => n + statSync(f).size, 0);
     let doneBytes = 0;
     for (const file of files) {
-      // each document streams through the chunked encoder: bounded memory, exact ids
-      const it = documents(file, o.textField)[Symbol.asyncIterator]();
-      let fileEnded = false;
-      while (!fileEnded) {
-        let any = false;
-        const pieces = async function* () {
-          for (;;) {
-            const r = await it.next();
-            if (r.done) {
-              fileEnded = true;
-              return;
-            }
-            if (r.value === null) return;
-            any = true;
-            yield r.value;
-          }
-        };
-        for await (const ids of encodeChunks(tok, pieces(), { specials: o.specials })) {
-          await write(ids);
-          textTokens += ids.length;
-        }
-        if (any && eos !== undefined) await write([eos]);
-      }
+      textTokens += await tokenizeFile(file, tok, o, write);
       doneBytes += statSync(file).size;
       o.onProgress?.(`tokenized ${file}`, totalBytes ? doneBytes / totalBytes : 1);
     }

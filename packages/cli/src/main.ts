@@ -16,6 +16,7 @@ import { runMerge } from './commands/merge.js';
 import { runServe } from './commands/serve.js';
 import { runSelftestCommand } from './commands/selftest.js';
 import { runTokenize } from './commands/tokenize.js';
+import { runPrepare } from './commands/prepare.js';
 import { runTraining, type TrainFlags } from './commands/train.js';
 import { findCheckpoint } from './run-dir.js';
 
@@ -250,6 +251,20 @@ export function buildProgram(): Command {
     .option('--json', 'print {"ids": [...], "count"}')
     .action(async function (this: Command) {
       await runTokenize(this.opts());
+    });
+
+  program.command('prepare').description("a corpus of any size as llm.c's token shards (the first held out as validation), tokenized on every core")
+    .argument('<data...>', 'files, folders or globs: .txt/.md, .jsonl/.csv (by --text-field), and those as .gz or .zst')
+    .requiredOption('--out <dir>', 'folder for the shards (NAME_val_000000.bin, NAME_train_000001.bin, ...)')
+    .option('--tokenizer <dir>', "a tokenizer folder (vocab.json + merges.txt, or tokenizer.json); default GPT-2's")
+    .option('--shard-size <tokens>', 'tokens a shard (llm.c: 100000000)', int(1), 100_000_000)
+    .option('--name <name>', 'what the shard files are named for', 'data')
+    .option('--workers <n>', 'tokenizing threads (default: one a core)', int(1))
+    .option('--text-field <name>', 'field of .jsonl / column of .csv holding the text', 'text')
+    .option('--no-specials', 'read <|endoftext|> in the data as plain text, not a document boundary')
+    .option('--json', 'print {"out", "shards", "tokens", "bytes", "workers", "seconds", "MBps"}')
+    .action(async function (this: Command, data: string[]) {
+      await runPrepare(data, this.opts());
     });
 
   program.command('download').description('download a hub model into the Hugging Face cache').argument('<id>', 'hub id, e.g. gpt2 or org/name[@revision]')
