@@ -52,15 +52,26 @@ export async function prepareWorker(data: { tokenizer?: string; textField: strin
   port.postMessage({ ready: true });
 }
 
-/** One file's tokens (uint16) into dest, written aside and renamed into place. */
+/** One file's tokens (uint16) into dest, written aside and renamed into place, 1M tokens a write. */
 async function tokenizeTo(file: string, dest: string, tok: Tokenizer, o: { textField: string; specials: boolean }): Promise<number> {
-  const tmp = `${dest}.tmp`, out = await open(tmp, 'w');
-  let tokens = 0;
+  const tmp = `${dest}.tmp`, out = await open(tmp, 'w'), buf = new Uint16Array(1 << 20);
+  let tokens = 0, held = 0;
+  const flush = async () => {
+    await out.write(new Uint8Array(buf.buffer, 0, 2 * held));
+    held = 0;
+  };
   try {
     await tokenizeFile(file, tok, o, async (ids) => {
-      await out.write(new Uint8Array(Uint16Array.from(ids).buffer));
+      for (let i = 0; i < ids.length; ) {
+        const n = Math.min(ids.length - i, buf.length - held);
+        for (let k = 0; k < n; k++) buf[held + k] = ids[i + k];
+        held += n;
+        i += n;
+        if (held === buf.length) await flush();
+      }
       tokens += ids.length;
     });
+    await flush();
   } finally {
     await out.close();
   }
