@@ -18,12 +18,13 @@ Run: /usr/bin/python3 scripts/hellaswag_reference.py   (Debian: apt install pyth
 """
 import json
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
 import regex
 import torch
+
+from lora_reference import read_safetensors  # the fixtures' tensors as numpy arrays
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "fixtures" / "gpt2-tiny"
@@ -80,20 +81,6 @@ class Encoder:
         return ids
 
 
-def read_safetensors(path):
-    data = path.read_bytes()
-    (n,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8 : 8 + n])
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        dt = {"F32": np.float32, "F16": np.float16}[e["dtype"]]
-        b, end = e["data_offsets"]
-        out[name] = torch.from_numpy(np.frombuffer(data[8 + n + b : 8 + n + end], dtype=dt).reshape(e["shape"]).astype(np.float64))
-    return out
-
-
 def layernorm(x, w, b):
     m = x.mean(-1, keepdim=True)
     v = ((x - m) ** 2).mean(-1, keepdim=True)
@@ -123,7 +110,7 @@ def logits_of(W, cfg, ids):
 
 def main():
     cfg = json.loads((MODEL / "config.json").read_text())
-    W = read_safetensors(MODEL / "model.safetensors")
+    W = {k: torch.from_numpy(v.astype(np.float64)) for k, v in read_safetensors(MODEL / "model.safetensors").items()}
     enc, maxT = Encoder(MODEL), cfg["n_positions"]
     items = [json.loads(line) for line in (DATA / "items.jsonl").read_text("utf-8").splitlines() if line.strip()]
     out = []
