@@ -93,6 +93,23 @@ describe.skipIf(skip)('data-parallel training under mpirun', () => {
     expect(other.stderr).toMatch(/note: the checkpoint drew 4 windows per micro-batch and this run draws 2 \(1 rank\(s\) x --batch-size 2\)/);
   });
 
+  it('gpt2 prepare on 2 ranks: each tokenizes its share of the files, rank 0 writes the shards one process writes', async () => {
+    const files = ['a', 'b', 'c'].map((n, i) => {
+      const p = join(dir, `prep-${n}.txt`);
+      writeFileSync(p, readFileSync(join(ROOT, 'examples/shakespeare.txt'), 'utf8').slice(i * 7000, (i + 1) * 7000));
+      return p;
+    });
+    const args = (out: string) => ['prepare', ...files, '--out', join(dir, out), '--shard-size', '1500', '--workers', '1', '--json'];
+    const one = await gpt2(args('prep-one'));
+    expect(one.code, one.stderr).toBe(0);
+    const two = await gpt2Ranks(2, args('prep-two'));
+    expect(two.code, two.stderr).toBe(0);
+    expect(JSON.parse(two.stdout.trim())).toMatchObject({ ranks: 2, tokens: JSON.parse(one.stdout).tokens });
+    const names = readdirSync(join(dir, 'prep-one')).sort();
+    expect(readdirSync(join(dir, 'prep-two')).sort()).toEqual(names);
+    for (const f of names) expect(readFileSync(join(dir, 'prep-two', f)).equals(readFileSync(join(dir, 'prep-one', f))), f).toBe(true);
+  });
+
   it('a killed rank ends the job, naming the last complete checkpoint; --resume continues', async () => {
     const args = [...tiny(), '--batch-size', '2', '--steps', '100000', '--save-every', '5', '--eval-every', '0', '--out', join(dir, 'killed')];
     let killed = false;

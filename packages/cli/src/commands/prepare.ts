@@ -4,7 +4,9 @@
 // file whole by one worker, its documents streamed: bounded memory), each into a token file of its
 // own under OUT/.prepare/; those are then cut, in the files' order, into shards of --shard-size
 // tokens. So the shards are the same whatever the number of workers, and a killed run, started
-// again with the same command, keeps the files it had finished.
+// again with the same command, keeps the files it had finished. Under mpirun each rank tokenizes
+// its share of the files (file i on rank i mod N) on its own cores, and rank 0 cuts the shards: OUT
+// must be a folder every host sees (one machine, or a shared filesystem).
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
@@ -14,6 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { GPT2Error, type Tokenizer } from '@gpt2/core';
 import { gpt2Tokenizer, loadTokenizerDir } from '@gpt2/core/node';
 import { expandPaths, tokenizeFile } from '../corpus.js';
+import { joinJob, reporterFor } from '../distributed.js';
 import { LLMC_HEADER_BYTES, LLMC_MAGIC, LLMC_VERSION } from '../shards.js';
 import { Reporter } from '../report.js';
 
@@ -80,49 +83,64 @@ async function tokenizeTo(file: string, dest: string, tok: Tokenizer, o: { textF
 }
 
 export async function runPrepare(paths: string[], f: PrepareFlags): Promise<void> {
-  const report = new Reporter(Boolean(f.json));
+  const comm = await joinJob();
+  const report = comm.rank === 0 ? new Reporter(Boolean(f.json)) : reporterFor(comm);
   if (!(Number.isInteger(f.shardSize) && f.shardSize >= 1)) throw new GPT2Error(`--shard-size must be a whole number of tokens >= 1 (got ${f.shardSize}).`);
   if (!/^[\w.-]+$/.test(f.name)) throw new GPT2Error(`--name '${f.name}' must be letters, digits, '.', '-' or '_': it starts every shard's file name.`);
   const files = (await expandPaths(paths)).map((p) => resolve(p));
   const tok = await tokenizerOf(f.tokenizer);
   if (tok.vocabSize > 65536) throw new GPT2Error(`The tokenizer has ${tok.vocabSize} tokens; llm.c's shards hold uint16 ids (at most 65536).`);
   const work = join(f.out, '.prepare');
-  await mkdir(work, { recursive: true });
   // the work folder belongs to one set of inputs: the same files (path, size, time), tokenizer and options
   const key = createHash('sha256').update(JSON.stringify({ files: files.map((p) => [p, statSync(p).size, statSync(p).mtimeMs]), vocab: tok.vocabJson(), merges: tok.mergesTxt(), field: f.textField, specials: f.specials })).digest('hex');
+  const sameInputs = await comm.allGatherBytes(Buffer.from(key, 'hex'));
+  const other = sameInputs.findIndex((k) => !Buffer.from(k).equals(Buffer.from(sameInputs[0])));
+  if (other > 0) throw new GPT2Error(`rank ${other} (${comm.hosts[other]}) sees other files, sizes or options than rank 0 (${comm.hosts[0]}); every host needs the same files at the same paths.`);
   const keyFile = join(work, 'key');
-  if (existsSync(keyFile) && (await readFile(keyFile, 'utf8')) !== key) {
-    report.line(`note: ${work} holds an earlier preparation of other files or options; starting over`);
-    await rm(work, { recursive: true, force: true });
+  if (comm.rank === 0) {
     await mkdir(work, { recursive: true });
+    if (existsSync(keyFile) && (await readFile(keyFile, 'utf8')) !== key) {
+      report.line(`note: ${work} holds an earlier preparation of other files or options; starting over`);
+      await rm(work, { recursive: true, force: true });
+      await mkdir(work, { recursive: true });
+    }
+    await writeFile(keyFile, key);
   }
-  await writeFile(keyFile, key);
+  await comm.barrier();
+  if (!existsSync(keyFile)) throw new GPT2Error(`rank ${comm.rank} (${comm.host}) does not see ${work}, which rank 0 made: under mpirun --out must be a folder every host shares.`);
   const unit = (i: number) => join(work, `${String(i).padStart(6, '0')}.tokens`);
-  const todo = files.map((file, index) => ({ index, file, dest: unit(index) })).filter((j) => !existsSync(j.dest));
-  if (todo.length < files.length) report.line(`continuing: ${files.length - todo.length} of ${files.length} file(s) were tokenized by an earlier run`);
+  const left = files.map((file, index) => ({ index, file, dest: unit(index) })).filter((j) => !existsSync(j.dest));
+  if (left.length < files.length) report.line(`continuing: ${files.length - left.length} of ${files.length} file(s) were tokenized by an earlier run`);
+  const todo = left.filter((j) => j.index % comm.size === comm.rank); // this rank's share
 
-  const size = (p: string) => statSync(p).size, totalBytes = files.reduce((n, p) => n + size(p), 0);
+  const size = (p: string) => statSync(p).size, sum = (jobs: Job[]) => jobs.reduce((n, j) => n + size(j.file), 0);
+  const totalBytes = files.reduce((n, p) => n + size(p), 0), newBytes = sum(left), mine = sum(todo);
   const t0 = performance.now();
-  let doneBytes = files.filter((p, i) => !todo.some((j) => j.index === i)).reduce((n, p) => n + size(p), 0);
-  const startBytes = doneBytes;
-  const progress = report.items('tokenizing (MB)', Math.max(1, Math.round(totalBytes / 1e6)));
+  let doneBytes = 0; // of this rank's share: its bar
+  const progress = report.items('tokenizing (MB)', Math.max(1, Math.round(mine / 1e6)));
   const workers = Math.max(1, Math.min(f.workers ?? availableParallelism(), todo.length || 1));
   await runWorkers(todo, workers, { tokenizer: f.tokenizer, textField: f.textField, specials: f.specials }, (job) => {
     doneBytes += size(job.file);
-    const mbps = (doneBytes - startBytes) / 1e6 / ((performance.now() - t0) / 1000);
+    const mbps = doneBytes / 1e6 / ((performance.now() - t0) / 1000);
     progress(Math.round(doneBytes / 1e6), `${mbps.toFixed(1)} MB/s, ${workers} worker(s)`);
   });
+  report.stop();
+  comm.arrive('the end of tokenizing');
+  await comm.barrier();
   const seconds = (performance.now() - t0) / 1000;
+  if (comm.rank !== 0) return;
+  const missing = files.findIndex((_, i) => !existsSync(unit(i)));
+  if (missing >= 0) throw new GPT2Error(`${unit(missing)} (the tokens of ${files[missing]}, tokenized by rank ${missing % comm.size}) is not there: under mpirun --out must be a folder every host shares.`);
 
   // the files' tokens, in their order, cut into shards: the first is validation, as llm.c's
   const shards = await writeShards(files.map((_, i) => unit(i)), f.out, f.name, f.shardSize);
   const tokens = shards.reduce((n, s) => n + s.tokens, 0);
   if (tokens === 0) throw new GPT2Error(`The data (${files.join(', ')}) contains no text; give files with some.`);
   await rm(work, { recursive: true, force: true });
-  const mbps = (totalBytes - startBytes) / 1e6 / seconds;
-  if (f.json) process.stdout.write(JSON.stringify({ out: f.out, shards, tokens, files: files.length, bytes: totalBytes, workers, seconds: +seconds.toFixed(2), MBps: +mbps.toFixed(2) }) + '\n');
+  const mbps = newBytes / 1e6 / seconds, where = `${workers} worker(s)${comm.size > 1 ? ` on each of ${comm.size} ranks` : ''}`;
+  if (f.json) process.stdout.write(JSON.stringify({ out: f.out, shards, tokens, files: files.length, bytes: totalBytes, workers, ranks: comm.size, seconds: +seconds.toFixed(2), MBps: +mbps.toFixed(2) }) + '\n');
   else {
-    report.line(`${tokens} tokens from ${files.length} file(s) (${(totalBytes / 1e6).toFixed(1)} MB, ${mbps.toFixed(1)} MB/s on ${workers} worker(s)) in ${shards.length} shard(s): ${shards[0].file}${shards.length > 1 ? ` ... ${shards[shards.length - 1].file}` : ''}`);
+    report.line(`${tokens} tokens from ${files.length} file(s) (${(totalBytes / 1e6).toFixed(1)} MB, ${mbps.toFixed(1)} MB/s on ${where}) in ${shards.length} shard(s): ${shards[0].file}${shards.length > 1 ? ` ... ${shards[shards.length - 1].file}` : ''}`);
     report.line(`train on them: gpt2 train '${join(f.out, `${f.name}_train_*.bin`)}' --val-data '${join(f.out, `${f.name}_val_*.bin`)}' --init gpt2`);
   }
 }
