@@ -98,6 +98,7 @@ function trainingOptions(cmd: Command, kind: 'finetune' | 'train'): Command {
     .option('--val-data <file>', 'validation text instead of a split')
     .option('--eval-every <n|epoch>', 'validation loss and accuracy every n steps, or at the end of each epoch (0 = off)', intOrEpoch, 100)
     .option('--eval-batches <n>', 'validation batches per evaluation', int(1), 20)
+    .addOption(new Option('--data-order <order>', "random: windows drawn anywhere (default); sequential: llm.c's pass over every window once an epoch, in a new order each epoch").choices(['random', 'sequential']).default('random'))
     .option('--eval-hellaswag <file>', "also score HellaSwag's .jsonl at each evaluation (acc and acc_norm, as gpt2 eval --task hellaswag)")
     .option('--hellaswag-limit <n>', 'with --eval-hellaswag: only the first n items', int(1))
     .option('--sample-every <n>', 'print a sample every n steps (0 = off)', int(0), 100)

@@ -333,6 +333,20 @@ describe('gpt2 train', () => {
     expect(tokenizerToo.stderr).toMatch(/Token shards \(\.bin\) hold GPT-2 token ids already; --train-tokenizer trains a tokenizer on text/);
   });
 
+  it("--data-order sequential (llm.c's pass): resumed exactly; resumed in the other order, one sentence", async () => {
+    const run = join(dir, 'sequential'), extra = ['--steps', '6', '--save-every', '3', '--data-order', 'sequential'];
+    const r = await gpt2(args(run, extra));
+    expect(r.code, r.stderr).toBe(0);
+    const whole = losses(run);
+    expect(JSON.parse(readFileSync(join(run, 'checkpoint-00000003/trainer_state.json'), 'utf8')).order).toEqual({ epoch: 0, next: 12 }); // 3 steps of 4 windows
+    // --data-order comes from run.json when not given, as the other settings do
+    const again = await gpt2(args(run, ['--steps', '6', '--resume', join(run, 'checkpoint-00000003')]));
+    expect(again.code, again.stderr).toBe(0);
+    expect(losses(run)).toEqual(whole);
+    const other = await gpt2(args(run, ['--steps', '6', '--data-order', 'random', '--resume', join(run, 'checkpoint-00000003')]));
+    expect([other.code, other.stderr]).toEqual([1, expect.stringMatching(/The checkpoint drew its data in the sequential order; resume with --data-order sequential/)]);
+  });
+
   it('--early-stop and --final best without validation end in one sentence', async () => {
     for (const [extra, pattern] of [
       [['--early-stop', '3', '--val-split', '0'], /^error: --early-stop counts evaluations without improvement, but there is no validation data \(--val-split 0 and no --val-data\); hold out data with --val-split or --val-data and evaluate with --eval-every\.\n$/],

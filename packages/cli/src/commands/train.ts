@@ -50,6 +50,7 @@ export interface TrainFlags {
   valData?: string;
   evalEvery: number | 'epoch';
   evalBatches: number;
+  dataOrder: 'random' | 'sequential';
   evalHellaswag?: string; // HellaSwag's .jsonl, scored at each evaluation
   hellaswagLimit?: number;
   earlyStop?: number;
@@ -149,8 +150,10 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   const steps = f.steps ?? (f.epochs !== undefined ? Math.max(1, Math.ceil((f.epochs * train.length) / perStep)) : 1000);
   const opts: TrainerOptions = {
     batchSize: f.batchSize, blockSize: block, gradAccum: f.gradAccum, steps, lr: f.lr, warmup: Math.min(f.warmup, steps),
-    schedule: f.lrSchedule, weightDecay: f.weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip: f.clip, seed: f.seed,
+    schedule: f.lrSchedule, weightDecay: f.weightDecay, beta1: 0.9, beta2: 0.999, eps: 1e-8, clip: f.clip, seed: f.seed, dataOrder: f.dataOrder,
   };
+  const wasOrder = p.resumedState && (p.resumedState.order ? 'sequential' : 'random');
+  if (wasOrder && wasOrder !== f.dataOrder) throw new GPT2Error(`The checkpoint drew its data in the ${wasOrder} order; resume with --data-order ${wasOrder} to continue as it began.`);
   if (!val && (f.earlyStop || f.final === 'best')) {
     throw new GPT2Error(`${f.earlyStop ? '--early-stop' : '--final best'} needs validation data, but the data is too short to hold out a validation part of one block; add --val-data.`);
   }

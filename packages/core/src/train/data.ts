@@ -63,6 +63,78 @@ export class BatchSampler {
   }
 }
 
+/** Where a sequential pass stands: the epoch, and how many of its windows were drawn. */
+export interface DataPosition {
+  epoch: number;
+  next: number;
+}
+
+/**
+ * llm.c's order: the stream cut into windows of T tokens (each with the token after it, for the
+ * targets), every window once an epoch, in an order drawn anew each epoch from the seed. The order
+ * is a keyed permutation, not a table, so memory does not grow with the data. A job's ranks take
+ * their rows of each batch, as llm.c's processes take their interleaved slices.
+ */
+export class SequentialSampler {
+  readonly windows: number;
+  private pos: DataPosition;
+
+  constructor(
+    private readonly tokens: TokenData,
+    readonly B: number,
+    readonly T: number,
+    private readonly seed: number,
+    at?: DataPosition,
+  ) {
+    this.windows = Math.floor((tokens.length - 1) / T);
+    if (this.windows < 1) throw new GPT2Error(`The data has ${tokens.length} tokens, fewer than one block of ${T} + 1.`);
+    this.pos = at ? { ...at } : { epoch: 0, next: 0 };
+  }
+
+  position(): DataPosition {
+    return { ...this.pos };
+  }
+
+  next(): Batch {
+    const { B, T } = this, inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
+    for (let b = 0; b < B; b++) {
+      if (this.pos.next === this.windows) this.pos = { epoch: this.pos.epoch + 1, next: 0 };
+      const w = windowOf(this.tokens, permuted(this.pos.next++, this.windows, this.seed, this.pos.epoch) * T, T + 1);
+      for (let t = 0; t < T; t++) {
+        inputs[b * T + t] = w[t];
+        targets[b * T + t] = w[t + 1];
+      }
+    }
+    return { inputs, targets };
+  }
+}
+
+/**
+ * i's place in a permutation of [0, n) keyed by (seed, epoch): a 4-round Feistel network over the
+ * smallest even number of bits that holds n, walking on past values >= n (fewer than 4 steps on
+ * average).
+ */
+export function permuted(i: number, n: number, seed: number, epoch: number): number {
+  let bits = 2;
+  while (2 ** bits < n) bits += 2;
+  const half = bits / 2, mask = 2 ** half - 1;
+  const key = (k: number) => mix(mix(seed ^ 0x5bd1e995) ^ Math.imul(epoch + 1, 0x9e3779b9) ^ Math.imul(k + 1, 0x85ebca6b));
+  let x = i;
+  do {
+    let hi = Math.floor(x / 2 ** half), lo = x & mask;
+    for (let k = 0; k < 4; k++) [hi, lo] = [lo, (hi ^ mix(lo ^ key(k))) & mask];
+    x = hi * 2 ** half + lo;
+  } while (x >= n);
+  return x;
+}
+
+/** murmur3's 32-bit finalizer */
+function mix(h: number): number {
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
 /**
  * Fixed, non-overlapping evaluation windows (the same every time, so validation losses compare
  * across steps and runs), at most `maxBatches` batches of B.

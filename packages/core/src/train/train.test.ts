@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createReferenceBackend } from '../backends/reference/index.js';
 import { loadFixture } from '../conformance/fixtures.js';
 import { GPT2 } from '../model/gpt2.js';
-import { BatchSampler, evalBatches, splitTokens } from './data.js';
+import { BatchSampler, evalBatches, permuted, SequentialSampler, splitTokens } from './data.js';
 import { perplexity } from './perplexity.js';
 import { learningRate } from './schedule.js';
 import { Trainer, type TrainerOptions } from './trainer.js';
@@ -26,6 +26,35 @@ describe('schedule', () => {
 });
 
 describe('data', () => {
+  it('the keyed permutation is one: every index once, another order per epoch and seed', () => {
+    for (const n of [1, 2, 3, 5, 16, 17, 1000, 4097]) {
+      const seen = new Set(Array.from({ length: n }, (_, i) => permuted(i, n, 7, 0)));
+      expect(seen.size, `n ${n}`).toBe(n);
+      expect(Math.max(...seen)).toBe(n - 1);
+    }
+    const order = (seed: number, epoch: number) => Array.from({ length: 1000 }, (_, i) => permuted(i, 1000, seed, epoch)).join();
+    expect(new Set([order(7, 0), order(7, 1), order(8, 0)]).size).toBe(3);
+  });
+  it("the sequential order draws every window once an epoch (llm.c's), another order each epoch, and continues from a saved position", () => {
+    const T = 8, W = Math.floor((data.length - 1) / T);
+    const windowOf = (b: { inputs: Int32Array; targets: Int32Array }) => {
+      for (let w = 0; w < W; w++) if (b.inputs.every((v, t) => v === data[w * T + t]) && b.targets.every((v, t) => v === data[w * T + t + 1])) return w;
+      return -1;
+    };
+    const a = new SequentialSampler(data, 1, T, 1);
+    const first = Array.from({ length: W }, () => windowOf(a.next()));
+    expect(new Set(first).size).toBe(W);
+    expect(first).not.toContain(-1);
+    expect(a.position()).toEqual({ epoch: 0, next: W });
+    const second = Array.from({ length: W }, () => windowOf(a.next()));
+    expect(new Set(second).size).toBe(W);
+    expect(second).not.toEqual(first);
+    // rebuilt from a saved position (3 windows a batch, across an epoch's end): the same batches as the uninterrupted one
+    const full = new SequentialSampler(data, 3, T, 1);
+    for (let k = 0; k < 14; k++) full.next();
+    const resumed = new SequentialSampler(data, 3, T, 1, full.position());
+    for (let k = 0; k < 30; k++) expect(resumed.next()).toEqual(full.next());
+  });
   it('draws windows whose targets are the inputs shifted by one', () => {
     const b = new BatchSampler(data, 3, 8, 1).next();
     for (let r = 0; r < 3; r++) for (let t = 0; t < 7; t++) expect(b.targets[r * 8 + t]).toBe(b.inputs[r * 8 + t + 1]);

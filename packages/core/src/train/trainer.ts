@@ -4,7 +4,7 @@ import { GPT2Error } from '../errors.js';
 import type { GPT2 } from '../model/gpt2.js';
 import type { BestState } from './best.js';
 import { shardRange } from './collective.js';
-import { BatchSampler, evalBatches, type Batch, type TokenData } from './data.js';
+import { BatchSampler, evalBatches, SequentialSampler, type Batch, type DataPosition, type TokenData } from './data.js';
 import type { DataParallel } from './data-parallel.js';
 import { learningRate, type ScheduleKind } from './schedule.js';
 
@@ -22,6 +22,8 @@ export interface TrainerOptions {
   eps: number;
   clip: number;
   seed: number;
+  /** random windows (default), or llm.c's pass over every window once an epoch */
+  dataOrder?: 'random' | 'sequential';
 }
 
 export interface TrainerState {
@@ -29,6 +31,8 @@ export interface TrainerState {
   rng: number[];
   /** windows per micro-batch across all ranks (batch size x ranks): the data order depends on it alone */
   globalBatch?: number;
+  /** with the sequential order: where its pass stands (rng is then empty) */
+  order?: DataPosition;
   /** the best evaluation and early stopping's count, kept by the caller (best.ts) */
   best?: BestState;
 }
@@ -56,7 +60,7 @@ export class NonFiniteLossError extends GPT2Error {
 
 export class Trainer {
   step: number;
-  private readonly sampler: BatchSampler;
+  private readonly sampler: BatchSampler | SequentialSampler;
   private readonly ranks: number;
 
   /**
@@ -73,11 +77,16 @@ export class Trainer {
   ) {
     this.step = state?.step ?? 0;
     this.ranks = dp?.size ?? 1;
-    this.sampler = new BatchSampler(train, opts.batchSize * this.ranks, opts.blockSize, state ? Uint32Array.from(state.rng) : opts.seed);
+    const B = opts.batchSize * this.ranks;
+    this.sampler =
+      opts.dataOrder === 'sequential'
+        ? new SequentialSampler(train, B, opts.blockSize, opts.seed, state?.order)
+        : new BatchSampler(train, B, opts.blockSize, state ? Uint32Array.from(state.rng) : opts.seed);
   }
 
   state(): TrainerState {
-    return { step: this.step, rng: [...this.sampler.rng.state()], globalBatch: this.sampler.B };
+    const s = this.sampler;
+    return { step: this.step, ...(s instanceof SequentialSampler ? { rng: [], order: s.position() } : { rng: [...s.rng.state()] }), globalBatch: s.B };
   }
 
   /** Rows [start, start + count) of a batch of T-token windows. */
