@@ -326,6 +326,19 @@ static napi_value ExpMany(napi_env env, napi_callback_info info) {
   return undef(env);
 }
 
+double peak_flops(int bf16, int threads);
+
+// peakFlops(bf16, threads): the FLOP/s of `threads` threads of multiply-adds (peak.cc); 0 where unknown
+static napi_value PeakFlops(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  size_t argc = 2;
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  int32_t bf16 = 0, threads = 1;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &bf16) != napi_ok || napi_get_value_int32(env, argv[1], &threads) != napi_ok || threads < 1)
+    return throwError(env, "gpt2_cpu: peakFlops expects (bf16, threads)");
+  return num(env, peak_flops(bf16, threads));
+}
+
 // kernels(): [[name, argc]...], the queue's opcodes by index
 static napi_value Kernels(napi_env env, napi_callback_info) {
   napi_value arr;
@@ -381,7 +394,7 @@ static napi_value ModuleInit(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       EXPORT("init", Init), EXPORT("initOnednn", InitOnednn), EXPORT("onednnImpl", OnednnImpl), EXPORT("alloc", Alloc),
       EXPORT("free", Free), EXPORT("upload", Upload), EXPORT("read", Read), EXPORT("external", External), EXPORT("kernels", Kernels),
-      EXPORT("run", Run), EXPORT("drawRow", DrawRow), EXPORT("expMany", ExpMany),
+      EXPORT("run", Run), EXPORT("drawRow", DrawRow), EXPORT("expMany", ExpMany), EXPORT("peakFlops", PeakFlops),
   };
   napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
   return exports;

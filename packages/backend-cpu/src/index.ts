@@ -23,6 +23,8 @@ interface Addon {
   kernels(): [string, number][];
   drawRow(row: Float32Array, u: number): number;
   expMany(x: Float64Array): void;
+  /** FLOP/s of `threads` threads of fp32 multiply-adds (or bf16 dot products); 0 where unknown */
+  peakFlops(bf16: number, threads: number): number;
   /** runs the first n numbers of the queue: [opcode, arguments...] after another, adding each kernel's ms to ms[opcode] when given */
   run(queue: Float64Array, n: number, ms?: Float64Array): void;
 }
@@ -194,12 +196,14 @@ export async function createCpuBackend(opts: CpuBackendOptions = {}): Promise<Ba
       call('adamw', p(params), p(grads), p(m), p(v), N, lr, b1, b2, 1 - b1, 1 - b2, eps, wd, 1 - Math.pow(b1, step), 1 - Math.pow(b2, step), gs, p(copy ?? null)),
   };
   let held = 0; // bytes this backend holds
+  let peak: number | undefined; // measured on first asking (peak.cc: a few ms)
   const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
   return {
     name: 'cpu',
     kernels: k,
     // under bf16 the model keeps its matrices, and the activations the products read, as bf16 copies
     bf16Copies: precision === 'bf16',
+    peakFlops: () => (peak ??= a.peakFlops(precision === 'bf16' ? 1 : 0, threads)) || undefined,
     alloc(length: number, dtype: DType = 'f32', opts?: AllocOptions) {
       if (dtype === 'bf16' && precision !== 'bf16') throw new Error('a bf16 buffer on the cpu backend in fp32');
       const bytes = Math.max(4, length * bytesOf(dtype));

@@ -51,14 +51,16 @@ export class Reporter {
 
   /** Training progress: a live bar on a terminal, else one line every `every` steps. */
   progress(total: number, every: number) {
-    const format = 'step {value}/{total} |{bar}| loss {loss} (avg {avg}) | lr {lr} | {tps} tok/s | ETA {eta_formatted}';
+    const format = 'step {value}/{total} |{bar}| loss {loss} (avg {avg}) | lr {lr} | {tps} tok/s{mfu} | ETA {eta_formatted}';
     if (this.tty) this.start(format, total);
     return {
-      update: (step: number, p: { loss: number; avg: number; lr: number; tps: number; etaSeconds: number }) => {
-        const payload = { loss: p.loss.toFixed(4), avg: p.avg.toFixed(4), lr: p.lr.toExponential(2), tps: Math.round(p.tps) };
+      /** mfu: the model FLOPs utilization, where the backend's peak is known */
+      update: (step: number, p: { loss: number; avg: number; lr: number; tps: number; mfu?: number; etaSeconds: number }) => {
+        const mfu = p.mfu === undefined ? '' : ` | MFU ${(100 * p.mfu).toFixed(1)}%`;
+        const payload = { loss: p.loss.toFixed(4), avg: p.avg.toFixed(4), lr: p.lr.toExponential(2), tps: Math.round(p.tps), mfu };
         if (this.bar) this.bar.update(step, payload);
         else if (step % every === 0 || step === total) {
-          this.line(`step ${step}/${total} | loss ${payload.loss} (avg ${payload.avg}) | lr ${payload.lr} | ${payload.tps} tok/s | ETA ${formatEta(p.etaSeconds)}`);
+          this.line(`step ${step}/${total} | loss ${payload.loss} (avg ${payload.avg}) | lr ${payload.lr} | ${payload.tps} tok/s${mfu} | ETA ${formatEta(p.etaSeconds)}`);
         }
       },
       stop: () => this.stop(),

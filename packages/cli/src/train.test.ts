@@ -333,10 +333,14 @@ describe('gpt2 train', () => {
     expect(tokenizerToo.stderr).toMatch(/Token shards \(\.bin\) hold GPT-2 token ids already; --train-tokenizer trains a tokenizer on text/);
   });
 
-  it("--data-order sequential (llm.c's pass): resumed exactly; resumed in the other order, one sentence", async () => {
-    const run = join(dir, 'sequential'), extra = ['--steps', '6', '--save-every', '3', '--data-order', 'sequential'];
+  it("--data-order sequential (llm.c's pass): resumed exactly; resumed in the other order, one sentence; the MFU on cpu", async () => {
+    const run = join(dir, 'sequential'), extra = ['--steps', '6', '--save-every', '3', '--data-order', 'sequential', '--backend', 'cpu'];
     const r = await gpt2(args(run, extra));
     expect(r.code, r.stderr).toBe(0);
+    // the cpu backend measures its peak: the progress line and the metrics carry the MFU
+    expect(r.stderr).toMatch(/tok\/s \| MFU \d+\.\d% \| ETA/);
+    const mfu = metrics(run).filter((m) => m.loss !== undefined).map((m) => m.mfu);
+    expect(mfu.every((x) => x > 0 && x < 1), `${mfu}`).toBe(true);
     const whole = losses(run);
     expect(JSON.parse(readFileSync(join(run, 'checkpoint-00000003/trainer_state.json'), 'utf8')).order).toEqual({ epoch: 0, next: 12 }); // 3 steps of 4 windows
     // --data-order comes from run.json when not given, as the other settings do

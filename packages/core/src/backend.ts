@@ -173,6 +173,11 @@ export interface Backend {
    * by AdamW's own pass, and of each activation a product reads, so nothing is rounded twice.
    */
   readonly bf16Copies?: boolean;
+  /**
+   * The FLOP/s its matrix products can reach at the precision it runs, where known (cpu: measured
+   * on its threads): what training's MFU is measured against.
+   */
+  peakFlops?(): number | undefined;
   /** A new zero-filled buffer of `length` elements. */
   alloc(length: number, dtype?: DType, opts?: AllocOptions): Buf;
   /** A view of `length` elements of `buf` starting at element `offset`; shares memory. */

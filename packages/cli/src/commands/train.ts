@@ -253,6 +253,10 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
     report.line(`----- sample at step ${step} -----\n${f.samplePrompt}${samples[0].text}\n-----`);
   };
 
+  // MFU as nanoGPT's estimate_mfu counts a token: 6 FLOPs a parameter (forward and backward) plus
+  // attention's 12 * layers * width * block; against the backend's peak where it knows it
+  const { nLayer, nEmbd } = model.config, peak = backend.peakFlops?.();
+  const flopsPerToken = 6 * model.numParams + 12 * nLayer * nEmbd * block;
   const startVal = trainer.step === 0 && f.evalEvery !== 0 ? await evaluate(0) : undefined;
   let avg = NaN;
   const bar = report.progress(steps, f.logEvery ?? (steps <= 50 ? 1 : 10));
@@ -277,8 +281,9 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
       avg = Number.isNaN(avg) ? r.loss : 0.9 * avg + 0.1 * r.loss;
       const elapsed = (performance.now() - t0) / 1000;
       const tps = (tokensSeen / trainMs) * 1000; // training time only, not evaluation or samples
-      bar.update(r.step, { loss: r.loss, avg, lr: r.lr, tps, etaSeconds: ((steps - r.step) * elapsed) / (r.step - step0) });
-      await saving(() => run.metric({ step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: tps, ms: r.ms }));
+      const mfu = peak ? (flopsPerToken * tps) / (peak * comm.size) : undefined; // tps counts every rank's tokens
+      bar.update(r.step, { loss: r.loss, avg, lr: r.lr, tps, mfu, etaSeconds: ((steps - r.step) * elapsed) / (r.step - step0) });
+      await saving(() => run.metric({ step: r.step, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSecond: tps, ms: r.ms, ...(mfu !== undefined && { mfu }) }));
       let last = r.step === steps;
       if (f.evalEvery !== 0 && (every(f.evalEvery, r.step) || last)) {
         endVal = await evaluate(r.step);
