@@ -68,6 +68,13 @@ static bool args(napi_env env, napi_callback_info info, double *a, size_t n, nap
   }
   return true;
 }
+// The memory and length of a typed array argument, of type `want` (any type when want is -1).
+static bool typed(napi_env env, napi_value v, int want, void **data, size_t *length) {
+  napi_typedarray_type type;
+  size_t offset;
+  napi_value ab;
+  return napi_get_typedarray_info(env, v, &type, length, data, &ab, &offset) == napi_ok && (want < 0 || type == (napi_typedarray_type)want);
+}
 #define F(i) ((float *)(uintptr_t)a[i])
 #define I(i) ((int *)(uintptr_t)a[i])
 #define N_(i) ((int)a[i])
@@ -202,11 +209,9 @@ static napi_value Upload(napi_env env, napi_callback_info info) {
   double a[2];
   napi_value argv[2];
   if (!args(env, info, a, 2, argv)) return nullptr;
-  napi_typedarray_type type;
-  size_t length, offset;
+  size_t length;
   void *data;
-  napi_value ab;
-  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, &ab, &offset) != napi_ok) return throwError(env, "upload expects a typed array");
+  if (!typed(env, argv[1], -1, &data, &length)) return throwError(env, "upload expects a typed array");
   copy((char *)(uintptr_t)a[0], (const char *)data, length * 4);
   return undef(env);
 }
@@ -297,31 +302,23 @@ static void runOp(int op, const double *a) {
 // drawRow(row: Float32Array, u): the id core's draw() takes from softmax(row) for the uniform u
 // (sample.cc); it reads only the row, so it runs at once, queue or not
 static napi_value DrawRow(napi_env env, napi_callback_info info) {
+  double a[2];
   napi_value argv[2];
-  size_t argc = 2;
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  napi_typedarray_type type;
-  size_t length, offset;
+  size_t length;
   void *data;
-  napi_value ab;
-  double u;
-  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset) != napi_ok || type != napi_float32_array ||
-      napi_get_value_double(env, argv[1], &u) != napi_ok || length == 0)
-    return throwError(env, "gpt2_cpu: drawRow expects a non-empty Float32Array and a number");
-  return num(env, draw_row((const float *)data, (int)length, u));
+  if (!args(env, info, a, 2, argv)) return nullptr;
+  if (!typed(env, argv[0], napi_float32_array, &data, &length) || length == 0) return throwError(env, "gpt2_cpu: drawRow expects a non-empty Float32Array and a number");
+  return num(env, draw_row((const float *)data, (int)length, a[1]));
 }
 
 // expMany(x: Float64Array): exp of each element in place, as draw_row computes them (the tests compare with Math.exp)
 static napi_value ExpMany(napi_env env, napi_callback_info info) {
+  double a[1];
   napi_value argv[1];
-  size_t argc = 1;
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  napi_typedarray_type type;
-  size_t length, offset;
+  size_t length;
   void *data;
-  napi_value ab;
-  if (argc < 1 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &ab, &offset) != napi_ok || type != napi_float64_array)
-    return throwError(env, "gpt2_cpu: expMany expects a Float64Array");
+  if (!args(env, info, a, 1, argv)) return nullptr;
+  if (!typed(env, argv[0], napi_float64_array, &data, &length)) return throwError(env, "gpt2_cpu: expMany expects a Float64Array");
   exp_many((double *)data, (int64_t)length);
   return undef(env);
 }
@@ -330,13 +327,10 @@ double peak_flops(int bf16, int threads);
 
 // peakFlops(bf16, threads): the FLOP/s of `threads` threads of multiply-adds (peak.cc); 0 where unknown
 static napi_value PeakFlops(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
-  size_t argc = 2;
-  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
-  int32_t bf16 = 0, threads = 1;
-  if (argc < 2 || napi_get_value_int32(env, argv[0], &bf16) != napi_ok || napi_get_value_int32(env, argv[1], &threads) != napi_ok || threads < 1)
-    return throwError(env, "gpt2_cpu: peakFlops expects (bf16, threads)");
-  return num(env, peak_flops(bf16, threads));
+  double a[2];
+  if (!args(env, info, a, 2)) return nullptr;
+  if (a[1] < 1) return throwError(env, "gpt2_cpu: peakFlops expects (bf16, threads >= 1)");
+  return num(env, peak_flops(N_(0), N_(1)));
 }
 
 // kernels(): [[name, argc]...], the queue's opcodes by index

@@ -102,6 +102,20 @@ export function invalidUtf8Offset(b: Uint8Array): number {
   return -1;
 }
 
+/**
+ * A whole file as UTF-8 text; a file that is not UTF-8, or not there, ends in one sentence naming it
+ * (`fix` says what to do about the first, `missing` adds to the second).
+ */
+export async function readUtf8(file: string, fix = 'convert it first', missing?: string): Promise<string> {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(await readFile(file));
+  } catch (err) {
+    if (err instanceof TypeError) throw new GPT2Error(`${file} is not UTF-8 text; ${fix}.`);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new GPT2Error(`${file} does not exist${missing ? `; ${missing}` : ''}.`);
+    throw err;
+  }
+}
+
 async function utf8Error(file: string): Promise<GPT2Error> {
   const bytes = await readFile(file);
   const at = invalidUtf8Offset(bytes);

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { GPT2Error, parseConfig } from '@gpt2/core';
 import { join } from 'node:path';
 import { resolveModelDir, tokenizerFor } from '../model-source.js';
+import { readUtf8 } from '../corpus.js';
 import { Reporter } from '../report.js';
 
 export async function runTokenize(f: { model: string; text?: string; file?: string; json?: boolean; specials: boolean }): Promise<void> {
@@ -12,15 +13,7 @@ export async function runTokenize(f: { model: string; text?: string; file?: stri
   const config = parseConfig(await readFile(join(dir, 'config.json'), 'utf8'), join(dir, 'config.json'));
   const tok = await tokenizerFor(dir, config, report);
   let text = f.text;
-  if (f.file !== undefined) {
-    try {
-      text = new TextDecoder('utf-8', { fatal: true }).decode(await readFile(f.file));
-    } catch (err) {
-      if (err instanceof TypeError) throw new GPT2Error(`${f.file} is not UTF-8 text; convert it first.`);
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new GPT2Error(`${f.file} does not exist.`);
-      throw err;
-    }
-  }
+  if (f.file !== undefined) text = await readUtf8(f.file);
   const ids = [...tok.encode(text!, { specials: f.specials })];
   if (f.json) process.stdout.write(JSON.stringify({ ids, count: ids.length }) + '\n');
   else process.stdout.write(`${ids.join(' ')}\n(${ids.length} tokens)\n`);

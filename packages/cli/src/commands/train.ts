@@ -128,7 +128,7 @@ export async function runTraining(kind: 'finetune' | 'train', data: string[], f:
   const load = async (paths: string[]): Promise<TokenData> => {
     const files = await expandPaths(paths);
     if (!areShards(files)) {
-      const corpus = await loadCorpus(paths, tok, corpusOpts);
+      const corpus = await loadCorpus(files, tok, corpusOpts);
       report.line(`data: ${corpus.tokens.length} tokens from ${corpus.files.length} file(s)${corpus.fromCache ? ' (cached)' : ''}`);
       return corpus.tokens;
     }
