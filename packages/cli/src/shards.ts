@@ -35,6 +35,7 @@ function describe(path: string, fd: number): Shard {
   return { path, format: 'nanoGPT', offset: 0, count: size / 2 };
 }
 
+/** The files stay open for the life of the process (training reads them to its end). */
 export class ShardTokens implements TokenSource {
   readonly length: number;
   private readonly starts: number[]; // the stream index of each shard's first token
@@ -94,10 +95,6 @@ export class ShardTokens implements TokenSource {
       const n = Math.min(s.count, 32768), first = this.window(this.starts[i], n), last = this.window(this.starts[i] + s.count - n, n);
       return [new TextEncoder().encode(`${s.format}:${s.count}|`), new Uint8Array(first.buffer), new Uint8Array(last.buffer)];
     });
-  }
-
-  close(): void {
-    for (const fd of this.fds) closeSync(fd);
   }
 
   private shardAt(index: number): number {
